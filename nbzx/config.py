@@ -1,0 +1,340 @@
+"""Configuration: one YAML file plus secrets from the environment, validated at start-up.
+
+Errors name the key and the problem (``zabbix.rate_per_s: Expected `float` > 0.0``), so an
+operator can fix a values file without reading code. Secrets are never read from the YAML file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import msgspec.yaml
+from msgspec import Meta, Struct, field
+
+PositiveFloat = Annotated[float, Meta(gt=0)]
+PositiveInt = Annotated[int, Meta(gt=0)]
+Port = Annotated[int, Meta(ge=1, le=65535)]
+
+# NetBox's own job intervals, in minutes.
+RECONCILE_INTERVALS = (1, 5, 15, 30, 60, *range(120, 721, 60), 1440, 10080, 43200)
+
+# Object types whose changes map to a Zabbix host (the host itself, or a part of it).
+HOST_OBJECT_TYPES = (
+    "dcim.device",
+    "virtualization.virtualmachine",
+    "dcim.interface",
+    "virtualization.vminterface",
+    "ipam.ipaddress",
+)
+# Object types that many hosts depend on: a change fans out to the hosts that use them.
+DEPENDENCY_OBJECT_TYPES = (
+    "dcim.site",
+    "dcim.region",
+    "dcim.sitegroup",
+    "dcim.location",
+    "dcim.devicerole",
+    "dcim.platform",
+    "dcim.devicetype",
+    "dcim.manufacturer",
+    "dcim.virtualchassis",
+    "tenancy.tenant",
+    "tenancy.tenantgroup",
+    "virtualization.cluster",
+    "virtualization.clustergroup",
+    "extras.configcontext",
+    "extras.tag",
+)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key."""
+
+
+class _Base(Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
+    pass
+
+
+class NetBoxConfig(_Base):
+    url: str = "http://127.0.0.1:8000"
+    verify_tls: bool = True
+    timeout_s: PositiveFloat = 15.0
+    threads: PositiveInt = 4  # pynetbox is blocking: a bounded pool of threads runs it
+
+
+class ZabbixConfig(_Base):
+    url: str = "http://127.0.0.1:8081"
+    rate_per_s: PositiveFloat = 50.0
+    concurrency: PositiveInt = 8
+    timeout_s: PositiveFloat = 30.0
+    verify_tls: bool = True
+
+
+class TopicsConfig(_Base):
+    events: str = "netbox.events"
+    control: str = "nbzx.control"
+    jobs: str = "nbzx.jobs"
+    dlq: str = "netbox.events.dlq"
+
+
+class KafkaConfig(_Base):
+    bootstrap: str = "127.0.0.1:9092"
+    partitions: PositiveInt = 12
+    replication: PositiveInt = 1
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    produce_timeout_s: PositiveFloat = 5.0
+    client_id: str = "nbzx"
+    group: str = "nbzx-consumers"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+
+class ReceiverConfig(_Base):
+    host: str = "127.0.0.1"
+    port: Port = 8090
+    max_body_bytes: PositiveInt = 1024 * 1024
+    # Which object types are turned into events; anything else gets 202 {"ignored": ...}.
+    object_types: list[str] = field(default_factory=lambda: [*HOST_OBJECT_TYPES, *DEPENDENCY_OBJECT_TYPES])
+    virtual_chassis_as_one_host: bool = False
+
+
+class ScopeRule(_Base):
+    filter: dict[str, Any] = field(default_factory=dict)
+    require_primary_ip: bool = False
+    enabled: bool = True
+
+
+class ScopeConfig(_Base):
+    devices: ScopeRule = field(default_factory=ScopeRule)
+    virtual_machines: ScopeRule = field(default_factory=ScopeRule)
+
+
+class TemplateRule(_Base):
+    match: dict[str, Any] = field(default_factory=dict)
+    templates: list[str] = field(default_factory=list)
+
+
+class SnmpConfig(_Base):
+    version: Literal[1, 2, 3] = 2
+    community: str = "{$SNMP_COMMUNITY}"
+    port: Port = 161
+    bulk: bool = True
+    securityname: str = ""
+    securitylevel: Literal["noAuthNoPriv", "authNoPriv", "authPriv"] = "noAuthNoPriv"
+    authprotocol: Literal["MD5", "SHA1", "SHA224", "SHA256", "SHA384", "SHA512"] = "SHA1"
+    authpassphrase: str = ""
+    privprotocol: Literal["DES", "AES128", "AES192", "AES256", "AES192C", "AES256C"] = "AES128"
+    privpassphrase: str = ""
+    contextname: str = ""
+
+
+class InterfacesConfig(_Base):
+    default: Literal["agent", "snmp", "none"] = "agent"
+    snmp_when: dict[str, Any] = field(default_factory=dict)
+    agent_port: Port = 10050
+    snmp: SnmpConfig = field(default_factory=SnmpConfig)
+    use_dns: bool = False
+    ip_family: Literal["ipv4", "ipv6", "any"] = "any"
+
+
+class TagsConfig(_Base):
+    from_netbox_tags: bool = True
+    fields: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class InventoryConfig(_Base):
+    mode: Literal["disabled", "manual", "automatic"] = "disabled"
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+class MacroConfig(_Base):
+    value: str
+    secret: bool = False
+    description: str = ""
+
+
+HostStatus = Literal["enabled", "disabled", "delete", "maintenance"]
+
+
+def _default_status_map() -> dict[str, HostStatus]:
+    return {
+        "active": "enabled",
+        "planned": "disabled",
+        "staged": "disabled",
+        "offline": "disabled",
+        "failed": "disabled",
+        "decommissioning": "delete",
+        "inventory": "delete",
+    }
+
+
+class HostConfig(_Base):
+    name: str = "{name}"
+    visible_name: str = "{name}"
+    groups: list[str] = field(default_factory=lambda: ["NetBox/{site.name}"])
+    managed_group_prefixes: list[str] = field(default_factory=lambda: ["NetBox/"])
+    templates: list[TemplateRule] = field(default_factory=list)
+    use_config_context: bool = True
+    interfaces: InterfacesConfig = field(default_factory=InterfacesConfig)
+    tags: TagsConfig = field(default_factory=TagsConfig)
+    inventory: InventoryConfig = field(default_factory=InventoryConfig)
+    macros: dict[str, MacroConfig] = field(default_factory=dict)
+    description: str = ""
+    proxy: str | None = None
+    proxy_group: str | None = None
+    status: dict[str, HostStatus] = field(default_factory=_default_status_map)
+    adopt: bool = False
+    authoritative: list[Literal["groups", "tags", "templates", "macros"]] = field(default_factory=list)
+
+
+class DeleteConfig(_Base):
+    mode: Literal["disable", "soft", "hard"] = "soft"
+    graveyard_group: str = "NetBox/Archived"
+    grace: str | None = None
+    out_of_scope: Literal["delete", "disable", "ignore"] = "delete"
+
+    def __post_init__(self) -> None:
+        if self.grace is not None:
+            parse_duration(self.grace)
+
+
+class ReconcileConfig(_Base):
+    interval: int = 60
+    start_at: str | None = None
+    max_delete: str | int = "10%"
+
+    def __post_init__(self) -> None:
+        if self.interval not in RECONCILE_INTERVALS:
+            raise ValueError(f"interval must be one of {', '.join(map(str, RECONCILE_INTERVALS))} minutes")
+        if isinstance(self.max_delete, str) and not re.fullmatch(r"\d+(\.\d+)?%|\d+", self.max_delete):
+            raise ValueError("max_delete must be a count (25) or a percentage ('10%')")
+
+
+class LoggingConfig(_Base):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    json: bool = True
+
+
+class Secrets(_Base):
+    """Filled from the environment only (see `SECRET_ENV`); never from the YAML file, never logged."""
+
+    netbox_token: str = ""
+    zabbix_token: str = ""
+    zabbix_user: str = ""
+    zabbix_password: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    webhook_secret: str = ""
+    api_token: str = ""
+
+    def __repr__(self) -> str:
+        return "Secrets(" + ", ".join(f"{k}={'set' if getattr(self, k) else 'unset'}" for k in self.__struct_fields__) + ")"
+
+
+class Config(_Base):
+    netbox: NetBoxConfig = field(default_factory=NetBoxConfig)
+    zabbix: ZabbixConfig = field(default_factory=ZabbixConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
+    scope: ScopeConfig = field(default_factory=ScopeConfig)
+    host: HostConfig = field(default_factory=HostConfig)
+    delete: DeleteConfig = field(default_factory=DeleteConfig)
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    secrets: Secrets = field(default_factory=Secrets)
+
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> int:
+    """'30d' -> seconds. Accepts s, m, h, d, w."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 15m, 12h, 30d or 2w")
+    return int(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+# Which environment variable fills which secret.
+SECRET_ENV = {
+    "netbox_token": "NETBOX_TOKEN",
+    "zabbix_token": "ZABBIX_TOKEN",
+    "zabbix_user": "ZABBIX_USER",
+    "zabbix_password": "ZABBIX_PASSWORD",
+    "kafka_sasl_username": "NBZX_KAFKA_SASL_USERNAME",
+    "kafka_sasl_password": "NBZX_KAFKA_SASL_PASSWORD",
+    "webhook_secret": "NBZX_WEBHOOK_SECRET",
+    "api_token": "NBZX_API_TOKEN",
+}
+_SECRETISH = re.compile(r"(token|password|secret)$")
+
+
+def parse_config(text: str | bytes, env: Mapping[str, str] | None = None) -> Config:
+    """Decode and validate YAML text, then fill the secrets from `env`."""
+    try:
+        raw = msgspec.yaml.decode(text) if text and str(text).strip() else {}
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"config is not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("config must be a YAML mapping at the top level")
+    if "secrets" in raw:
+        raise ConfigError("secrets: secrets are not read from the config file; set " + ", ".join(SECRET_ENV.values()))
+    for section, body in raw.items():
+        for key in body if isinstance(body, dict) else ():
+            if isinstance(key, str) and _SECRETISH.search(key):
+                raise ConfigError(f"{section}.{key}: secrets are not read from the config file; use the environment")
+    try:
+        cfg = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_readable(str(exc))) from exc
+    env = os.environ if env is None else env
+    cfg.secrets = Secrets(**{name: env.get(var, "") for name, var in SECRET_ENV.items()})
+    return cfg
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load the config from `path` (or $NBZX_CONFIG); no path means all defaults."""
+    env = os.environ if env is None else env
+    path = path or env.get("NBZX_CONFIG")
+    if not path:
+        return parse_config("", env)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    return parse_config(text, env)
+
+
+def require(cfg: Config, *needs: str) -> None:
+    """Fail start-up when a secret a command needs is missing, naming its variable."""
+    sec = cfg.secrets
+    present = {
+        "netbox_token": bool(sec.netbox_token),
+        "zabbix_auth": bool(sec.zabbix_token or (sec.zabbix_user and sec.zabbix_password)),
+        "webhook_secret": bool(sec.webhook_secret),
+        "api_token": bool(sec.api_token),
+    }
+    names = {**SECRET_ENV, "zabbix_auth": "ZABBIX_TOKEN or ZABBIX_USER+ZABBIX_PASSWORD"}
+    missing = [names[n] for n in needs if not present[n]]
+    if missing:
+        raise ConfigError("missing secret(s) in the environment: " + ", ".join(missing))
+
+
+def _readable(msg: str) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.zabbix.rate_per_s`": put the key first.
+    m = re.match(r"^(.*) - at `\$\.?(.*)`$", msg)
+    if not m:
+        return msg
+    where = re.sub(r"\[(\d+)\]", r"[\1]", m.group(2)) or "(top level)"
+    return f"{where}: {m.group(1)}"

@@ -1,0 +1,173 @@
+"""The aiohttp receiver: signed NetBox webhooks in, Kafka records out, keyed by host.
+
+Nothing is acknowledged that is not stored: `/webhook` answers 202 only after Kafka acknowledged
+the record (acks=all, idempotent producer), and 503 when it could not, so NetBox retries.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from nbzx.config import Config
+from nbzx.kafka import ProduceUnavailable, Producer
+from nbzx.logging import get_logger
+from receiver import metrics
+from receiver.webhook import Delivery, inspect_delivery
+from schemas.messages import ReconcileRequest, ReconcileScope, encode
+
+log = get_logger(component="receiver")
+
+CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+PRODUCER: web.AppKey[Producer] = web.AppKey("producer", Producer)
+
+
+def _json(status: int, payload: dict[str, Any]) -> web.Response:
+    return web.Response(status=status, body=msgspec.json.encode(payload), content_type="application/json")
+
+
+async def webhook(request: web.Request) -> web.Response:
+    """POST /webhook: verify, normalise, produce, then 202 with where the record landed."""
+    cfg = request.app[CONFIG]
+    limit = cfg.receiver.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        metrics.WEBHOOKS.labels("too_large").inc()
+        return _json(413, {"error": f"body is {request.content_length} bytes, over the {limit} limit"})
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        metrics.WEBHOOKS.labels("too_large").inc()
+        return _json(413, {"error": f"body is over the {limit} byte limit"})
+    received_at = time.time()
+    result = inspect_delivery(
+        Delivery(raw, request.headers.get("X-Hook-Signature"), request.headers.get("Content-Type")),
+        cfg.secrets.webhook_secret,
+        max_body_bytes=limit,
+        object_types=cfg.receiver.object_types,
+        vc_as_one_host=cfg.receiver.virtual_chassis_as_one_host,
+        received_at=received_at,
+    )
+    if result.status != 202:
+        label = {401: "unauthorized", 413: "too_large", 415: "bad_content_type"}.get(result.status, "bad_request")
+        metrics.WEBHOOKS.labels(label).inc()
+        log.warning("webhook_rejected", status=result.status, reason=result.reason, remote=request.remote)
+        return _json(result.status, {"error": result.reason})
+    if result.event is None:
+        metrics.WEBHOOKS.labels("ignored").inc()
+        return _json(202, {"ignored": result.ignored, "reason": result.reason})
+    ev = result.event
+    t0 = time.perf_counter()
+    try:
+        partition, offset = await request.app[PRODUCER].send(cfg.kafka.topics.events, ev.host_key, encode(ev))
+    except ProduceUnavailable as exc:
+        metrics.WEBHOOKS.labels("unavailable").inc()
+        log.error("webhook_not_stored", host_key=ev.host_key, error=str(exc))
+        return _json(503, {"error": "Kafka is unavailable; the event was not stored, retry later"})
+    metrics.PRODUCE_SECONDS.observe(time.perf_counter() - t0)
+    metrics.WEBHOOKS.labels("accepted").inc()
+    log.info(
+        "webhook_accepted",
+        host_key=ev.host_key,
+        event=ev.event,
+        object_type=ev.object_type,
+        object_id=ev.object_id,
+        changed=ev.changed,
+        partition=partition,
+        offset=offset,
+    )
+    return _json(
+        202,
+        {
+            "id": ev.id,
+            "host_key": ev.host_key,
+            "topic": cfg.kafka.topics.events,
+            "partition": partition,
+            "offset": offset,
+        },
+    )
+
+
+class _ReconcileBody(msgspec.Struct, forbid_unknown_fields=True):
+    object_types: list[str] = msgspec.field(default_factory=list)
+    filter: dict[str, Any] = msgspec.field(default_factory=dict)
+    dry_run: bool = False
+
+
+def authorized(request: web.Request) -> bool:
+    """Bearer token check (constant time) for the API routes; never the webhook secret."""
+    token = request.app[CONFIG].secrets.api_token
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+async def reconcile(request: web.Request) -> web.Response:
+    """POST /reconcile: produce a ReconcileRequest to the control topic; 202 with the job id."""
+    if not authorized(request):
+        metrics.RECONCILE_REQUESTS.labels("unauthorized").inc()
+        return _json(401, {"error": "missing or wrong bearer token"})
+    raw = await request.read()
+    try:
+        body = msgspec.json.decode(raw, type=_ReconcileBody) if raw.strip() else _ReconcileBody()
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        metrics.RECONCILE_REQUESTS.labels("bad_request").inc()
+        return _json(400, {"error": f"bad reconcile request: {exc}"})
+    req = ReconcileRequest(
+        trigger="api",
+        user=request.headers.get("X-Nbzx-User"),
+        dry_run=body.dry_run,
+        scope=ReconcileScope(object_types=body.object_types, filter=body.filter),
+    )
+    cfg = request.app[CONFIG]
+    try:
+        await request.app[PRODUCER].send(cfg.kafka.topics.control, "reconcile", encode(req))
+    except ProduceUnavailable as exc:
+        metrics.RECONCILE_REQUESTS.labels("unavailable").inc()
+        log.error("reconcile_not_stored", job_id=req.job_id, error=str(exc))
+        return _json(503, {"error": "Kafka is unavailable; the reconcile was not requested, retry later"})
+    metrics.RECONCILE_REQUESTS.labels("accepted").inc()
+    log.info("reconcile_requested", job_id=req.job_id, dry_run=req.dry_run)
+    return _json(202, {"job_id": req.job_id, "dry_run": req.dry_run})
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return _json(200, {"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the producer reaches the Kafka cluster now."""
+    if await request.app[PRODUCER].ready():
+        return _json(200, {"status": "ready"})
+    return _json(503, {"status": "kafka unreachable"})
+
+
+async def prometheus(_request: web.Request) -> web.Response:
+    """GET /metrics in Prometheus text format."""
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def make_app(cfg: Config, producer: Producer | None = None) -> web.Application:
+    """The receiver application; the producer starts and stops with it."""
+    # Leave headroom over the limit so an oversized body gets our 413 message, not aiohttp's.
+    app = web.Application(client_max_size=cfg.receiver.max_body_bytes + 1)
+    app[CONFIG] = cfg
+    app[PRODUCER] = producer or Producer(cfg, client_id=f"{cfg.kafka.client_id}-receiver")
+
+    async def lifecycle(app: web.Application) -> Any:
+        await app[PRODUCER].start()
+        yield
+        await app[PRODUCER].stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/webhook", webhook)
+    app.router.add_post("/reconcile", reconcile)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", prometheus)
+    return app

@@ -1,0 +1,151 @@
+"""The Kafka message contract: every message on every topic, defined once.
+
+Each message is a versioned envelope ``{"v": 1, "kind": ..., "id": <uuid>, "produced_at": ..., ...}``
+encoded as JSON. Unknown newer fields are ignored on decode; an unknown ``v`` is an
+`UnknownVersion` error, which consumers send to the dead-letter topic instead of crashing.
+The JSON Schema files beside this module are exported from these types (`schemas.export`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+from msgspec import Struct, field
+
+VERSION = 1
+
+Event = Literal["created", "updated", "deleted"]
+JobKind = Literal["reconcile", "backfill", "settings_import", "maintenance_cleanup"]
+JobStatus = Literal["scheduled", "pending", "running", "completed", "errored", "failed", "skipped"]
+Trigger = Literal["schedule", "api", "cli"]
+
+
+def new_id() -> str:
+    """A fresh message or job id."""
+    return str(uuid.uuid4())
+
+
+def utc_now() -> str:
+    """Now, as an ISO 8601 UTC timestamp."""
+    return datetime.now(UTC).isoformat()
+
+
+class _Envelope(Struct, kw_only=True, tag_field="kind"):
+    v: int = VERSION
+    id: str = field(default_factory=new_id)
+    produced_at: str = field(default_factory=utc_now)
+
+
+class PreviousOwner(Struct, kw_only=True):
+    """An IP address's assignment before the change, as NetBox's snapshot has it (numeric content type)."""
+
+    content_type_id: int
+    object_id: int
+
+
+class ChangeEvent(_Envelope, tag="change_event"):
+    """One NetBox change, from a webhook. A hint: consumers re-read NetBox for the state."""
+
+    host_key: str
+    event: Event
+    object_type: str
+    object_id: int
+    timestamp: str | None = None
+    request_id: str | None = None
+    user: str | None = None
+    changed: list[str] = field(default_factory=list)
+    # An IP moved away from (or was unassigned from) this interface: its old host needs a sync too.
+    previous_owner: PreviousOwner | None = None
+    received_at: float | None = None  # epoch seconds at the receiver, for event-to-Zabbix latency
+    body: dict[str, Any] = field(default_factory=dict)  # the original webhook body; replay loses nothing
+
+
+class SyncRequest(_Envelope, tag="sync_request"):
+    """Sync one host key now (from reconcile, dependency fan-out or a DLQ retry)."""
+
+    host_key: str
+    reason: Literal["reconcile", "fanout", "retry", "cli", "previous_owner"] = "reconcile"
+    job_id: str | None = None
+    cause: str | None = None  # e.g. the dependency that fanned out: "dcim.site:3"
+
+
+class ReconcileScope(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Limits a reconcile to some object types and a NetBox filter."""
+
+    object_types: list[str] = field(default_factory=list)
+    filter: dict[str, Any] = field(default_factory=dict)
+
+
+class ReconcileRequest(_Envelope, tag="reconcile_request"):
+    """Start a reconcile (keyed "reconcile" on the control topic)."""
+
+    job_id: str = field(default_factory=new_id)
+    trigger: Trigger = "api"
+    user: str | None = None
+    dry_run: bool = False
+    scope: ReconcileScope = field(default_factory=ReconcileScope)
+    scheduled_for: str | None = None
+
+
+class JobRecord(_Envelope, tag="job_record"):
+    """The latest state of one job (keyed by job id on the compacted jobs topic)."""
+
+    job_id: str
+    job_kind: JobKind
+    status: JobStatus
+    trigger: Trigger = "api"
+    user: str | None = None
+    created: str = field(default_factory=utc_now)
+    started: str | None = None
+    completed: str | None = None
+    duration_s: float | None = None
+    interval: int | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    log: list[str] = field(default_factory=list)
+
+
+class DeadLetter(_Envelope, tag="dead_letter"):
+    """A message that could not be applied, with why (on the DLQ topic, keyed by host key)."""
+
+    host_key: str
+    error: str
+    attempts: int
+    topic: str
+    partition: int
+    offset: int
+    original: str  # the original message, verbatim, as text
+
+
+Message = ChangeEvent | SyncRequest | ReconcileRequest | JobRecord | DeadLetter
+MESSAGE_TYPES: tuple[type[Struct], ...] = (ChangeEvent, SyncRequest, ReconcileRequest, JobRecord, DeadLetter)
+
+
+class UnknownVersion(ValueError):
+    """The envelope's `v` is not one this code understands."""
+
+
+class _Head(Struct):
+    v: int = 0
+    kind: str = ""
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Message)
+_head_decoder = msgspec.json.Decoder(_Head)
+
+
+def encode(msg: Message) -> bytes:
+    """A message as JSON bytes."""
+    return _encoder.encode(msg)
+
+
+def decode(data: bytes) -> Message:
+    """Decode any message. Raises `UnknownVersion` or `msgspec.DecodeError`/`ValidationError`."""
+    head = _head_decoder.decode(data)
+    if head.v != VERSION:
+        raise UnknownVersion(f"message version {head.v!r} is not supported (this consumer reads v{VERSION})")
+    return _decoder.decode(data)

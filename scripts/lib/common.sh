@@ -1,0 +1,108 @@
+# Shared helpers for scripts/stack: logging, the state file, background start, health waits, apt.
+# Sourced, not run.
+
+# Everything the stack downloads, builds or stores lives outside the repository, so a fresh clone
+# on the same machine reuses it (the NetBox migrate dump alone saves ~5.5 minutes).
+STACK_HOME=${NBZX_STACK_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/nbzx-stack}
+STATE_FILE="$STACK_HOME/stack.state"
+LOG_DIR="$STACK_HOME/logs"
+mkdir -p "$STACK_HOME" "$LOG_DIR"
+
+# Fixed loopback ports; the test fixtures and the example config use the same numbers.
+PG_PORT=5432
+REDIS_PORT=6379
+KAFKA_PORT=${NBZX_KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${NBZX_KAFKA_CONTROLLER_PORT:-9093}
+ZABBIX_PORT=${NBZX_ZABBIX_PORT:-8081}
+NETBOX_PORT=${NBZX_NETBOX_PORT:-8000}
+
+log() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+now() { date +%s.%N; }
+elapsed() { printf '%.1f' "$(echo "$(now) - $1" | bc)"; }
+
+# state_set NAME PID PORT: one line per service we started; `down` stops exactly these PIDs.
+state_set() {
+  local name=$1 pid=$2 port=$3
+  touch "$STATE_FILE"
+  grep -v "^$name " "$STATE_FILE" > "$STATE_FILE.tmp" || true
+  printf '%s %s %s\n' "$name" "$pid" "$port" >> "$STATE_FILE.tmp"
+  mv "$STATE_FILE.tmp" "$STATE_FILE"
+}
+state_del() {
+  [ -f "$STATE_FILE" ] || return 0
+  grep -v "^$1 " "$STATE_FILE" > "$STATE_FILE.tmp" || true
+  mv "$STATE_FILE.tmp" "$STATE_FILE"
+}
+state_pid() { [ -f "$STATE_FILE" ] && awk -v n="$1" '$1==n {print $2}' "$STATE_FILE" || true; }
+
+pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+
+# start_bg NAME PORT LOGFILE CMD...: start CMD in its own session (so `down` can end its whole
+# process group) and record it.
+start_bg() {
+  local name=$1 port=$2 logfile=$3; shift 3
+  setsid nohup "$@" >"$logfile" 2>&1 </dev/null &
+  state_set "$name" "$!" "$port"
+}
+
+# stop_service NAME: TERM the process group we started, then KILL what is left after 20 s.
+stop_service() {
+  local name=$1 pid
+  pid=$(state_pid "$name")
+  if pid_alive "$pid"; then
+    log "stopping $name (pid $pid)"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 200); do pid_alive "$pid" || break; sleep 0.1; done
+    if pid_alive "$pid"; then
+      log "$name did not stop in 20 s; killing it"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  state_del "$name"
+}
+
+# wait_for DESC TIMEOUT_S LOGFILE CMD...: poll CMD until it succeeds; progress every 10 s; on
+# timeout print the tail of LOGFILE and fail.
+wait_for() {
+  local desc=$1 timeout=$2 logfile=$3; shift 3
+  local t0 last=0 waited
+  t0=$(date +%s)
+  until "$@" >/dev/null 2>&1; do
+    waited=$(( $(date +%s) - t0 ))
+    if [ "$waited" -ge "$timeout" ]; then
+      log "$desc: not ready after ${timeout}s; last lines of $logfile:"
+      tail -n 30 "$logfile" >&2 2>/dev/null || true
+      return 1
+    fi
+    if [ $((waited / 10)) -gt "$last" ]; then
+      last=$((waited / 10)); log "  ... waiting for $desc (${waited}s)"
+    fi
+    sleep 0.3
+  done
+}
+
+# apt_install PKG...: install only what is missing. --no-upgrade so a running PostgreSQL is never
+# upgraded under its own feet (a new plpgsql.so against an old postmaster breaks every new backend).
+APT_UPDATED=0
+apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  if [ "$APT_UPDATED" = 0 ]; then
+    apt-get -o DPkg::Lock::Timeout=600 update -q >"$LOG_DIR/apt-update.log" 2>&1 || { tail "$LOG_DIR/apt-update.log" >&2; die "apt-get update failed"; }
+    APT_UPDATED=1
+  fi
+  apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends --no-upgrade "${missing[@]}" \
+    >"$LOG_DIR/apt-install.log" 2>&1 || { tail -n 30 "$LOG_DIR/apt-install.log" >&2; die "apt-get install ${missing[*]} failed"; }
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+psql_admin() { (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 "$@"); }
+db_exists() { psql_admin -tAc "select 1 from pg_database where datname='$1'" | grep -q 1; }
