@@ -112,6 +112,17 @@ def cmd_kafka_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_netbox_register(args: argparse.Namespace) -> int:
+    """Create or update the NetBox webhook + event rule that post to the receiver."""
+    from receiver.netbox_hook import register_webhook
+
+    cfg = _config(args)
+    require(cfg, "netbox_token", "webhook_secret")
+    url = args.url or f"http://{cfg.receiver.host}:{cfg.receiver.port}/webhook"
+    print(json.dumps(register_webhook(cfg, url, args.name)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `nbzx` and its subcommands."""
     p = argparse.ArgumentParser(prog="nbzx", description="Keep Zabbix in step with NetBox, through Kafka.")
@@ -131,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("kafka", help="Kafka tools").add_subparsers(dest="kafka_command", required=True)
     k.add_parser("init", help="create the topics (idempotent)").set_defaults(func=cmd_kafka_init)
+
+    nb = sub.add_parser("netbox", help="NetBox tools").add_subparsers(dest="netbox_command", required=True)
+    reg = nb.add_parser("register-webhook", help="point a NetBox webhook + event rule at the receiver")
+    reg.add_argument("--url", help="receiver URL (default: http://receiver.host:receiver.port/webhook)")
+    reg.add_argument("--name", default="netbox-zabbix-stream", help="webhook and event rule name")
+    reg.set_defaults(func=cmd_netbox_register)
     return p
 
 

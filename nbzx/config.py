@@ -236,7 +236,11 @@ class Secrets(_Base):
     api_token: str = ""
 
     def __repr__(self) -> str:
-        return "Secrets(" + ", ".join(f"{k}={'set' if getattr(self, k) else 'unset'}" for k in self.__struct_fields__) + ")"
+        return (
+            "Secrets("
+            + ", ".join(f"{k}={'set' if getattr(self, k) else 'unset'}" for k in self.__struct_fields__)
+            + ")"
+        )
 
 
 class Config(_Base):

@@ -77,7 +77,9 @@ class Producer:
                     await asyncio.wait_for(p.start(), self._timeout)
                 except (KafkaError, OSError, TimeoutError) as exc:
                     await _quietly_stop(p)
-                    raise ProduceUnavailable(f"cannot connect to Kafka at {self._cfg.kafka.bootstrap}: {exc!r}") from exc
+                    raise ProduceUnavailable(
+                        f"cannot connect to Kafka at {self._cfg.kafka.bootstrap}: {exc!r}"
+                    ) from exc
                 self._producer = p
         return self._producer
 
@@ -118,10 +120,24 @@ def topic_specs(cfg: Config) -> list[NewTopic]:
     k, t = cfg.kafka, cfg.kafka.topics
     day_ms = 24 * 3600 * 1000
     return [
-        NewTopic(t.events, k.partitions, k.replication, topic_configs={"cleanup.policy": "delete", "retention.ms": str(7 * day_ms)}),
-        NewTopic(t.control, 1, k.replication, topic_configs={"cleanup.policy": "delete", "retention.ms": str(7 * day_ms)}),
-        NewTopic(t.jobs, 1, k.replication, topic_configs={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}),
-        NewTopic(t.dlq, k.partitions, k.replication, topic_configs={"cleanup.policy": "delete", "retention.ms": str(30 * day_ms)}),
+        NewTopic(
+            t.events,
+            k.partitions,
+            k.replication,
+            topic_configs={"cleanup.policy": "delete", "retention.ms": str(7 * day_ms)},
+        ),
+        NewTopic(
+            t.control, 1, k.replication, topic_configs={"cleanup.policy": "delete", "retention.ms": str(7 * day_ms)}
+        ),
+        NewTopic(
+            t.jobs, 1, k.replication, topic_configs={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+        ),
+        NewTopic(
+            t.dlq,
+            k.partitions,
+            k.replication,
+            topic_configs={"cleanup.policy": "delete", "retention.ms": str(30 * day_ms)},
+        ),
     ]
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from nbzx.config import Config
-from nbzx.kafka import ProduceUnavailable, Producer
+from nbzx.kafka import Producer, ProduceUnavailable
 from nbzx.logging import get_logger
 from receiver import metrics
 from receiver.webhook import Delivery, inspect_delivery
@@ -73,7 +73,7 @@ async def webhook(request: web.Request) -> web.Response:
     log.info(
         "webhook_accepted",
         host_key=ev.host_key,
-        event=ev.event,
+        change=ev.event,
         object_type=ev.object_type,
         object_id=ev.object_id,
         changed=ev.changed,

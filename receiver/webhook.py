@@ -124,7 +124,8 @@ def normalise(body: Any, *, vc_as_one_host: bool = False, received_at: float | N
     """A decoded body of any NetBox version -> `ChangeEvent`. Raises only `WebhookError` (400)."""
     if not isinstance(body, dict):
         raise WebhookError(400, f"body is a JSON {type(body).__name__}, not an object")
-    event = _EVENTS.get(body.get("event")) if isinstance(body.get("event"), str) else None
+    raw_event = body.get("event")
+    event = _EVENTS.get(raw_event) if isinstance(raw_event, str) else None
     if event is None:
         raise WebhookError(400, f"'event' must be one of {sorted(_EVENTS)}, got {body.get('event')!r}")
     data = body.get("data")
@@ -134,10 +135,10 @@ def normalise(body: Any, *, vc_as_one_host: bool = False, received_at: float | N
     if not isinstance(object_id, int) or isinstance(object_id, bool):
         raise WebhookError(400, "'data.id' must be an integer")
     object_type = _object_type(body, data)
-    snapshots = body.get("snapshots") if isinstance(body.get("snapshots"), dict) else {}
-    pre = snapshots.get("prechange") if isinstance(snapshots.get("prechange"), dict) else None
-    post = snapshots.get("postchange") if isinstance(snapshots.get("postchange"), dict) else None
-    request = body.get("request") if isinstance(body.get("request"), dict) else {}
+    snapshots = _dict_or_none(body.get("snapshots")) or {}
+    pre = _dict_or_none(snapshots.get("prechange"))
+    post = _dict_or_none(snapshots.get("postchange"))
+    request = _dict_or_none(body.get("request")) or {}
     return ChangeEvent(
         host_key=host_key(object_type, object_id, data, vc_as_one_host=vc_as_one_host),
         event=event,
@@ -165,6 +166,10 @@ def _object_type(body: Mapping[str, Any], data: Mapping[str, Any]) -> str:
     if isinstance(model, str) and re.fullmatch(r"[a-z_]+", model) and m:
         return f"{m.group('app')}.{model}"
     raise WebhookError(400, "cannot tell the object type: no 'object_type', and no 'model' with a 'data.url'")
+
+
+def _dict_or_none(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -148,4 +148,5 @@ def decode(data: bytes) -> Message:
     head = _head_decoder.decode(data)
     if head.v != VERSION:
         raise UnknownVersion(f"message version {head.v!r} is not supported (this consumer reads v{VERSION})")
-    return _decoder.decode(data)
+    msg: Message = _decoder.decode(data)
+    return msg

@@ -1,0 +1,256 @@
+"""Shared fixtures. Service fixtures use the running local stack and start it when it is down.
+
+A service that cannot be started is an error with the reason, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbzx.config import Config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+WEBHOOK_DIR = ROOT.parent / "shared" / "netbox-webhooks"
+HOOK_SECRET = "hook-secret-123"
+
+KAFKA_BOOTSTRAP = os.environ.get("NBZX_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+ZABBIX_URL = os.environ.get("NBZX_ZABBIX_URL", "http://127.0.0.1:8081")
+NETBOX_URL = os.environ.get("NBZX_NETBOX_URL", "http://127.0.0.1:8000")
+# The stack's deterministic local token (scripts/lib/netbox.sh); loopback only.
+NETBOX_TOKEN = os.environ.get("NETBOX_TOKEN", "nbt_nbzxlocal001.NbzxLocalToken0123456789abcdefghijABCDEF")
+
+# Test consumers join groups in ~1 s instead of 5-18 s with aiokafka's defaults.
+FAST_GROUP = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 200, "rebalance_timeout_ms": 1000}
+
+
+def captures() -> list[dict[str, Any]]:
+    """The real NetBox 4.7.3 deliveries in shared/netbox-webhooks, with their file names."""
+    out = []
+    for f in sorted(WEBHOOK_DIR.glob("*.json")):
+        doc = json.loads(f.read_text())
+        doc["file"] = f.name
+        out.append(doc)
+    if not out:
+        raise RuntimeError(f"no webhook captures found in {WEBHOOK_DIR}")
+    return out
+
+
+_started: set[str] = set()
+
+
+def ensure_stack(*services: str) -> None:
+    """Bring the named services up with scripts/stack (a no-op in seconds when they run)."""
+    todo = [s for s in services if s not in _started]
+    if not todo:
+        return
+    proc = subprocess.run([str(ROOT / "scripts" / "stack"), "up", *todo], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scripts/stack up {' '.join(todo)} failed:\n{proc.stderr[-4000:]}")
+    _started.update(todo)
+
+
+def make_config(**overrides: Any) -> Config:
+    """A config pointing at the local stack, with unique topic names so tests never share data."""
+    suffix = uuid.uuid4().hex[:8]
+    doc: dict[str, Any] = {
+        "netbox": {"url": NETBOX_URL},
+        "zabbix": {"url": ZABBIX_URL},
+        "kafka": {
+            "bootstrap": KAFKA_BOOTSTRAP,
+            "partitions": 6,
+            "produce_timeout_s": 3,
+            "group": f"nbzx-test-{suffix}",
+            "topics": {
+                "events": f"test.events.{suffix}",
+                "control": f"test.control.{suffix}",
+                "jobs": f"test.jobs.{suffix}",
+                "dlq": f"test.dlq.{suffix}",
+            },
+        },
+    }
+    for section, values in overrides.items():
+        doc.setdefault(section, {}).update(values)
+    env = {
+        "NBZX_WEBHOOK_SECRET": HOOK_SECRET,
+        "NBZX_API_TOKEN": "test-api-token",
+        "NETBOX_TOKEN": NETBOX_TOKEN,
+        "ZABBIX_USER": "Admin",
+        "ZABBIX_PASSWORD": "zabbix",
+    }
+    return parse_config(json.dumps(doc), env)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """Bootstrap address of the stack's Kafka broker."""
+    ensure_stack("kafka")
+    return KAFKA_BOOTSTRAP
+
+
+@pytest.fixture
+async def kafka_config(kafka_bootstrap: str) -> Config:
+    """A config with this test's own, freshly created topics."""
+    from nbzx.kafka import create_topics
+
+    cfg = make_config()
+    await create_topics(cfg)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def zabbix_api() -> Iterator[Any]:
+    """A logged-in synchronous zabbix-utils client on the stack's Zabbix."""
+    from zabbix_utils import ZabbixAPI
+
+    ensure_stack("zabbix")
+    api = ZabbixAPI(url=f"{ZABBIX_URL}/api_jsonrpc.php")
+    api.login(user="Admin", password="zabbix")
+    yield api
+    api.logout()
+
+
+@pytest.fixture(scope="session")
+def netbox_api() -> Any:
+    """A pynetbox client on the stack's NetBox, with its admin token."""
+    import pynetbox
+
+    ensure_stack("netbox")
+    return pynetbox.api(NETBOX_URL, token=NETBOX_TOKEN)
+
+
+@pytest.fixture
+def netbox_webhook(netbox_api: Any) -> Iterator[Callable[..., Any]]:
+    """Factory: a NetBox webhook + event rule that posts to `url`; both removed after the test."""
+    made: list[Any] = []
+
+    def create(url: str, object_types: list[str] | None = None, secret: str = HOOK_SECRET) -> Any:
+        name = f"test-{uuid.uuid4().hex[:8]}"
+        wh = netbox_api.extras.webhooks.create(
+            name=name,
+            payload_url=url,
+            http_method="POST",
+            http_content_type="application/json",
+            secret=secret,
+            ssl_verification=False,
+        )
+        made.append(wh)
+        rule = netbox_api.extras.event_rules.create(
+            name=name,
+            object_types=object_types
+            or ["dcim.device", "dcim.interface", "ipam.ipaddress", "virtualization.virtualmachine"],
+            event_types=["object_created", "object_updated", "object_deleted"],
+            action_type="webhook",
+            action_object_type="extras.webhook",
+            action_object_id=wh.id,
+            enabled=True,
+        )
+        made.append(rule)
+        return rule
+
+    yield create
+    for obj in reversed(made):
+        obj.delete()
+
+
+@pytest.fixture
+def netbox_objects(netbox_api: Any) -> Iterator[Callable[[str], dict[str, Any]]]:
+    """Factory: a site, manufacturer, device type and role to hang test devices on (cleaned up)."""
+    made: list[Any] = []
+
+    def base(prefix: str) -> dict[str, Any]:
+        tag = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        site = netbox_api.dcim.sites.create(name=tag, slug=tag)
+        manu = netbox_api.dcim.manufacturers.create(name=tag, slug=tag)
+        dtype = netbox_api.dcim.device_types.create(manufacturer=manu.id, model=tag, slug=tag)
+        role = netbox_api.dcim.device_roles.create(name=tag, slug=tag, color="9e9e9e")
+        made.extend([site, dtype, manu, role])
+        return {"site": site, "manufacturer": manu, "device_type": dtype, "role": role, "tag": tag}
+
+    yield base
+    for obj in made:
+        for dev in obj.api.dcim.devices.filter(site_id=obj.id) if obj.endpoint.name == "sites" else []:
+            dev.delete()
+        obj.delete()
+
+
+async def consume_all(cfg: Config, topic: str, min_count: int, timeout_s: float = 15.0) -> list[Any]:
+    """Read `topic` from the beginning (no group) until at least `min_count` records or timeout."""
+    import asyncio
+    import time
+
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=cfg.kafka.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(records) < min_count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for msgs in batch.values():
+                records.extend(msgs)
+            await asyncio.sleep(0)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def end_offsets(cfg: Config, topic: str) -> dict[int, int]:
+    """Partition -> end offset of `topic`."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=cfg.kafka.bootstrap)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        ends = await consumer.end_offsets(tps)
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture
+async def aiohttp_listener() -> AsyncIterator[Callable[..., Any]]:
+    """Factory: an aiohttp app on a free loopback port; returns its base URL."""
+    from aiohttp import web
+
+    runners: list[web.AppRunner] = []
+
+    async def start(app: web.Application) -> str:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for r in runners:
+        await r.cleanup()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier from its folder: tests/unit, tests/integration, tests/e2e."""
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, tier))

@@ -1,0 +1,63 @@
+"""Configuration: YAML plus environment secrets, with errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nbzx.config import ConfigError, load_config, parse_config, parse_duration, require
+
+
+@pytest.mark.parametrize(
+    ("yaml", "message"),
+    [
+        ("zabbix: {rate_per_s: 0}", "zabbix.rate_per_s: Expected `float` > 0.0"),
+        ("zabbix: {rate_per_s: fast}", "zabbix.rate_per_s: Expected `float`, got `str`"),
+        ("kafka: {partitions: 2, bogus: 1}", "kafka: Object contains unknown field `bogus`"),
+        ("reconcile: {interval: 7}", "reconcile: interval must be one of 1, 5, 15"),
+        ("reconcile: {max_delete: lots}", "reconcile: max_delete must be a count"),
+        ("delete: {grace: 3x}", "'3x' is not a duration"),
+        ("delete: {mode: shred}", "delete.mode: Invalid enum value 'shred'"),
+        ("receiver: {port: 70000}", "receiver.port: Expected `int` <= 65535"),
+        ("host: {templates: [{match: {role: x}, templates: 3}]}", "host.templates[0].templates: Expected `array`"),
+        ("zabbix: {password: hunter2}", "zabbix.password: secrets are not read from the config file"),
+        ("secrets: {api_token: x}", "secrets: secrets are not read from the config file"),
+        ("- just a list", "config must be a YAML mapping"),
+        ("kafka: [", "config is not valid YAML"),
+    ],
+)
+def test_errors_name_the_key(yaml: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(yaml, {})
+    assert message in str(err.value)
+
+
+def test_defaults_and_secrets_from_environment() -> None:
+    cfg = parse_config("kafka: {bootstrap: 'k:9092'}", {"NBZX_WEBHOOK_SECRET": "s3", "NETBOX_TOKEN": "t"})
+    assert cfg.kafka.bootstrap == "k:9092" and cfg.kafka.topics.events == "netbox.events"
+    assert cfg.secrets.webhook_secret == "s3" and cfg.secrets.netbox_token == "t"
+    assert "s3" not in repr(cfg.secrets)
+    require(cfg, "webhook_secret", "netbox_token")
+    with pytest.raises(ConfigError, match="NBZX_API_TOKEN"):
+        require(cfg, "api_token")
+    with pytest.raises(ConfigError, match="ZABBIX_TOKEN or ZABBIX_USER"):
+        require(cfg, "zabbix_auth")
+
+
+def test_design_sketch_config_is_valid(tmp_path: Path) -> None:
+    sketch = Path(__file__).resolve().parents[2] / "examples" / "config.yaml"
+    cfg = load_config(sketch, {})
+    assert cfg.reconcile.interval == 60 and cfg.delete.mode == "soft"
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "nope.yaml", {})
+
+
+def test_durations() -> None:
+    assert parse_duration("30d") == 30 * 86400
+    assert parse_duration("90s") == 90
+    with pytest.raises(ValueError):
+        parse_duration("soon")

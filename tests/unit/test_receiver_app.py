@@ -1,0 +1,146 @@
+"""HTTP semantics of the receiver app, with an in-memory stand-in for the Kafka producer.
+
+What Kafka really stores is checked against the real broker in tests/integration/test_receiver_kafka.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from nbzx.kafka import ProduceUnavailable
+from receiver.app import make_app
+from receiver.webhook import sign
+from schemas import ChangeEvent, ReconcileRequest, decode
+from tests.conftest import HOOK_SECRET, captures, make_config
+
+
+class RecordingProducer:
+    """Keeps what it was asked to produce; `down=True` behaves like an unreachable cluster."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, bytes]] = []
+        self.down = False
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+    async def ready(self) -> bool:
+        return not self.down
+
+    async def send(self, topic: str, key: str, value: bytes) -> tuple[int, int]:
+        if self.down:
+            raise ProduceUnavailable("down")
+        self.sent.append((topic, key, value))
+        return 3, len(self.sent) - 1
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any) -> Any:
+    producer = RecordingProducer()
+    cfg = make_config(receiver={"max_body_bytes": 64 * 1024})
+    c = await aiohttp_client(make_app(cfg, producer))  # type: ignore[arg-type]
+    c.producer, c.cfg = producer, cfg
+    return c
+
+
+CAP = captures()[4]  # 05-updated-dcim_device: rename + status + tag
+
+
+def _headers(raw: bytes, **extra: str) -> dict[str, str]:
+    return {"Content-Type": "application/json", "X-Hook-Signature": sign(HOOK_SECRET, raw), **extra}
+
+
+async def test_accepted_webhook_is_produced_keyed_by_host(client: Any) -> None:
+    raw = CAP["raw_body"].encode()
+    resp = await client.post("/webhook", data=raw, headers=_headers(raw))
+    assert resp.status == 202
+    body = await resp.json()
+    assert body["host_key"] == "dcim.device:1" and body["partition"] == 3
+    [(topic, key, value)] = client.producer.sent
+    assert topic == client.cfg.kafka.topics.events and key == "dcim.device:1"
+    ev = decode(value)
+    assert isinstance(ev, ChangeEvent) and ev.changed == ["name", "status", "tags"] and ev.received_at
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status"),
+    [
+        (lambda raw, h: (raw, {**h, "X-Hook-Signature": "0" * 128}), 401),
+        (lambda raw, h: (raw, {k: v for k, v in h.items() if k != "X-Hook-Signature"}), 401),
+        (lambda raw, h: (raw + b" ", h), 401),
+        (lambda raw, h: (raw, {**h, "Content-Type": "text/plain"}), 415),
+        (lambda raw, h: (b"[1]", _headers(b"[1]")), 400),
+        (lambda raw, h: (b"{oops", _headers(b"{oops")), 400),
+        (lambda raw, h: (b"{" + b" " * 70000 + b"}", _headers(b"{" + b" " * 70000 + b"}")), 413),
+    ],
+    ids=["bad-signature", "no-signature", "changed-body", "text-plain", "json-array", "bad-json", "too-large"],
+)
+async def test_refused_deliveries_produce_nothing(client: Any, mutate: Any, status: int) -> None:
+    raw = CAP["raw_body"].encode()
+    data, headers = mutate(raw, _headers(raw))
+    resp = await client.post("/webhook", data=data, headers=headers)
+    assert resp.status == status
+    assert "error" in await resp.json()
+    assert client.producer.sent == []
+
+
+async def test_chunked_oversized_body_is_413(client: Any) -> None:
+    async def chunks() -> Any:
+        for _ in range(20):
+            yield b"x" * 8192
+
+    resp = await client.post("/webhook", data=chunks(), headers={"Content-Type": "application/json"})
+    assert resp.status == 413 and client.producer.sent == []
+
+
+async def test_kafka_down_is_503_and_not_ready(client: Any) -> None:
+    client.producer.down = True
+    raw = CAP["raw_body"].encode()
+    resp = await client.post("/webhook", data=raw, headers=_headers(raw))
+    assert resp.status == 503
+    assert (await client.get("/readyz")).status == 503
+    assert (await client.get("/healthz")).status == 200
+    client.producer.down = False
+    assert (await client.post("/webhook", data=raw, headers=_headers(raw))).status == 202
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_out_of_scope_type_is_202_ignored(client: Any) -> None:
+    raw = json.dumps({"event": "created", "object_type": "circuits.circuit", "data": {"id": 1}}).encode()
+    resp = await client.post("/webhook", data=raw, headers=_headers(raw))
+    assert resp.status == 202 and (await resp.json())["ignored"] == "circuits.circuit"
+    assert client.producer.sent == []
+
+
+async def test_reconcile_needs_the_bearer_token(client: Any) -> None:
+    assert (await client.post("/reconcile")).status == 401
+    assert (await client.post("/reconcile", headers={"Authorization": f"Bearer {HOOK_SECRET}"})).status == 401
+    resp = await client.post(
+        "/reconcile",
+        json={"object_types": ["dcim.device"], "filter": {"site": "a"}, "dry_run": True},
+        headers={"Authorization": "Bearer test-api-token"},
+    )
+    assert resp.status == 202
+    job_id = (await resp.json())["job_id"]
+    [(topic, key, value)] = client.producer.sent
+    req = decode(value)
+    assert (topic, key) == (client.cfg.kafka.topics.control, "reconcile")
+    assert isinstance(req, ReconcileRequest) and req.job_id == job_id and req.dry_run
+    assert req.scope.filter == {"site": "a"}
+
+
+async def test_reconcile_rejects_unknown_fields(client: Any) -> None:
+    resp = await client.post(
+        "/reconcile", json={"drop_everything": True}, headers={"Authorization": "Bearer test-api-token"}
+    )
+    assert resp.status == 400 and client.producer.sent == []
+
+
+async def test_metrics_count_results(client: Any) -> None:
+    raw = CAP["raw_body"].encode()
+    await client.post("/webhook", data=raw, headers={"Content-Type": "application/json"})
+    text = await (await client.get("/metrics")).text()
+    assert 'nbzx_webhooks_total{result="unauthorized"}' in text
