@@ -123,6 +123,34 @@ def cmd_netbox_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Sync host keys now and print each plan and result as JSON lines."""
+    from consumer.netbox import NetBox
+    from consumer.sync import SyncEngine
+    from consumer.zabbix import Zabbix
+
+    cfg = _config(args)
+    require(cfg, "netbox_token", "zabbix_auth")
+
+    async def run() -> int:
+        netbox, zabbix = NetBox(cfg), Zabbix(cfg)
+        await zabbix.start()
+        try:
+            engine = SyncEngine(cfg, netbox, zabbix)
+            plans = await engine.plans(args.host_keys)
+            results = await engine.sync(args.host_keys, dry_run=args.dry_run)
+        finally:
+            await zabbix.close()
+            netbox.close()
+        for r in results:
+            plan = plans.get(r.host_key)
+            out = {"plan": msgspec.to_builtins(plan) if plan else None, "result": msgspec.to_builtins(r)}
+            print(json.dumps(out, indent=2 if len(results) == 1 else None))
+        return 0 if all(r.result in ("ok", "skipped") for r in results) else 1
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `nbzx` and its subcommands."""
     p = argparse.ArgumentParser(prog="nbzx", description="Keep Zabbix in step with NetBox, through Kafka.")
@@ -142,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("kafka", help="Kafka tools").add_subparsers(dest="kafka_command", required=True)
     k.add_parser("init", help="create the topics (idempotent)").set_defaults(func=cmd_kafka_init)
+
+    sy = sub.add_parser("sync", help="sync host keys now (e.g. dcim.device:12) and print the plan")
+    sy.add_argument("host_keys", nargs="+", metavar="HOST_KEY")
+    sy.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    sy.set_defaults(func=cmd_sync)
 
     nb = sub.add_parser("netbox", help="NetBox tools").add_subparsers(dest="netbox_command", required=True)
     reg = nb.add_parser("register-webhook", help="point a NetBox webhook + event rule at the receiver")

@@ -1,0 +1,302 @@
+"""NetBox object -> `DesiredHost`. Pure: the object is a plain dict as NetBox's REST API returns it
+(nested brief objects, `status` as {value, label}, `config_context` included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from consumer.model import (
+    AGENT,
+    OWNER_TAG,
+    SNMP,
+    URL_TAG,
+    DesiredHost,
+    Interface,
+    Macro,
+)
+from nbzx.config import Config, HostConfig, InterfacesConfig, SnmpConfig
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
+_UNSAFE_HOST_CHARS = re.compile(r"[^0-9A-Za-z_. \-]")
+_INVENTORY_MODES = {"disabled": -1, "manual": 0, "automatic": 1}
+
+
+class Skip(Exception):
+    """The object maps to no host (out of scope, status mapped to delete, no primary IP...)."""
+
+    def __init__(self, reason: str, *, delete: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delete = delete  # whether an existing host should go through the delete policy
+
+
+def lookup(obj: Any, path: str) -> Any:
+    """Follow a dotted path (`site.slug`, `custom_fields.env`) through nested dicts."""
+    for part in path.split("."):
+        if isinstance(obj, Mapping):
+            obj = obj.get(part)
+        else:
+            return None
+    return obj
+
+
+def scalar(value: Any) -> str:
+    """A NetBox value as text: choices by value, brief objects by name, None as ''."""
+    if value is None:
+        return ""
+    if isinstance(value, Mapping):
+        for key in ("value", "name", "display", "address"):
+            if key in value and value[key] is not None:
+                return str(value[key])
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list):
+        return ",".join(scalar(v) for v in value)
+    return str(value)
+
+
+def render(template: str, obj: Mapping[str, Any]) -> str:
+    """Fill `{dotted.path}` placeholders from the object. Zabbix macros like `{$X}` are left as they are."""
+    return _PLACEHOLDER.sub(lambda m: scalar(lookup(obj, m.group(1))), template)
+
+
+def safe_host_name(name: str, fallback: str) -> str:
+    """A technical host name Zabbix accepts: [0-9A-Za-z_. -], at most 128 characters, never empty.
+
+    Deterministic: the same NetBox name always gives the same technical name.
+    """
+    safe = _UNSAFE_HOST_CHARS.sub("_", name).strip(" ")
+    if len(safe) > 128:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        safe = f"{safe[:119]}_{digest}"
+    return safe or fallback
+
+
+def _names(value: Any) -> set[str]:
+    """Every way a rule may name a NetBox value: slug, name, value, or the text itself."""
+    if value is None:
+        return set()
+    if isinstance(value, list):
+        return set().union(*(_names(v) for v in value)) if value else set()
+    if isinstance(value, Mapping):
+        return {str(value[k]) for k in ("slug", "name", "value", "model") if value.get(k) is not None}
+    return {scalar(value)}
+
+
+_MATCH_PATHS = {
+    "role": "role",
+    "platform": "platform",
+    "device_type": "device_type",
+    "manufacturer": "device_type.manufacturer",
+    "site": "site",
+    "tenant": "tenant",
+    "cluster": "cluster",
+    "status": "status",
+    "tag": "tags",
+}
+
+
+def matches(match: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
+    """True when every key of a rule's `match` fits the object (a list means any of)."""
+    for key, wanted in match.items():
+        path = _MATCH_PATHS.get(key, key)
+        have = _names(lookup(obj, path))
+        want = {str(w) for w in (wanted if isinstance(wanted, list) else [wanted])}
+        if not have & want:
+            return False
+    return True
+
+
+def _primary_ip(obj: Mapping[str, Any], family: str) -> tuple[str, str]:
+    """(address without prefix length, dns name) of the primary IP of the wanted family."""
+    key = {"ipv4": "primary_ip4", "ipv6": "primary_ip6"}.get(family, "primary_ip")
+    ip = obj.get(key) or (obj.get("primary_ip4") or obj.get("primary_ip6") if family == "any" else None)
+    if not isinstance(ip, Mapping) or not ip.get("address"):
+        return "", ""
+    return str(ip["address"]).split("/")[0], str(ip.get("dns_name") or "")
+
+
+def _snmp_details(snmp: SnmpConfig | Mapping[str, Any], obj: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    s: Mapping[str, Any] = snmp if isinstance(snmp, Mapping) else _struct_dict(snmp)
+    version = int(s.get("version", 2))
+    details: dict[str, str] = {"version": str(version), "bulk": "1" if s.get("bulk", True) else "0"}
+    if version in (1, 2):
+        details["community"] = render(str(s.get("community", "{$SNMP_COMMUNITY}")), obj)
+    else:
+        levels = {"noAuthNoPriv": "0", "authNoPriv": "1", "authPriv": "2"}
+        auth = {"MD5": "0", "SHA1": "1", "SHA224": "2", "SHA256": "3", "SHA384": "4", "SHA512": "5"}
+        priv = {"DES": "0", "AES128": "1", "AES192": "2", "AES256": "3", "AES192C": "4", "AES256C": "5"}
+        details.update(
+            securityname=render(str(s.get("securityname", "")), obj),
+            securitylevel=levels[str(s.get("securitylevel", "noAuthNoPriv"))],
+            authprotocol=auth[str(s.get("authprotocol", "SHA1"))],
+            authpassphrase=str(s.get("authpassphrase", "")),
+            privprotocol=priv[str(s.get("privprotocol", "AES128"))],
+            privpassphrase=str(s.get("privpassphrase", "")),
+            contextname=str(s.get("contextname", "")),
+        )
+    return tuple(sorted(details.items()))
+
+
+def _struct_dict(s: Any) -> dict[str, Any]:
+    return {f: getattr(s, f) for f in s.__struct_fields__}
+
+
+def _interfaces(cfg: InterfacesConfig, obj: Mapping[str, Any], context: Mapping[str, Any]) -> tuple[Interface, ...]:
+    """Agent or SNMP interface(s) on the primary IP (or DNS name); several from config context."""
+    ip, dns = _primary_ip(obj, cfg.ip_family)
+    use_dns = cfg.use_dns and bool(dns)
+    if not ip and not use_dns:
+        return ()
+    dns_value = dns if cfg.use_dns else ""
+    useip = 0 if use_dns else 1
+
+    def make(
+        kind: int, port: str, details: tuple[tuple[str, str], ...], main: int = 1, ip_override: str = ""
+    ) -> Interface:
+        return Interface(
+            type=kind,
+            ip=ip_override or ip,
+            dns=dns_value,
+            useip=1 if ip_override else useip,
+            port=port,
+            main=main,
+            details=details,
+        )
+
+    from_context = context.get("interfaces")
+    if isinstance(from_context, list) and from_context:
+        out: list[Interface] = []
+        seen: set[int] = set()
+        for spec in (s for s in from_context if isinstance(s, Mapping)):
+            kind = SNMP if str(spec.get("type", "agent")).lower() in ("snmp", "2") else AGENT
+            details = _snmp_details({**_struct_dict(cfg.snmp), **(spec.get("snmp") or {})}, obj) if kind == SNMP else ()
+            port = str(spec.get("port") or (cfg.snmp.port if kind == SNMP else cfg.agent_port))
+            out.append(make(kind, port, details, main=0 if kind in seen else 1, ip_override=str(spec.get("ip") or "")))
+            seen.add(kind)
+        return tuple(sorted(out))
+    kind_name = "snmp" if cfg.snmp_when and matches(cfg.snmp_when, obj) else cfg.default
+    if kind_name == "none":
+        return ()
+    if kind_name == "snmp":
+        return (make(SNMP, str(cfg.snmp.port), _snmp_details(cfg.snmp, obj)),)
+    return (make(AGENT, str(cfg.agent_port), ()),)
+
+
+def secret_digest(value: str) -> str:
+    """The hash we keep in a secret macro's description to know when to push it again."""
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def _context_list(context: Mapping[str, Any], key: str) -> list[str]:
+    value = context.get(key)
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def managed_names(host: HostConfig) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """Tag names, templates and macros our configuration can produce on any host."""
+    tags = frozenset([*host.tags.fields, *host.tags.extra])
+    templates = frozenset(t for rule in host.templates for t in rule.templates)
+    macros = frozenset(host.macros)
+    return tags, templates, macros
+
+
+def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str = "") -> DesiredHost:
+    """The desired Zabbix host for one NetBox device or VM. Raises `Skip` when there is none."""
+    host = cfg.host
+    is_vm = host_key.startswith("virtualization.")
+    scope = cfg.scope.virtual_machines if is_vm else cfg.scope.devices
+    if not scope.enabled:
+        raise Skip(f"{'virtual machines' if is_vm else 'devices'} are out of scope")
+    status_value = scalar(obj.get("status")) or "active"
+    mapped = host.status.get(status_value, "disabled")
+    if mapped == "delete":
+        raise Skip(f"status {status_value!r} maps to delete")
+    ip, _dns = _primary_ip(obj, host.interfaces.ip_family)
+    if scope.require_primary_ip and not ip:
+        raise Skip("no primary IP and require_primary_ip is set")
+
+    context = obj.get("config_context") if host.use_config_context else None
+    zctx: Mapping[str, Any] = (context or {}).get("zabbix") or {} if isinstance(context, Mapping) else {}
+    if not isinstance(zctx, Mapping):
+        zctx = {}
+
+    name = render(host.name, obj)
+    fallback = host_key.replace(":", "-").replace(".", "-")
+    groups = {render(g, obj) for g in [*host.groups, *_context_list(zctx, "groups")]}
+    groups = {g.strip().strip("/") for g in groups if g.strip().strip("/")}
+    templates = {t for rule in host.templates if matches(rule.match, obj) for t in rule.templates}
+    templates |= set(_context_list(zctx, "templates"))
+
+    tags: dict[tuple[str, str], None] = {(OWNER_TAG, host_key): None}
+    if netbox_url:
+        tags[(URL_TAG, netbox_url)] = None
+    if host.tags.from_netbox_tags:
+        for t in obj.get("tags") or []:
+            if isinstance(t, Mapping) and t.get("name"):
+                tags[("netbox:tag", str(t["name"]))] = None
+    for tag_name, path in host.tags.fields.items():
+        tags[(tag_name, scalar(lookup(obj, path)))] = None
+    for tag_name, tmpl in host.tags.extra.items():
+        tags[(tag_name, render(tmpl, obj))] = None
+    ctx_tags = zctx.get("tags")
+    if isinstance(ctx_tags, Mapping):
+        for tag_name, value in ctx_tags.items():
+            tags[(str(tag_name), render(str(value), obj))] = None
+
+    macros = [
+        Macro(macro=m, value=render(spec.value, obj), secret=spec.secret, description=spec.description)
+        for m, spec in host.macros.items()
+    ]
+    ctx_macros = zctx.get("macros")
+    if isinstance(ctx_macros, Mapping):
+        macros += [Macro(macro=str(m), value=scalar(v)) for m, v in ctx_macros.items()]
+
+    inventory_mode = _INVENTORY_MODES[host.inventory.mode]
+    inventory = (
+        tuple(sorted((f, render(t, obj)) for f, t in host.inventory.fields.items())) if inventory_mode != -1 else ()
+    )
+
+    tag_names, managed_templates, managed_macros = managed_names(host)
+    proxy = zctx.get("proxy") or host.proxy
+    return DesiredHost(
+        host_key=host_key,
+        host=safe_host_name(name, fallback),
+        name=render(host.visible_name, obj).strip() or name or fallback,
+        status=0 if mapped in ("enabled", "maintenance") else 1,
+        groups=tuple(sorted(groups)),
+        templates=tuple(sorted(templates)),
+        interfaces=_interfaces(host.interfaces, obj, zctx),
+        tags=tuple(sorted(tags)),
+        macros=tuple(sorted({m.macro: m for m in macros}.values())),
+        inventory_mode=inventory_mode,
+        inventory=inventory,
+        description=render(host.description, obj),
+        proxy=render(str(proxy), obj) if proxy else None,
+        proxy_group=host.proxy_group,
+        maintenance=mapped == "maintenance",
+        managed_tag_names=tag_names | {str(k) for k in (ctx_tags or {})}
+        if isinstance(ctx_tags, Mapping)
+        else tag_names,
+        managed_templates=managed_templates | set(_context_list(zctx, "templates")),
+        managed_macros=managed_macros | ({str(k) for k in ctx_macros} if isinstance(ctx_macros, Mapping) else set()),
+        managed_group_prefixes=tuple(host.managed_group_prefixes),
+        authoritative=frozenset(host.authoritative),
+    )
+
+
+def is_ours(tag_name: str, desired: DesiredHost) -> bool:
+    """Whether a Zabbix tag name is one we manage on this host."""
+    return tag_name.startswith("netbox:") or tag_name in desired.managed_tag_names or "tags" in desired.authoritative
+
+
+def group_is_managed(group: str, prefixes: Iterable[str], authoritative: bool) -> bool:
+    """Whether a host group is ours to add and remove."""
+    return authoritative or any(group.startswith(p) or group == p.rstrip("/") for p in prefixes)

@@ -1,0 +1,129 @@
+"""Plain typed data of the sync engine: what NetBox wants (`DesiredHost`), what Zabbix has
+(`ActualHost`), and what to do about it (`Plan`). No I/O here.
+
+Both sides are normalised to the same shapes (names, sorted tuples, strings as Zabbix stores
+them), so an unchanged host compares equal field by field and yields an empty plan.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from msgspec import Struct, field
+
+AGENT, SNMP = 1, 2
+OWNER_TAG = "netbox:key"
+URL_TAG = "netbox:url"
+DELETED_TAG = "netbox:deleted"
+SECRET_HASH_PREFIX = "nbzx:sha256:"
+
+Action = Literal["noop", "create", "update", "delete", "conflict", "skip"]
+
+
+class Interface(Struct, frozen=True, kw_only=True, order=True):
+    """One Zabbix host interface, normalised (strings as Zabbix returns them)."""
+
+    type: int  # 1 agent, 2 SNMP
+    ip: str = ""
+    dns: str = ""
+    useip: int = 1
+    port: str = "10050"
+    main: int = 1
+    details: tuple[tuple[str, str], ...] = ()  # SNMP details, sorted (key, value) pairs
+
+
+class Macro(Struct, frozen=True, kw_only=True, order=True):
+    """A user macro. For a secret macro `value` is the plain value on the desired side only."""
+
+    macro: str
+    value: str = ""
+    secret: bool = False
+    description: str = ""
+
+
+class DesiredHost(Struct, frozen=True, kw_only=True):
+    """The Zabbix host a NetBox object should be, computed by `consumer.mapping.map_host`."""
+
+    host_key: str
+    host: str  # technical name, already made safe
+    name: str  # visible name
+    status: int  # 0 enabled, 1 disabled
+    groups: tuple[str, ...]
+    templates: tuple[str, ...]
+    interfaces: tuple[Interface, ...]
+    tags: tuple[tuple[str, str], ...]
+    macros: tuple[Macro, ...] = ()
+    inventory_mode: int = -1  # -1 disabled, 0 manual, 1 automatic
+    inventory: tuple[tuple[str, str], ...] = ()
+    description: str = ""
+    proxy: str | None = None
+    proxy_group: str | None = None
+    maintenance: bool = False
+    # Names of the tags, templates and macros our config can produce on any host: only these are
+    # made to match; what people add by hand in Zabbix outside them stays.
+    managed_tag_names: frozenset[str] = frozenset()
+    managed_templates: frozenset[str] = frozenset()
+    managed_macros: frozenset[str] = frozenset()
+    managed_group_prefixes: tuple[str, ...] = ("NetBox/",)
+    authoritative: frozenset[str] = frozenset()
+
+
+class ActualInterface(Struct, frozen=True, kw_only=True):
+    """A Zabbix interface with its id."""
+
+    interfaceid: str
+    iface: Interface
+
+
+class ActualMacro(Struct, frozen=True, kw_only=True):
+    """A Zabbix host macro with its id (secret values are never returned by Zabbix)."""
+
+    hostmacroid: str
+    macro: str
+    value: str | None
+    secret: bool
+    description: str = ""
+
+
+class ActualHost(Struct, frozen=True, kw_only=True):
+    """A Zabbix host as read back, normalised."""
+
+    hostid: str
+    host: str
+    name: str
+    status: int
+    groups: tuple[str, ...]
+    templates: tuple[str, ...]
+    interfaces: tuple[ActualInterface, ...]
+    tags: tuple[tuple[str, str], ...]
+    macros: tuple[ActualMacro, ...] = ()
+    inventory_mode: int = -1
+    inventory: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    proxy: str | None = None
+    proxy_group: str | None = None
+
+    @property
+    def host_key(self) -> str | None:
+        """The owner tag's value: set only on hosts this service manages."""
+        return next((v for t, v in self.tags if t == OWNER_TAG), None)
+
+    @property
+    def deleted_on(self) -> str | None:
+        """The date the host was archived or disabled because its NetBox object went away."""
+        return next((v for t, v in self.tags if t == DELETED_TAG), None)
+
+
+class Plan(Struct, kw_only=True):
+    """What `apply` must do for one host key; `changes` holds only what differs (by name, not id)."""
+
+    host_key: str
+    action: Action
+    hostid: str | None = None
+    changes: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing needs writing to Zabbix."""
+        return self.action in ("noop", "skip", "conflict")

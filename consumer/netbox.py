@@ -1,0 +1,143 @@
+"""The NetBox edge: reads with pynetbox (blocking, so in a bounded thread pool), many ids per call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pynetbox
+import requests
+
+from nbzx.config import Config, ScopeRule
+from nbzx.logging import get_logger
+
+log = get_logger(component="netbox")
+
+ENDPOINTS = {
+    "dcim.device": ("dcim", "devices"),
+    "virtualization.virtualmachine": ("virtualization", "virtual_machines"),
+}
+CHUNK = 100  # ids per request: keeps the query string well under URL limits
+
+
+class NetBoxError(Exception):
+    """A NetBox read failed; `transient` ones (unreachable, 5xx, timeouts) are retried."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class OutOfScope:
+    """The object exists in NetBox but the scope filter excludes it."""
+
+    def __repr__(self) -> str:
+        return "OutOfScope"
+
+
+OUT_OF_SCOPE = OutOfScope()
+Found = dict[str, Any] | OutOfScope | None  # None: gone from NetBox
+
+
+def split_key(host_key: str) -> tuple[str, int]:
+    """ "dcim.device:12" -> ("dcim.device", 12)."""
+    object_type, _, raw_id = host_key.rpartition(":")
+    return object_type, int(raw_id)
+
+
+class NetBox:
+    """Batched, scope-aware reads of devices and VMs."""
+
+    def __init__(self, cfg: Config) -> None:
+        self._cfg = cfg
+        self.api = pynetbox.api(cfg.netbox.url, token=cfg.secrets.netbox_token or None)
+        self.api.http_session.verify = cfg.netbox.verify_tls
+        adapter = requests.adapters.HTTPAdapter(pool_connections=cfg.netbox.threads, pool_maxsize=cfg.netbox.threads)
+        self.api.http_session.mount("http://", adapter)
+        self.api.http_session.mount("https://", adapter)
+        self._pool = ThreadPoolExecutor(cfg.netbox.threads, thread_name_prefix="netbox")
+        self.requests = 0
+
+    def close(self) -> None:
+        """Stop the thread pool."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def base_url(self) -> str:
+        return self._cfg.netbox.url.rstrip("/")
+
+    def object_url(self, host_key: str) -> str:
+        """The NetBox UI address of a host's object (kept in the `netbox:url` tag)."""
+        object_type, object_id = split_key(host_key)
+        app, endpoint = ENDPOINTS[object_type]
+        return f"{self.base_url}/{app}/{endpoint.replace('_', '-')}/{object_id}/"
+
+    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        except pynetbox.RequestError as exc:
+            status = getattr(exc.req, "status_code", 0)
+            raise NetBoxError(
+                f"NetBox answered {status}: {exc.error}", transient=status >= 500 or status == 429
+            ) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise NetBoxError(f"NetBox unreachable at {self.base_url}: {exc!r}", transient=True) from exc
+
+    def _list(self, object_type: str, ids: list[int], filters: dict[str, Any]) -> list[dict[str, Any]]:
+        app, endpoint = ENDPOINTS[object_type]
+        ep = getattr(getattr(self.api, app), endpoint)
+        params = dict(filters)
+        if not self._cfg.host.use_config_context:
+            params["exclude"] = "config_context"
+        self.requests += 1
+        return [dict(r) for r in ep.filter(id=ids, **params)]
+
+    def _scope(self, object_type: str) -> ScopeRule:
+        s = self._cfg.scope
+        return s.devices if object_type == "dcim.device" else s.virtual_machines
+
+    async def objects(self, host_keys: Iterable[str]) -> dict[str, Found]:
+        """host key -> the object (in scope), OUT_OF_SCOPE, or None when NetBox no longer has it.
+
+        One filtered call per type and chunk of ids with the scope filter; the ids it did not
+        return are asked again without the filter to tell "out of scope" from "deleted".
+        """
+        by_type: dict[str, list[int]] = {}
+        for key in set(host_keys):
+            object_type, object_id = split_key(key)
+            if object_type in ENDPOINTS:
+                by_type.setdefault(object_type, []).append(object_id)
+        out: dict[str, Found] = {}
+        jobs = []
+        for object_type, ids in by_type.items():
+            ids.sort()
+            for i in range(0, len(ids), CHUNK):
+                jobs.append((object_type, ids[i : i + CHUNK]))
+        results = await asyncio.gather(*(self._run(self._list, t, chunk, self._scope(t).filter) for t, chunk in jobs))
+        for (object_type, chunk), rows in zip(jobs, results, strict=True):
+            found = {int(r["id"]): r for r in rows}
+            for object_id in chunk:
+                out[f"{object_type}:{object_id}"] = found.get(object_id)
+            missing = [i for i in chunk if i not in found]
+            if missing and self._scope(object_type).filter:
+                exists = await self._run(self._list, object_type, missing, {})
+                for r in exists:
+                    out[f"{object_type}:{int(r['id'])}"] = OUT_OF_SCOPE
+        return out
+
+    async def previous_owner(self, content_type_id: int, object_id: int) -> str | None:
+        """The host key an IP's previous assignment (numeric content type + interface id) belongs to."""
+        ot = await self._run(self.api.core.object_types.get, content_type_id)
+        if ot is None:
+            return None
+        kind = f"{ot.app_label}.{ot.model}"
+        if kind == "dcim.interface":
+            iface = await self._run(self.api.dcim.interfaces.get, object_id)
+            return f"dcim.device:{iface.device.id}" if iface is not None else None
+        if kind == "virtualization.vminterface":
+            iface = await self._run(self.api.virtualization.interfaces.get, object_id)
+            return f"virtualization.virtualmachine:{iface.virtual_machine.id}" if iface is not None else None
+        return None

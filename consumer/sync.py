@@ -1,0 +1,209 @@
+"""`sync(host_keys)`: the one path every event, reconcile and replay ends in.
+
+Read NetBox (the truth) and Zabbix (what is) for the whole batch, map and diff with the pure
+functions, then apply only the plans that are not empty. Idempotent: a second run finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from prometheus_client import Counter, Histogram
+
+from consumer.diff import plan_absent, plan_sync
+from consumer.mapping import Skip, map_host
+from consumer.model import ActualHost, Plan
+from consumer.netbox import ENDPOINTS, OUT_OF_SCOPE, Found, NetBox, NetBoxError
+from consumer.zabbix import Zabbix, ZabbixError
+from nbzx.config import Config
+from nbzx.logging import get_logger
+
+log = get_logger(component="sync")
+
+SYNCS = Counter("nbzx_sync_total", "Host syncs by action and result", ["action", "result"])
+SYNC_SECONDS = Histogram("nbzx_sync_seconds", "Time to sync one batch of host keys")
+
+
+class SyncResult(msgspec.Struct, kw_only=True):
+    """What happened to one host key."""
+
+    host_key: str
+    action: str
+    result: str  # ok | error | conflict | skipped
+    hostid: str | None = None
+    changed: list[str] = msgspec.field(default_factory=list)
+    reason: str = ""
+    error: str | None = None
+    transient: bool = False
+
+
+def today_utc() -> str:
+    """Today's date in UTC, as the delete policy stamps it."""
+    return datetime.now(UTC).date().isoformat()
+
+
+def plan_host(
+    host_key: str,
+    found: Found,
+    actual: ActualHost | None,
+    by_name: Mapping[str, ActualHost],
+    cfg: Config,
+    today: str,
+    netbox_url: str = "",
+) -> Plan:
+    """The plan for one host key from what both sides hold. Pure."""
+    object_type = host_key.rpartition(":")[0]
+    if object_type not in ENDPOINTS:
+        return Plan(host_key=host_key, action="skip", reason=f"{object_type} is not a host")
+    if found is None:
+        return plan_absent(host_key, actual, cfg.delete, today, "deleted in NetBox")
+    if found is OUT_OF_SCOPE:
+        policy = cfg.delete.out_of_scope
+        if policy == "ignore":
+            return Plan(host_key=host_key, action="skip", reason="out of scope (ignored by policy)")
+        delete_cfg = cfg.delete if policy == "delete" else msgspec.structs.replace(cfg.delete, mode="disable")
+        return plan_absent(host_key, actual, delete_cfg, today, "out of scope")
+    assert isinstance(found, dict)
+    try:
+        desired = map_host(found, host_key, cfg, netbox_url)
+    except Skip as skip:
+        if skip.delete:
+            return plan_absent(host_key, actual, cfg.delete, today, skip.reason)
+        return Plan(host_key=host_key, action="skip", reason=skip.reason)
+    other = by_name.get(desired.host)
+    if other is not None and (actual is None or other.hostid != actual.hostid):
+        if actual is None and other.host_key is None and cfg.host.adopt:
+            return plan_sync(desired, other)  # brownfield adoption: the update adds our owner tag
+        owner = f"owned by {other.host_key}" if other.host_key else "not managed by netbox-zabbix-stream"
+        return Plan(
+            host_key=host_key,
+            action="conflict",
+            hostid=other.hostid,
+            reason=f"Zabbix host {desired.host!r} (hostid {other.hostid}) already exists, {owner}",
+        )
+    return plan_sync(desired, actual)
+
+
+class SyncEngine:
+    """Reads both sides in batches and applies minimal plans."""
+
+    def __init__(self, cfg: Config, netbox: NetBox, zabbix: Zabbix, today: Callable[[], str] = today_utc) -> None:
+        self.cfg = cfg
+        self.netbox = netbox
+        self.zabbix = zabbix
+        self._today = today
+
+    async def plans(self, host_keys: Iterable[str]) -> dict[str, Plan]:
+        """Read NetBox and Zabbix for all keys at once, then map and diff each (no writes)."""
+        keys = sorted(set(host_keys))
+        objects, actual = await asyncio.gather(self.netbox.objects(keys), self.zabbix.hosts_by_key(keys))
+        cfg = self._effective_config()
+        names = {
+            map_name
+            for k in keys
+            if isinstance(objects.get(k), dict)
+            for map_name in [_technical_name(objects[k], k, cfg)]
+            if map_name
+        }
+        by_name = await self.zabbix.hosts_by_name(n for n in names if not _owned_name(n, actual))
+        today = self._today()
+        return {
+            k: plan_host(
+                k,
+                objects.get(k),
+                actual.get(k),
+                by_name,
+                cfg,
+                today,
+                self.netbox.object_url(k) if k.rpartition(":")[0] in ENDPOINTS else "",
+            )
+            for k in keys
+        }
+
+    def _effective_config(self) -> Config:
+        if self.zabbix.version.proxy_v7 or self.cfg.host.proxy_group is None:
+            return self.cfg
+        # Zabbix before 7.0 has no proxy groups: asking for one would be a change forever.
+        return msgspec.structs.replace(self.cfg, host=msgspec.structs.replace(self.cfg.host, proxy_group=None))
+
+    async def sync(self, host_keys: Iterable[str], dry_run: bool = False) -> list[SyncResult]:
+        """Bring Zabbix in line with NetBox for these host keys; one result per key."""
+        t0 = time.perf_counter()
+        keys = sorted(set(host_keys))
+        try:
+            plans = await self.plans(keys)
+        except (NetBoxError, ZabbixError) as exc:
+            return [
+                SyncResult(host_key=k, action="read", result="error", error=str(exc), transient=exc.transient)
+                for k in keys
+            ]
+        results = await asyncio.gather(*(self._apply(p, dry_run) for p in plans.values()))
+        SYNC_SECONDS.observe(time.perf_counter() - t0)
+        return list(results)
+
+    async def _apply(self, plan: Plan, dry_run: bool) -> SyncResult:
+        t0 = time.perf_counter()
+        changed = sorted(plan.changes)
+        if plan.action == "conflict":
+            res = SyncResult(
+                host_key=plan.host_key, action="conflict", result="conflict", hostid=plan.hostid, reason=plan.reason
+            )
+        elif plan.empty or dry_run:
+            res = SyncResult(
+                host_key=plan.host_key,
+                action=plan.action,
+                result="skipped" if plan.empty else "ok",
+                hostid=plan.hostid,
+                changed=changed,
+                reason=plan.reason,
+            )
+        else:
+            try:
+                hostid = await self.zabbix.apply(plan)
+                res = SyncResult(
+                    host_key=plan.host_key,
+                    action=plan.action,
+                    result="ok",
+                    hostid=hostid,
+                    changed=changed,
+                    reason=plan.reason,
+                )
+            except ZabbixError as exc:
+                res = SyncResult(
+                    host_key=plan.host_key,
+                    action=plan.action,
+                    result="error",
+                    hostid=plan.hostid,
+                    changed=changed,
+                    error=str(exc),
+                    transient=exc.transient,
+                )
+        SYNCS.labels(res.action, res.result).inc()
+        log.info(
+            "sync",
+            host_key=res.host_key,
+            action=res.action,
+            result=res.result,
+            changed=res.changed,
+            reason=res.reason or None,
+            error=res.error,
+            dry_run=dry_run or None,
+            duration_ms=round((time.perf_counter() - t0) * 1000, 1),
+        )
+        return res
+
+
+def _technical_name(obj: Any, host_key: str, cfg: Config) -> str | None:
+    try:
+        return map_host(obj, host_key, cfg).host
+    except Skip:
+        return None
+
+
+def _owned_name(name: str, actual: Mapping[str, ActualHost]) -> bool:
+    return any(a.host == name for a in actual.values())

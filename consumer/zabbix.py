@@ -1,0 +1,260 @@
+"""The Zabbix edge: one async client (zabbix-utils) behind the budget, host reads, host writes,
+and the cache of templates, host groups and proxies (the "settings import").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import aiohttp
+from prometheus_client import Counter, Histogram
+from zabbix_utils import AsyncZabbixAPI
+from zabbix_utils.exceptions import APIRequestError, ProcessingError
+
+from consumer.model import ActualHost, Plan
+from consumer.ratelimit import Budget
+from consumer.zabbix_payloads import ZabbixVersion, host_get_params, normalise_host, write_params
+from nbzx.config import Config
+from nbzx.logging import get_logger
+
+log = get_logger(component="zabbix")
+
+CALLS = Counter("nbzx_zabbix_calls_total", "Zabbix API calls", ["method", "result"])
+CALL_SECONDS = Histogram("nbzx_zabbix_call_seconds", "Zabbix API call duration", ["method"])
+WRITE_METHODS = frozenset(
+    {
+        "host.create",
+        "host.update",
+        "host.delete",
+        "host.massupdate",
+        "host.massadd",
+        "host.massremove",
+        "hostgroup.create",
+        "maintenance.create",
+        "maintenance.update",
+        "maintenance.delete",
+    }
+)
+
+
+class ZabbixError(Exception):
+    """A Zabbix call failed. `transient` errors are retried; the others go to the DLQ."""
+
+    def __init__(self, message: str, *, transient: bool, method: str = "") -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.method = method
+
+
+_TRANSIENT_TEXT = ("db locked", "database is locked", "deadlock", "could not serialize", "connection")
+
+
+class Zabbix:
+    """A long-lived client. Every call goes through the budget and is counted by method."""
+
+    def __init__(self, cfg: Config, budget: Budget | None = None, cache_ttl_s: float = 300.0) -> None:
+        self._cfg = cfg
+        self.budget = budget or Budget(cfg.zabbix.rate_per_s, cfg.zabbix.concurrency)
+        self._session: aiohttp.ClientSession | None = None
+        self._api: Any = None
+        self.version = ZabbixVersion("6.0")
+        self._cache_ttl = cache_ttl_s
+        self._cache_at = 0.0
+        self._cache_lock = asyncio.Lock()
+        self.templates: dict[str, str] = {}
+        self.groups: dict[str, str] = {}
+        self.proxies: dict[str, str] = {}
+        self.proxy_groups: dict[str, str] = {}
+        self.calls: dict[str, int] = {}  # method -> count, for tests and benchmarks
+
+    @property
+    def url(self) -> str:
+        base = self._cfg.zabbix.url.rstrip("/")
+        return base if base.endswith("api_jsonrpc.php") else f"{base}/api_jsonrpc.php"
+
+    async def start(self) -> None:
+        """Connect, detect the API version and log in (token, or user and password)."""
+        connector = aiohttp.TCPConnector(limit=self._cfg.zabbix.concurrency * 2, ssl=self._cfg.zabbix.verify_tls)
+        self._session = aiohttp.ClientSession(connector=connector)
+        sec = self._cfg.secrets
+        try:
+            # The constructor asks apiinfo.version with a blocking request: keep it off the loop.
+            self._api = await asyncio.to_thread(
+                AsyncZabbixAPI,
+                url=self.url,
+                client_session=self._session,
+                timeout=int(self._cfg.zabbix.timeout_s),
+                validate_certs=self._cfg.zabbix.verify_tls,
+            )
+            self.version = ZabbixVersion(str(self._api.version))
+            if sec.zabbix_token:
+                await self._api.login(token=sec.zabbix_token)
+            else:
+                await self._api.login(user=sec.zabbix_user, password=sec.zabbix_password)
+        except (ProcessingError, APIRequestError, aiohttp.ClientError, OSError) as exc:
+            await self.close()
+            raise ZabbixError(f"cannot log in to Zabbix at {self.url}: {exc}", transient=True) from exc
+        log.info("zabbix_connected", url=self.url, version=self.version.text)
+
+    async def close(self) -> None:
+        """Close the HTTP session (a token login needs no logout)."""
+        if self._api is not None and not self._cfg.secrets.zabbix_token:
+            try:
+                await self._api.user.logout()
+            except Exception as exc:  # logging out of a Zabbix that is gone must not fail shutdown
+                log.debug("zabbix_logout_failed", error=repr(exc))
+        if self._session is not None:
+            await self._session.close()
+        self._session = self._api = None
+
+    async def call(self, method: str, params: Any) -> Any:
+        """One API call through the budget; errors become `ZabbixError` (transient or not)."""
+        if self._api is None:
+            await self.start()
+        for attempt in (1, 2):
+            async with self.budget.slot():
+                t0 = time.perf_counter()
+                try:
+                    resp = await self._api.send_async_request(method, params)
+                except APIRequestError as exc:
+                    CALLS.labels(method, "error").inc()
+                    text = str(exc)
+                    if attempt == 1 and ("re-login" in text or "Not authorised" in text):
+                        await self.close()
+                        await self.start()
+                        continue
+                    transient = any(t in text.lower() for t in _TRANSIENT_TEXT)
+                    raise ZabbixError(f"{method}: {text}", transient=transient, method=method) from exc
+                except (aiohttp.ClientError, OSError, TimeoutError, ProcessingError) as exc:
+                    CALLS.labels(method, "error").inc()
+                    raise ZabbixError(f"{method}: Zabbix unreachable: {exc!r}", transient=True, method=method) from exc
+                finally:
+                    CALL_SECONDS.labels(method).observe(time.perf_counter() - t0)
+                    self.calls[method] = self.calls.get(method, 0) + 1
+            CALLS.labels(method, "ok").inc()
+            return resp["result"]
+        raise ZabbixError(f"{method}: could not re-login", transient=True, method=method)
+
+    @property
+    def write_calls(self) -> int:
+        """How many write calls this client made (a no-op sync must make none)."""
+        return sum(n for m, n in self.calls.items() if m in WRITE_METHODS)
+
+    # ---- settings cache ----
+
+    async def refresh_settings(self, force: bool = False) -> None:
+        """Reload templates, host groups and proxies when the cache is older than its TTL (or forced)."""
+        async with self._cache_lock:
+            if not force and time.monotonic() - self._cache_at < self._cache_ttl:
+                return
+            templates = await self.call("template.get", {"output": ["templateid", "host", "name"]})
+            groups = await self.call("hostgroup.get", {"output": ["groupid", "name"]})
+            name_field = self.version.proxy_name_field
+            proxies = await self.call("proxy.get", {"output": ["proxyid", name_field]})
+            self.templates = {t["name"]: t["templateid"] for t in templates}
+            self.templates.update({t["host"]: t["templateid"] for t in templates if t["host"] not in self.templates})
+            self.groups = {g["name"]: g["groupid"] for g in groups}
+            self.proxies = {p[name_field]: p["proxyid"] for p in proxies}
+            if self.version.proxy_v7:
+                pgs = await self.call("proxygroup.get", {"output": ["proxy_groupid", "name"]})
+                self.proxy_groups = {p["name"]: p["proxy_groupid"] for p in pgs}
+            self._cache_at = time.monotonic()
+
+    async def ensure_groups(self, names: Iterable[str]) -> None:
+        """Create missing host groups, parents first ("NetBox/Site A" also makes "NetBox")."""
+        wanted: set[str] = set()
+        for name in names:
+            parts = name.split("/")
+            wanted.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+        missing = sorted(wanted - self.groups.keys(), key=lambda g: (g.count("/"), g))
+        if missing:
+            await self.refresh_settings(force=True)
+        for name in (g for g in missing if g not in self.groups):
+            try:
+                res = await self.call("hostgroup.create", {"name": name})
+                self.groups[name] = res["groupids"][0]
+            except ZabbixError as exc:
+                if "already exists" not in str(exc):
+                    raise
+                await self.refresh_settings(force=True)
+
+    async def resolve(self, changes: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+        """Name -> id maps for what the changes reference; unknown templates/proxies are permanent errors."""
+        await self.refresh_settings()
+        if "groups" in changes:
+            await self.ensure_groups(changes["groups"])
+        needed = {
+            "templates": set(changes.get("templates", [])) | set(changes.get("templates_clear", [])),
+            "proxies": {changes["proxy"]} if changes.get("proxy") else set(),
+            "proxy_groups": {changes["proxy_group"]} if changes.get("proxy_group") else set(),
+        }
+        if any(n - getattr(self, k).keys() for k, n in needed.items()):
+            await self.refresh_settings(force=True)  # created since the last import?
+        for kind, names in needed.items():
+            unknown = sorted(names - getattr(self, kind).keys())
+            if unknown:
+                raise ZabbixError(f"unknown {kind.replace('_', ' ')} in Zabbix: {', '.join(unknown)}", transient=False)
+        return {
+            "groups": self.groups,
+            "templates": self.templates,
+            "proxies": self.proxies,
+            "proxy_groups": self.proxy_groups,
+        }
+
+    # ---- hosts ----
+
+    async def hosts_by_key(self, host_keys: Iterable[str]) -> dict[str, ActualHost]:
+        """Owned hosts for these keys, in one host.get."""
+        keys = sorted(set(host_keys))
+        if not keys:
+            return {}
+        await self.refresh_settings()  # proxy ids -> names
+        rows = await self.call("host.get", host_get_params(self.version, host_keys=keys))
+        return self._by_key(rows)
+
+    async def all_owned_hosts(self) -> dict[str, ActualHost]:
+        """Every host carrying our ownership tag, in one host.get."""
+        await self.refresh_settings()
+        return self._by_key(await self.call("host.get", host_get_params(self.version)))
+
+    async def hosts_by_name(self, names: Iterable[str]) -> dict[str, ActualHost]:
+        """Hosts with these technical names, owned or not (for conflicts and adoption)."""
+        names = sorted(set(names))
+        if not names:
+            return {}
+        rows = await self.call("host.get", host_get_params(self.version, names=names))
+        await self.refresh_settings()
+        proxies = {v: k for k, v in self.proxies.items()}
+        return {h.host: h for h in (normalise_host(self.version, r, proxies) for r in rows)}
+
+    def _by_key(self, rows: list[dict[str, Any]]) -> dict[str, ActualHost]:
+        proxies = {v: k for k, v in self.proxies.items()}
+        out: dict[str, ActualHost] = {}
+        for row in rows:
+            h = normalise_host(self.version, row, proxies)
+            if h.host_key:
+                out[h.host_key] = h
+        return out
+
+    async def apply(self, plan: Plan) -> str | None:
+        """Carry out one plan; returns the hostid (None after a delete)."""
+        if plan.action == "create":
+            ids = await self.resolve(plan.changes)
+            res = await self.call("host.create", write_params(self.version, plan.changes, ids))
+            return str(res["hostids"][0])
+        if plan.action == "update":
+            ids = await self.resolve(plan.changes)
+            params = write_params(self.version, plan.changes, ids)
+            await self.call("host.update", {"hostid": plan.hostid, **params})
+            return plan.hostid
+        if plan.action == "delete":
+            try:
+                await self.call("host.delete", [plan.hostid])
+            except ZabbixError as exc:
+                if "does not exist" not in str(exc):  # already gone: the delete is done
+                    raise
+            return None
+        return plan.hostid
