@@ -67,6 +67,12 @@ def render(template: str, obj: Mapping[str, Any]) -> str:
     return _PLACEHOLDER.sub(lambda m: scalar(lookup(obj, m.group(1))), template)
 
 
+def render_all_or_nothing(template: str, obj: Mapping[str, Any]) -> str | None:
+    """Like `render`, but None when any placeholder is empty ("NetBox/{tenant.name}" without a tenant)."""
+    values = [scalar(lookup(obj, m.group(1))) for m in _PLACEHOLDER.finditer(template)]
+    return None if any(v == "" for v in values) else render(template, obj)
+
+
 def safe_host_name(name: str, fallback: str) -> str:
     """A technical host name Zabbix accepts: [0-9A-Za-z_. -], at most 128 characters, never empty.
 
@@ -230,8 +236,8 @@ def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str
 
     name = render(host.name, obj)
     fallback = host_key.replace(":", "-").replace(".", "-")
-    groups = {render(g, obj) for g in [*host.groups, *_context_list(zctx, "groups")]}
-    groups = {g.strip().strip("/") for g in groups if g.strip().strip("/")}
+    rendered = (render_all_or_nothing(g, obj) for g in [*host.groups, *_context_list(zctx, "groups")])
+    groups = {g.strip().strip("/") for g in rendered if g and g.strip().strip("/")}
     templates = {t for rule in host.templates if matches(rule.match, obj) for t in rule.templates}
     templates |= set(_context_list(zctx, "templates"))
 

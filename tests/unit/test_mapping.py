@@ -1,0 +1,224 @@
+"""map_host: a NetBox device/VM (as the REST API returns it) -> the desired Zabbix host."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from consumer.mapping import Skip, map_host, render, safe_host_name, secret_digest
+from consumer.model import AGENT, SNMP, Interface
+from nbzx.config import Config, parse_config
+from tests.conftest import captures
+
+DEVICE: dict[str, Any] = next(c for c in captures() if c["file"].startswith("05-"))["body"]["data"]
+VM: dict[str, Any] = next(c for c in captures() if c["file"].startswith("11-"))["body"]["data"]
+
+
+def device(**changes: Any) -> dict[str, Any]:
+    d = copy.deepcopy(DEVICE)
+    d["status"] = {"value": "active", "label": "Active"}
+    d.update(changes)
+    return d
+
+
+def cfg(**sections: Any) -> Config:
+    return parse_config(json.dumps(sections), {})
+
+
+def test_defaults_give_an_agent_host_in_the_site_group_with_owner_tags() -> None:
+    d = map_host(device(), "dcim.device:1", cfg(), "http://nb/dcim/devices/1/")
+    assert (d.host, d.name, d.status) == ("srv-01-renamed", "srv-01-renamed", 0)
+    assert d.groups == ("NetBox/Lab Site",)
+    assert d.interfaces == (Interface(type=AGENT, ip="192.0.2.10", port="10050"),)
+    assert ("netbox:key", "dcim.device:1") in d.tags and ("netbox:url", "http://nb/dcim/devices/1/") in d.tags
+    assert ("netbox:tag", "monitored") in d.tags and ("netbox:tag", "zabbix") in d.tags
+
+
+def test_name_templates_follow_dotted_paths_and_are_made_safe() -> None:
+    c = cfg(host={"name": "{site.slug}/{name} ({role.name})", "visible_name": "{name} @ {site.name}"})
+    d = map_host(device(), "dcim.device:1", c)
+    assert d.host == "lab-site_srv-01-renamed _Server_"
+    assert d.name == "srv-01-renamed @ Lab Site"
+    assert render("{custom_fields.zabbix_hostid}-{status}-{missing.path}", device()) == "10501-active-"
+    assert render("{$SNMP_COMMUNITY}", device()) == "{$SNMP_COMMUNITY}"
+
+
+def test_safe_host_name_is_deterministic_and_bounded() -> None:
+    assert safe_host_name("rtr/01:core#1", "x") == "rtr_01_core_1"
+    long = "a" * 300
+    assert len(safe_host_name(long, "x")) == 128 and safe_host_name(long, "x") == safe_host_name(long, "x")
+    assert safe_host_name("///", "fallback") == "___"
+    assert safe_host_name("  ", "fallback") == "fallback"
+    assert safe_host_name("ünïcode", "x") == "_n_code"
+
+
+def test_groups_are_templated_and_include_config_context() -> None:
+    c = cfg(host={"groups": ["NetBox/{site.name}", "NetBox/{role.name}", "NetBox/{tenant.name}"]})
+    obj = device(config_context={"zabbix": {"groups": ["NetBox/Extra"]}})
+    assert map_host(obj, "dcim.device:1", c).groups == ("NetBox/Extra", "NetBox/Lab Site", "NetBox/Server")
+
+
+@pytest.mark.parametrize(
+    ("match", "hit"),
+    [
+        ({"role": "server"}, True),
+        ({"role": "Server"}, True),
+        ({"role": ["switch", "server"]}, True),
+        ({"role": "switch"}, False),
+        ({"platform": "linux"}, True),
+        ({"device_type": "acme-1000"}, True),
+        ({"manufacturer": "acme"}, True),
+        ({"site": "lab-site"}, True),
+        ({"tag": "zabbix"}, True),
+        ({"tag": "nope"}, False),
+        ({"custom_fields.zabbix_hostid": "10501"}, True),
+        ({"role": "server", "platform": "windows"}, False),
+        ({"status": "active"}, True),
+    ],
+)
+def test_template_rules(match: dict[str, Any], hit: bool) -> None:
+    c = cfg(host={"templates": [{"match": match, "templates": ["Linux by Zabbix agent"]}]})
+    d = map_host(device(), "dcim.device:1", c)
+    assert d.templates == (("Linux by Zabbix agent",) if hit else ())
+    assert d.managed_templates == frozenset({"Linux by Zabbix agent"})
+
+
+def test_templates_from_config_context() -> None:
+    obj = device(config_context={"zabbix": {"templates": ["ICMP Ping"]}})
+    c = cfg(host={"templates": [{"match": {"role": "server"}, "templates": ["Linux by Zabbix agent"]}]})
+    assert map_host(obj, "dcim.device:1", c).templates == ("ICMP Ping", "Linux by Zabbix agent")
+    off = cfg(host={"use_config_context": False})
+    assert map_host(obj, "dcim.device:1", off).templates == ()
+
+
+def test_snmp_v2_when_role_matches() -> None:
+    c = cfg(host={"interfaces": {"snmp_when": {"role": ["server"]}, "snmp": {"version": 2, "community": "{$C}"}}})
+    [iface] = map_host(device(), "dcim.device:1", c).interfaces
+    assert (iface.type, iface.port) == (SNMP, "161")
+    assert dict(iface.details) == {"version": "2", "bulk": "1", "community": "{$C}"}
+
+
+def test_snmp_v3_carries_every_parameter() -> None:
+    snmp = {
+        "version": 3,
+        "securityname": "{name}",
+        "securitylevel": "authPriv",
+        "authprotocol": "SHA256",
+        "authpassphrase": "a-pass",
+        "privprotocol": "AES256",
+        "privpassphrase": "p-pass",
+        "contextname": "ctx",
+    }
+    c = cfg(host={"interfaces": {"default": "snmp", "snmp": snmp}})
+    [iface] = map_host(device(), "dcim.device:1", c).interfaces
+    assert dict(iface.details) == {
+        "version": "3",
+        "bulk": "1",
+        "securityname": "srv-01-renamed",
+        "securitylevel": "2",
+        "authprotocol": "3",
+        "authpassphrase": "a-pass",
+        "privprotocol": "3",
+        "privpassphrase": "p-pass",
+        "contextname": "ctx",
+    }
+
+
+def test_dns_name_and_ip_family() -> None:
+    obj = device()
+    obj["primary_ip4"] = {**obj["primary_ip4"], "dns_name": "srv01.example.net"}
+    obj["primary_ip"] = obj["primary_ip4"]
+    [iface] = map_host(obj, "dcim.device:1", cfg(host={"interfaces": {"use_dns": True}})).interfaces
+    assert (iface.useip, iface.dns, iface.ip) == (0, "srv01.example.net", "192.0.2.10")
+    obj6 = device(primary_ip6={"address": "2001:db8::10/64", "dns_name": ""})
+    [v6] = map_host(obj6, "dcim.device:1", cfg(host={"interfaces": {"ip_family": "ipv6"}})).interfaces
+    assert v6.ip == "2001:db8::10"
+
+
+def test_several_interfaces_from_config_context() -> None:
+    ctx = {
+        "zabbix": {
+            "interfaces": [
+                {"type": "agent"},
+                {"type": "snmp", "port": 1161, "snmp": {"community": "x"}},
+                {"type": "agent", "ip": "198.51.100.1", "port": 10051},
+            ]
+        }
+    }
+    ifaces = map_host(device(config_context=ctx), "dcim.device:1", cfg()).interfaces
+    assert [(i.type, i.ip, i.port, i.main) for i in ifaces] == [
+        (AGENT, "192.0.2.10", "10050", 1),
+        (AGENT, "198.51.100.1", "10051", 0),
+        (SNMP, "192.0.2.10", "1161", 1),
+    ]
+
+
+def test_no_primary_ip_means_no_interface_or_skip_when_required() -> None:
+    obj = device(primary_ip=None, primary_ip4=None)
+    assert map_host(obj, "dcim.device:1", cfg()).interfaces == ()
+    with pytest.raises(Skip, match="no primary IP"):
+        map_host(obj, "dcim.device:1", cfg(scope={"devices": {"require_primary_ip": True}}))
+
+
+def test_tags_fields_extras_and_context() -> None:
+    c = cfg(
+        host={
+            "tags": {
+                "from_netbox_tags": False,
+                "fields": {"role": "role.slug", "serial": "serial"},
+                "extra": {"site": "{site.slug}"},
+            }
+        }
+    )
+    obj = device(config_context={"zabbix": {"tags": {"team": "{tenant.name}net"}}})
+    d = map_host(obj, "dcim.device:1", c)
+    assert [t for t in d.tags if not t[0].startswith("netbox:")] == [
+        ("role", "server"),
+        ("serial", ""),
+        ("site", "lab-site"),
+        ("team", "net"),
+    ]
+    assert d.managed_tag_names == {"role", "serial", "site", "team"}
+
+
+def test_inventory_mode_and_fields() -> None:
+    c = cfg(host={"inventory": {"mode": "automatic", "fields": {"serialno_a": "{serial}", "location": "{site.name}"}}})
+    d = map_host(device(serial="SN1"), "dcim.device:1", c)
+    assert d.inventory_mode == 1 and dict(d.inventory) == {"serialno_a": "SN1", "location": "Lab Site"}
+
+
+def test_macros_text_secret_and_context() -> None:
+    c = cfg(host={"macros": {"{$SITE}": {"value": "{site.slug}"}, "{$PW}": {"value": "s3cret", "secret": True}}})
+    d = map_host(device(config_context={"zabbix": {"macros": {"{$CTX}": 5}}}), "dcim.device:1", c)
+    assert [(m.macro, m.value, m.secret) for m in d.macros] == [
+        ("{$CTX}", "5", False),
+        ("{$PW}", "s3cret", True),
+        ("{$SITE}", "lab-site", False),
+    ]
+    assert secret_digest("s3cret") != secret_digest("s3cret2")
+
+
+def test_proxy_description_and_status_map() -> None:
+    c = cfg(host={"proxy": "proxy-{site.slug}", "description": "{description}"})
+    d = map_host(device(description="rack 4"), "dcim.device:1", c)
+    assert (d.proxy, d.description) == ("proxy-lab-site", "rack 4")
+    assert map_host(device(status={"value": "planned"}), "dcim.device:1", cfg()).status == 1
+    assert map_host(device(status={"value": "offline"}), "dcim.device:1", cfg()).status == 1
+    with pytest.raises(Skip, match="maps to delete"):
+        map_host(device(status={"value": "decommissioning"}), "dcim.device:1", cfg())
+    maint = map_host(
+        device(status={"value": "active"}), "dcim.device:1", cfg(host={"status": {"active": "maintenance"}})
+    )
+    assert maint.maintenance and maint.status == 0
+
+
+def test_virtual_machine() -> None:
+    vm = copy.deepcopy(VM)
+    vm["status"] = {"value": "active"}
+    d = map_host(vm, "virtualization.virtualmachine:1", cfg(host={"groups": ["NetBox/VMs/{cluster.name}"]}))
+    assert d.host == "vm-01" and d.groups == ("NetBox/VMs/kvm-cluster-1",) and d.interfaces == ()
+    with pytest.raises(Skip):
+        map_host(vm, "virtualization.virtualmachine:1", cfg(scope={"virtual_machines": {"enabled": False}}))
