@@ -237,7 +237,7 @@ def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str
     name = render(host.name, obj)
     fallback = host_key.replace(":", "-").replace(".", "-")
     rendered = (render_all_or_nothing(g, obj) for g in [*host.groups, *_context_list(zctx, "groups")])
-    groups = {g.strip().strip("/") for g in rendered if g and g.strip().strip("/")}
+    groups = {g.strip().strip("/") for g in rendered if g and g.strip().strip("/")} or {host.fallback_group}
     templates = {t for rule in host.templates if matches(rule.match, obj) for t in rule.templates}
     templates |= set(_context_list(zctx, "templates"))
 

@@ -180,6 +180,8 @@ class HostConfig(_Base):
     name: str = "{name}"
     visible_name: str = "{name}"
     groups: list[str] = field(default_factory=lambda: ["NetBox/{site.name}"])
+    # Zabbix refuses a host without a group: used when every template above renders empty.
+    fallback_group: str = "NetBox/Unassigned"
     managed_group_prefixes: list[str] = field(default_factory=lambda: ["NetBox/"])
     templates: list[TemplateRule] = field(default_factory=list)
     use_config_context: bool = True

@@ -170,7 +170,7 @@ def netbox_objects(netbox_api: Any) -> Iterator[Callable[[str], dict[str, Any]]]
         site = netbox_api.dcim.sites.create(name=tag, slug=tag)
         manu = netbox_api.dcim.manufacturers.create(name=tag, slug=tag)
         dtype = netbox_api.dcim.device_types.create(manufacturer=manu.id, model=tag, slug=tag)
-        role = netbox_api.dcim.device_roles.create(name=tag, slug=tag, color="9e9e9e")
+        role = netbox_api.dcim.device_roles.create(name=f"{tag}-role", slug=f"{tag}-role", color="9e9e9e")
         made.extend([site, dtype, manu, role])
         return {"site": site, "manufacturer": manu, "device_type": dtype, "role": role, "tag": tag}
 

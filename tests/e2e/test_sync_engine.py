@@ -1,0 +1,215 @@
+"""sync() against the real NetBox and Zabbix of the stack: the Zabbix host is checked field by field."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from consumer.netbox import NetBox
+from consumer.sync import SyncEngine
+from consumer.zabbix import Zabbix
+from nbzx.config import Config
+from tests.conftest import make_config
+
+
+class Env:
+    """A sync engine plus the raw clients the assertions read with."""
+
+    def __init__(self, cfg: Config, engine: SyncEngine, nb: Any, zapi: Any, base: dict[str, Any]) -> None:
+        self.cfg, self.engine, self.nb, self.zapi, self.base = cfg, engine, nb, zapi, base
+
+    async def sync(self, *keys: str) -> list[Any]:
+        return await self.engine.sync(keys)
+
+    def zhost(self, host_key: str) -> dict[str, Any] | None:
+        rows = self.zapi.host.get(
+            tags=[{"tag": "netbox:key", "value": host_key, "operator": 1}],
+            output=["hostid", "host", "name", "status", "inventory_mode", "description"],
+            selectGroups=["name"],
+            selectParentTemplates=["name"],
+            selectTags=["tag", "value"],
+            selectInterfaces=["type", "ip", "port", "main", "useip"],
+            selectInventory=["serialno_a"],
+        )
+        assert len(rows) <= 1, f"more than one host owns {host_key}"
+        return rows[0] if rows else None
+
+    def device(self, name: str, ip: str | None = "192.0.2.50", **fields: Any) -> Any:
+        b = self.base
+        dev = self.nb.dcim.devices.create(
+            name=name, device_type=b["device_type"].id, role=b["role"].id, site=b["site"].id, status="active", **fields
+        )
+        if ip:
+            iface = self.nb.dcim.interfaces.create(device=dev.id, name="eth0", type="1000base-t")
+            addr = self.nb.ipam.ip_addresses.create(
+                address=f"{ip}/24", assigned_object_type="dcim.interface", assigned_object_id=iface.id
+            )
+            dev.update({"primary_ip4": addr.id})
+        return dev
+
+
+@pytest.fixture
+async def env(netbox_api: Any, zabbix_api: Any, netbox_objects: Any) -> AsyncIterator[Env]:
+    base = netbox_objects("sync")
+    cfg = make_config(
+        host={
+            "groups": ["NetBox/{site.name}", "NetBox/{role.name}"],
+            "templates": [{"match": {"role": base["role"].slug}, "templates": ["ICMP Ping"]}],
+            "tags": {"from_netbox_tags": True, "extra": {"site": "{site.slug}"}},
+            "inventory": {"mode": "automatic", "fields": {"serialno_a": "{serial}"}},
+        },
+        delete={"mode": "soft"},
+    )
+    zabbix = Zabbix(cfg)
+    await zabbix.start()
+    netbox = NetBox(cfg)
+    yield Env(cfg, SyncEngine(cfg, netbox, zabbix), netbox_api, zabbix_api, base)
+    await zabbix.close()
+    netbox.close()
+
+
+def _names(items: list[dict[str, Any]]) -> set[str]:
+    return {i["name"] for i in items}
+
+
+async def test_create_then_noop_then_rename_keeps_the_host(env: Env) -> None:
+    name = f"sync-{uuid.uuid4().hex[:6]}"
+    dev = await asyncio.to_thread(env.device, name, serial="SN-42")
+    key = f"dcim.device:{dev.id}"
+    [res] = await env.sync(key)
+    assert (res.action, res.result) == ("create", "ok")
+    h = env.zhost(key)
+    assert h is not None
+    b = env.base
+    assert (h["host"], h["name"], h["status"]) == (name, name, "0")
+    assert _names(h["groups"]) == {f"NetBox/{b['site'].name}", f"NetBox/{b['role'].name}"}
+    assert _names(h["parentTemplates"]) == {"ICMP Ping"}
+    assert [(i["type"], i["ip"], i["port"], i["main"], i["useip"]) for i in h["interfaces"]] == [
+        ("1", "192.0.2.50", "10050", "1", "1")
+    ]
+    tags = {(t["tag"], t["value"]) for t in h["tags"]}
+    assert {("netbox:key", key), ("site", b["site"].slug)} <= tags
+    assert ("netbox:url", f"{env.cfg.netbox.url}/dcim/devices/{dev.id}/") in tags
+    assert h["inventory_mode"] == "1" and h["inventory"]["serialno_a"] == "SN-42"
+
+    writes = env.engine.zabbix.write_calls
+    [again] = await env.sync(key)
+    assert again.action == "noop"
+    assert env.engine.zabbix.write_calls == writes, "an unchanged host costs zero Zabbix writes"
+
+    await asyncio.to_thread(dev.update, {"name": f"{name}-renamed"})
+    [ren] = await env.sync(key)
+    assert ren.action == "update" and ren.changed == ["host", "name"]
+    h2 = env.zhost(key)
+    assert h2 is not None and h2["hostid"] == h["hostid"] and h2["host"] == f"{name}-renamed"
+
+
+async def test_resite_retag_status_and_ip_changes(env: Env) -> None:
+    dev = await asyncio.to_thread(env.device, f"sync-{uuid.uuid4().hex[:6]}")
+    key = f"dcim.device:{dev.id}"
+    await env.sync(key)
+    other = await asyncio.to_thread(env.nb.dcim.sites.create, name=f"{env.base['tag']}-b", slug=f"{env.base['tag']}-b")
+    try:
+        tag = await asyncio.to_thread(env.nb.extras.tags.get, slug="monitored") or await asyncio.to_thread(
+            env.nb.extras.tags.create, name="monitored", slug="monitored"
+        )
+        await asyncio.to_thread(dev.update, {"site": other.id, "tags": [tag.id], "status": "offline"})
+        [res] = await env.sync(key)
+        assert res.action == "update" and set(res.changed) == {"groups", "tags", "status"}
+        h = env.zhost(key)
+        assert h is not None
+        assert _names(h["groups"]) == {f"NetBox/{other.name}", f"NetBox/{env.base['role'].name}"}
+        tags = {(t["tag"], t["value"]) for t in h["tags"]}
+        assert ("netbox:tag", "monitored") in tags and ("site", other.slug) in tags
+        assert h["status"] == "1"
+
+        ip = await asyncio.to_thread(env.nb.ipam.ip_addresses.get, dev.primary_ip4.id)
+        await asyncio.to_thread(ip.update, {"address": "192.0.2.77/24"})
+        [res] = await env.sync(key)
+        assert res.changed == ["interfaces"]
+        h2 = env.zhost(key)
+        assert h2 is not None and h2["interfaces"][0]["ip"] == "192.0.2.77"
+    finally:
+        await asyncio.to_thread(dev.delete)
+        await asyncio.to_thread(other.delete)
+
+
+async def test_soft_delete_then_return_resurrects_the_same_host(env: Env) -> None:
+    dev = await asyncio.to_thread(env.device, f"sync-{uuid.uuid4().hex[:6]}")
+    key = f"dcim.device:{dev.id}"
+    await env.sync(key)
+    hostid = env.zhost(key)["hostid"]  # type: ignore[index]
+    await asyncio.to_thread(dev.update, {"status": "decommissioning"})
+    [res] = await env.sync(key)
+    assert res.action == "update" and res.reason == "status 'decommissioning' maps to delete"
+    h = env.zhost(key)
+    assert h is not None and h["status"] == "1" and "(archived " in h["name"]
+    assert _names(h["groups"]) == {"NetBox/Archived"}
+    assert any(t["tag"] == "netbox:deleted" for t in h["tags"])
+    [again] = await env.sync(key)
+    assert again.action == "noop"
+
+    await asyncio.to_thread(dev.update, {"status": "active"})
+    [back] = await env.sync(key)
+    assert back.action == "update"
+    h2 = env.zhost(key)
+    assert h2 is not None and h2["hostid"] == hostid and h2["status"] == "0" and h2["name"] == dev.name
+    assert not any(t["tag"] == "netbox:deleted" for t in h2["tags"])
+
+    await asyncio.to_thread(dev.delete)
+    [gone] = await env.sync(key)
+    assert gone.action == "update" and gone.reason == "deleted in NetBox"
+    assert "(archived " in env.zhost(key)["name"]  # type: ignore[index]
+
+
+async def test_foreign_host_with_the_same_name_is_reported_and_untouched(env: Env) -> None:
+    name = f"sync-{uuid.uuid4().hex[:6]}"
+    gid = env.zapi.hostgroup.get(filter={"name": "Linux servers"})[0]["groupid"]
+    foreign = env.zapi.host.create(host=name, groups=[{"groupid": gid}], description="hand made")["hostids"][0]
+    try:
+        dev = await asyncio.to_thread(env.device, name)
+        key = f"dcim.device:{dev.id}"
+        writes = env.engine.zabbix.write_calls
+        [res] = await env.sync(key)
+        assert res.result == "conflict" and res.hostid == foreign and "not managed" in res.reason
+        assert env.engine.zabbix.write_calls == writes
+        [row] = env.zapi.host.get(hostids=[foreign], output=["description"], selectTags=["tag"])
+        assert row["description"] == "hand made" and row["tags"] == []
+        assert env.zhost(key) is None
+    finally:
+        env.zapi.host.delete(foreign)
+
+
+async def test_virtual_machine_and_hard_delete(env: Env, netbox_api: Any) -> None:
+    env.cfg.delete.mode = "hard"
+    ctype = await asyncio.to_thread(
+        netbox_api.virtualization.cluster_types.create, name=env.base["tag"], slug=env.base["tag"]
+    )
+    cluster = await asyncio.to_thread(netbox_api.virtualization.clusters.create, name=env.base["tag"], type=ctype.id)
+    vm = await asyncio.to_thread(
+        netbox_api.virtualization.virtual_machines.create,
+        name=f"vm-{uuid.uuid4().hex[:6]}",
+        cluster=cluster.id,
+        status="active",
+    )
+    try:
+        key = f"virtualization.virtualmachine:{vm.id}"
+        [res] = await env.sync(key)
+        assert res.action == "create"
+        h = env.zhost(key)
+        assert h is not None and h["host"] == vm.name and h["interfaces"] == []
+        assert _names(h["groups"]) == {"NetBox/Unassigned"}  # no site, no role: the fallback group
+        await asyncio.to_thread(vm.delete)
+        [gone] = await env.sync(key)
+        assert gone.action == "delete" and env.zhost(key) is None
+        [again] = await env.sync(key)
+        assert again.action == "noop"
+    finally:
+        if await asyncio.to_thread(netbox_api.virtualization.virtual_machines.get, vm.id):
+            await asyncio.to_thread(vm.delete)
+        await asyncio.to_thread(cluster.delete)
+        await asyncio.to_thread(ctype.delete)
