@@ -47,6 +47,18 @@ def split_key(host_key: str) -> tuple[str, int]:
     return object_type, int(raw_id)
 
 
+def merge_filters(scope: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Scope filter plus another; a key in both gets both values (NetBox ANDs repeated `tag`)."""
+    out = dict(scope)
+    for key, value in extra.items():
+        out[key] = [*_as_list(out[key]), *_as_list(value)] if key in out else value
+    return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
 class NetBox:
     """Batched, scope-aware reads of devices and VMs."""
 
@@ -127,6 +139,19 @@ class NetBox:
                 for r in exists:
                     out[f"{object_type}:{int(r['id'])}"] = OUT_OF_SCOPE
         return out
+
+    def _ids(self, object_type: str, filters: dict[str, Any]) -> list[int]:
+        app, endpoint = ENDPOINTS[object_type]
+        ep = getattr(getattr(self.api, app), endpoint)
+        self.requests += 1
+        return [int(r.id) for r in ep.filter(brief=True, **merge_filters(self._scope(object_type).filter, filters))]
+
+    async def ids(self, object_type: str, filters: dict[str, Any]) -> list[int]:
+        """Ids of the in-scope objects matching `filters` (paged by pynetbox)."""
+        if not self._scope(object_type).enabled:
+            return []
+        result: list[int] = await self._run(self._ids, object_type, filters)
+        return result
 
     async def previous_owner(self, content_type_id: int, object_id: int) -> str | None:
         """The host key an IP's previous assignment (numeric content type + interface id) belongs to."""

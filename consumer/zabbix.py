@@ -14,7 +14,7 @@ from prometheus_client import Counter, Histogram
 from zabbix_utils import AsyncZabbixAPI
 from zabbix_utils.exceptions import APIRequestError, ProcessingError
 
-from consumer.model import ActualHost, Plan
+from consumer.model import OWNER_TAG, ActualHost, Plan
 from consumer.ratelimit import Budget
 from consumer.zabbix_payloads import ZabbixVersion, host_get_params, normalise_host, write_params
 from nbzx.config import Config
@@ -219,6 +219,21 @@ class Zabbix:
         """Every host carrying our ownership tag, in one host.get."""
         await self.refresh_settings()
         return self._by_key(await self.call("host.get", host_get_params(self.version)))
+
+    async def host_keys_with_tag(self, tag: str, values: list[str]) -> list[str]:
+        """Keys of owned hosts carrying `tag` with one of `values`."""
+        if not values:
+            return []
+        rows = await self.call(
+            "host.get",
+            {
+                "output": ["hostid"],
+                "selectTags": ["tag", "value"],
+                "evaltype": 0,
+                "tags": [{"tag": tag, "value": v, "operator": 1} for v in values],
+            },
+        )
+        return sorted({t["value"] for r in rows for t in r["tags"] if t["tag"] == OWNER_TAG})
 
     async def hosts_by_name(self, names: Iterable[str]) -> dict[str, ActualHost]:
         """Hosts with these technical names, owned or not (for conflicts and adoption)."""

@@ -88,6 +88,16 @@ def inspect_file(path: Path, cfg: Config, secret: str | None) -> dict[str, Any]:
     return out
 
 
+def cmd_consumer(args: argparse.Namespace) -> int:
+    """Run the consumer group member until SIGTERM."""
+    from consumer.process import run_consumer
+
+    cfg = _config(args)
+    require(cfg, "netbox_token", "zabbix_auth")
+    asyncio.run(run_consumer(cfg))
+    return 0
+
+
 def cmd_webhook_inspect(args: argparse.Namespace) -> int:
     """Print what the receiver would do with each saved webhook; exit 1 if any would be refused."""
     cfg = load_config(args.config)
@@ -161,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--host", help="listen address (default: receiver.host)")
     r.add_argument("--port", type=int, help="listen port (default: receiver.port)")
     r.set_defaults(func=cmd_receiver)
+
+    sub.add_parser("consumer", help="run a consumer (group member on the events topic)").set_defaults(func=cmd_consumer)
 
     wh = sub.add_parser("webhook", help="webhook tools").add_subparsers(dest="webhook_command", required=True)
     ins = wh.add_parser("inspect", help="show what /webhook does with a saved delivery")

@@ -105,6 +105,21 @@ class ReceiverConfig(_Base):
     virtual_chassis_as_one_host: bool = False
 
 
+class ConsumerConfig(_Base):
+    max_batch: PositiveInt = 500  # records per fetch; one coalesced sync per host key in it
+    fetch_max_wait_ms: PositiveInt = 100
+    retry_base_s: PositiveFloat = 0.5
+    retry_max_s: PositiveFloat = 30.0
+    # Transient errors (Zabbix/NetBox down) retry this many times before the message is dead-lettered,
+    # so nothing blocks a partition forever (60 tries at the 30 s cap is about half an hour).
+    max_transient_attempts: PositiveInt = 60
+    session_timeout_ms: PositiveInt = 10_000
+    heartbeat_interval_ms: PositiveInt = 3_000
+    rebalance_timeout_ms: PositiveInt = 30_000
+    http_host: str = "0.0.0.0"
+    http_port: Port = 8091  # /healthz, /readyz, /metrics
+
+
 class ScopeRule(_Base):
     filter: dict[str, Any] = field(default_factory=dict)
     require_primary_ip: bool = False
@@ -250,6 +265,7 @@ class Config(_Base):
     zabbix: ZabbixConfig = field(default_factory=ZabbixConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
+    consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
     scope: ScopeConfig = field(default_factory=ScopeConfig)
     host: HostConfig = field(default_factory=HostConfig)
     delete: DeleteConfig = field(default_factory=DeleteConfig)

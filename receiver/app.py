@@ -12,9 +12,9 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from nbzx.config import Config
+from nbzx.http import add_health_routes
 from nbzx.kafka import Producer, ProduceUnavailable
 from nbzx.logging import get_logger
 from receiver import metrics
@@ -135,23 +135,6 @@ async def reconcile(request: web.Request) -> web.Response:
     return _json(202, {"job_id": req.job_id, "dry_run": req.dry_run})
 
 
-async def healthz(_request: web.Request) -> web.Response:
-    """Liveness: the process answers."""
-    return _json(200, {"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the producer reaches the Kafka cluster now."""
-    if await request.app[PRODUCER].ready():
-        return _json(200, {"status": "ready"})
-    return _json(503, {"status": "kafka unreachable"})
-
-
-async def prometheus(_request: web.Request) -> web.Response:
-    """GET /metrics in Prometheus text format."""
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 def make_app(cfg: Config, producer: Producer | None = None) -> web.Application:
     """The receiver application; the producer starts and stops with it."""
     # Leave headroom over the limit so an oversized body gets our 413 message, not aiohttp's.
@@ -167,7 +150,5 @@ def make_app(cfg: Config, producer: Producer | None = None) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/webhook", webhook)
     app.router.add_post("/reconcile", reconcile)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", prometheus)
+    add_health_routes(app, app[PRODUCER].ready, "kafka unreachable")
     return app

@@ -1,0 +1,100 @@
+"""Dependency fan-out: a change to a site, role, tag, ... becomes one SyncRequest per host using it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from consumer.netbox import NetBox
+from consumer.zabbix import Zabbix
+from schemas.messages import ChangeEvent
+
+# object type -> (device filter, VM filter); None where that kind of host cannot depend on it.
+DEPENDENCY_FILTERS: dict[str, tuple[str | None, str | None]] = {
+    "dcim.site": ("site_id", "site_id"),
+    "dcim.region": ("region_id", "region_id"),
+    "dcim.sitegroup": ("site_group_id", "site_group_id"),
+    "dcim.location": ("location_id", None),
+    "dcim.devicerole": ("role_id", "role_id"),
+    "dcim.platform": ("platform_id", "platform_id"),
+    "dcim.devicetype": ("device_type_id", None),
+    "dcim.manufacturer": ("manufacturer_id", None),
+    "dcim.virtualchassis": ("virtual_chassis_id", None),
+    "tenancy.tenant": ("tenant_id", "tenant_id"),
+    "tenancy.tenantgroup": ("tenant_group_id", "tenant_group_id"),
+    "virtualization.cluster": ("cluster_id", "cluster_id"),
+    "virtualization.clustergroup": ("cluster_group_id", "cluster_group_id"),
+    "extras.tag": ("tag", "tag"),
+}
+# Config context assignment criteria -> host filter, most selective first.
+_CONTEXT_CRITERIA = (
+    ("tags", "tag", "slug"),
+    ("clusters", "cluster_id", "id"),
+    ("device_types", "device_type_id", "id"),
+    ("platforms", "platform_id", "id"),
+    ("roles", "role_id", "id"),
+    ("locations", "location_id", "id"),
+    ("sites", "site_id", "id"),
+    ("site_groups", "site_group_id", "id"),
+    ("regions", "region_id", "id"),
+    ("tenants", "tenant_id", "id"),
+    ("tenant_groups", "tenant_group_id", "id"),
+    ("cluster_groups", "cluster_group_id", "id"),
+)
+
+
+def fanout_filters(ev: ChangeEvent) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """NetBox filters (devices, VMs) that find every host depending on the changed object. Pure.
+
+    A config context is matched on its first non-empty assignment criterion, old or new (a superset
+    of the hosts it applies to: syncing a host that did not change is a no-op); none means all hosts.
+    """
+    if ev.object_type == "extras.configcontext":
+        return _context_filters(ev)
+    if ev.object_type not in DEPENDENCY_FILTERS:
+        return None, None
+    dev_key, vm_key = DEPENDENCY_FILTERS[ev.object_type]
+    value: Any = ev.object_id
+    if ev.object_type == "extras.tag":
+        slugs = {s for s in (_slug(ev.body.get("data")), _slug((ev.body.get("snapshots") or {}).get("prechange"))) if s}
+        if not slugs:
+            return None, None
+        value = sorted(slugs)
+    return ({dev_key: value} if dev_key else None), ({vm_key: value} if vm_key else None)
+
+
+def _slug(obj: Any) -> str | None:
+    return str(obj["slug"]) if isinstance(obj, Mapping) and obj.get("slug") else None
+
+
+def _context_filters(ev: ChangeEvent) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    data = ev.body.get("data") if isinstance(ev.body.get("data"), Mapping) else {}
+    pre = (ev.body.get("snapshots") or {}).get("prechange") or {}
+    for field_name, param, attr in _CONTEXT_CRITERIA:
+        values: set[Any] = set()
+        for side in (data, pre):
+            for item in side.get(field_name) or [] if isinstance(side, Mapping) else []:
+                values.add(item.get(attr) if isinstance(item, Mapping) else item)
+        values.discard(None)
+        if values:
+            vm_ok = param not in ("device_type_id", "location_id")
+            return {param: sorted(values)}, ({param: sorted(values)} if vm_ok else None)
+    return {}, {}
+
+
+async def dependent_host_keys(netbox: NetBox, zabbix: Zabbix, ev: ChangeEvent) -> list[str]:
+    """The hosts that depend on the changed object: in-scope ones from NetBox, and for a tag also
+    the Zabbix hosts we own that still carry it (a deleted tag is gone from NetBox's objects)."""
+    dev_filter, vm_filter = fanout_filters(ev)
+    keys: set[str] = set()
+    for object_type, flt in (("dcim.device", dev_filter), ("virtualization.virtualmachine", vm_filter)):
+        if flt is not None:
+            keys.update(f"{object_type}:{i}" for i in await netbox.ids(object_type, flt))
+    if ev.object_type == "extras.tag":
+        names = {n for n in (_name(ev.body.get("data")), _name((ev.body.get("snapshots") or {}).get("prechange"))) if n}
+        keys.update(await zabbix.host_keys_with_tag("netbox:tag", sorted(names)))
+    return sorted(keys)
+
+
+def _name(obj: Any) -> str | None:
+    return str(obj["name"]) if isinstance(obj, Mapping) and obj.get("name") else None

@@ -1,0 +1,66 @@
+"""`nbzx consumer`: the production process next to the receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+
+from aiohttp import web
+
+from consumer.netbox import NetBox
+from consumer.service import EventConsumer
+from consumer.sync import SyncEngine
+from consumer.zabbix import Zabbix, ZabbixError
+from nbzx.config import Config
+from nbzx.http import add_health_routes, serve
+from nbzx.kafka import Producer
+from nbzx.logging import get_logger
+
+log = get_logger(component="consumer")
+
+
+async def connect_zabbix(zabbix: Zabbix, stopping: asyncio.Event) -> bool:
+    """Log in, retrying with backoff while Zabbix is unreachable; False if asked to stop first."""
+    delay = 1.0
+    while not stopping.is_set():
+        try:
+            await zabbix.start()
+            return True
+        except ZabbixError as exc:
+            log.warning("zabbix_unavailable_at_start", error=str(exc), retry_in_s=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            delay = min(delay * 2, 30.0)
+    return False
+
+
+async def run_consumer(cfg: Config, *, http: bool = True) -> None:
+    """Run until SIGTERM/SIGINT: finish (or abandon, uncommitted) the batch in flight, leave the group."""
+    producer = Producer(cfg, client_id=f"{cfg.kafka.client_id}-consumer")
+    netbox, zabbix = NetBox(cfg), Zabbix(cfg)
+    engine = SyncEngine(cfg, netbox, zabbix)
+    consumer = EventConsumer(cfg, engine, producer)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, consumer.stopping.set)
+
+    async def ready() -> bool:
+        return consumer.consumer is not None and time.monotonic() - consumer.last_poll < 60
+
+    runner = None
+    if http:
+        app = web.Application()
+        add_health_routes(app, ready, "not consuming")
+        runner = await serve(app, cfg.consumer.http_host, cfg.consumer.http_port)
+    try:
+        await producer.start()
+        if await connect_zabbix(zabbix, consumer.stopping):
+            await consumer.run()
+    finally:
+        await producer.stop()
+        await zabbix.close()
+        netbox.close()
+        if runner is not None:
+            await runner.cleanup()
