@@ -176,8 +176,10 @@ def netbox_objects(netbox_api: Any) -> Iterator[Callable[[str], dict[str, Any]]]
 
     yield base
     for obj in made:
-        for dev in obj.api.dcim.devices.filter(site_id=obj.id) if obj.endpoint.name == "sites" else []:
-            dev.delete()
+        if obj.endpoint.name == "sites":
+            ids = [d.id for d in netbox_api.dcim.devices.filter(site_id=obj.id)]
+            if ids:
+                netbox_api.dcim.devices.delete(ids)
         obj.delete()
 
 

@@ -1,0 +1,260 @@
+"""End to end: NetBox API changes -> webhook -> receiver -> Kafka -> consumer processes -> Zabbix.
+
+Also the faults the design promises to survive: kill -9 of a consumer mid-batch, a rebalance,
+the broker stopped mid-stream, Zabbix or NetBox unreachable for 30 s, and a poison message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbzx.config import Config
+from nbzx.kafka import Producer, create_topics
+from receiver.app import make_app
+from schemas import DeadLetter, SyncRequest, decode, encode
+from tests.conftest import ROOT, consume_all, end_offsets, ensure_stack, make_config
+from tests.e2e.pipeline import (
+    ConsumerProcess,
+    new_name,
+    owned_hosts,
+    pipeline_config_doc,
+    wait_until,
+    write_config,
+)
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, nb: Any, zapi: Any, base: dict[str, Any], tmp: Path) -> None:
+        self.cfg, self.nb, self.zapi, self.base, self.tmp = cfg, nb, zapi, base, tmp
+        self.consumers: list[ConsumerProcess] = []
+        self.host_overrides: dict[str, Any] = {}
+        self.made: list[Any] = []
+
+    def consumer(self) -> ConsumerProcess:
+        n = len(self.consumers)
+        path = write_config(pipeline_config_doc(self.cfg, **self.host_overrides), self.tmp / f"consumer{n}.yaml")
+        c = ConsumerProcess(path, self.tmp / f"consumer{n}.log")
+        self.consumers.append(c)
+        return c
+
+    def devices(self, names: list[str], with_ip: bool = False, **fields: Any) -> list[Any]:
+        """Create devices in one bulk POST (one webhook each)."""
+        b = self.base
+        devs = self.nb.dcim.devices.create(
+            [
+                {
+                    "name": n,
+                    "device_type": b["device_type"].id,
+                    "role": b["role"].id,
+                    "site": b["site"].id,
+                    "status": "active",
+                    **fields,
+                }
+                for n in names
+            ]
+        )
+        self.made.extend(devs)
+        if with_ip:
+            for i, d in enumerate(devs):
+                iface = self.nb.dcim.interfaces.create(device=d.id, name="eth0", type="1000base-t")
+                ip = self.nb.ipam.ip_addresses.create(
+                    address=f"192.0.2.{10 + i}/24", assigned_object_type="dcim.interface", assigned_object_id=iface.id
+                )
+                d.update({"primary_ip4": ip.id})
+        return list(devs)
+
+    def hosts(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
+        return owned_hosts(self.zapi, keys)
+
+    async def converged(self, keys: list[str], check: Any = None, timeout_s: float = 60) -> dict[str, Any]:
+        """Wait until each key has exactly one host (passing `check`, if given); fail on duplicates."""
+
+        def ok() -> dict[str, Any] | None:
+            hosts = self.hosts(keys)
+            dups = {k: len(v) for k, v in hosts.items() if len(v) > 1}
+            assert not dups, f"duplicated hosts: {dups}"
+            if set(hosts) != set(keys):
+                return None
+            flat = {k: v[0] for k, v in hosts.items()}
+            return flat if check is None or all(check(k, h) for k, h in flat.items()) else None
+
+        result: dict[str, Any] = await wait_until(ok, timeout_s, f"{len(keys)} hosts in Zabbix")
+        return result
+
+
+@pytest.fixture
+async def pipeline(
+    netbox_api: Any, zabbix_api: Any, netbox_objects: Any, netbox_webhook: Any, aiohttp_listener: Any, tmp_path: Path
+) -> AsyncIterator[Pipeline]:
+    ensure_stack("kafka", "zabbix", "netbox")
+    cfg = make_config()
+    await create_topics(cfg)
+    url = await aiohttp_listener(make_app(cfg))
+    netbox_webhook(
+        f"{url}/webhook",
+        object_types=[
+            "dcim.device",
+            "dcim.interface",
+            "ipam.ipaddress",
+            "virtualization.virtualmachine",
+            "dcim.site",
+            "extras.tag",
+        ],
+    )
+    p = Pipeline(cfg, netbox_api, zabbix_api, netbox_objects("pipe"), tmp_path)
+    yield p
+    for c in p.consumers:
+        c.stop()
+    ids = [d.id for d in p.made]
+    existing = (
+        [d.id for d in await asyncio.to_thread(lambda: list(netbox_api.dcim.devices.filter(id=ids)))] if ids else []
+    )
+    if existing:
+        await asyncio.to_thread(netbox_api.dcim.devices.delete, existing)
+
+
+def _stack(*args: str) -> None:
+    subprocess.run([str(ROOT / "scripts" / "stack"), *args], check=True, capture_output=True)
+
+
+def _tags(h: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(t["tag"], t["value"]) for t in h["tags"]}
+
+
+async def test_netbox_changes_reach_zabbix(pipeline: Pipeline) -> None:
+    pipeline.consumer()
+    name = new_name()
+    [dev] = await asyncio.to_thread(pipeline.devices, [name], with_ip=True)
+    key = f"dcim.device:{dev.id}"
+    hosts = await pipeline.converged([key], lambda k, h: h["interfaces"] and h["interfaces"][0]["ip"] == "192.0.2.10")
+    hostid = hosts[key]["hostid"]
+
+    tag = await asyncio.to_thread(pipeline.nb.extras.tags.get, slug="monitored") or await asyncio.to_thread(
+        pipeline.nb.extras.tags.create, name="monitored", slug="monitored"
+    )
+    await asyncio.to_thread(dev.update, {"name": f"{name}-x", "tags": [tag.id], "status": "offline"})
+    hosts = await pipeline.converged(
+        [key], lambda k, h: h["host"] == f"{name}-x" and h["status"] == "1" and ("netbox:tag", "monitored") in _tags(h)
+    )
+    assert hosts[key]["hostid"] == hostid, "a rename keeps the host"
+
+    ip = await asyncio.to_thread(pipeline.nb.ipam.ip_addresses.get, dev.primary_ip4.id)
+    await asyncio.to_thread(ip.update, {"address": "192.0.2.99/24"})  # an IP change is an ipam.ipaddress event
+    await pipeline.converged([key], lambda k, h: h["interfaces"][0]["ip"] == "192.0.2.99")
+
+    await asyncio.to_thread(dev.delete)
+    hosts = await pipeline.converged([key], lambda k, h: "(archived " in h["name"])
+    assert hosts[key]["hostid"] == hostid and hosts[key]["status"] == "1"
+
+
+async def test_bulk_patch_of_200_devices_converges_with_one_write_per_host(pipeline: Pipeline) -> None:
+    consumer = pipeline.consumer()
+    names = [new_name("bulk") for _ in range(200)]
+    devs = await asyncio.to_thread(pipeline.devices, names)
+    keys = [f"dcim.device:{d.id}" for d in devs]
+    await pipeline.converged(keys, timeout_s=120)
+    await asyncio.sleep(1)
+    before = await asyncio.to_thread(consumer.zabbix_writes)
+    await asyncio.to_thread(pipeline.nb.dcim.devices.update, [{"id": d.id, "status": "offline"} for d in devs])
+    await pipeline.converged(keys, lambda k, h: h["status"] == "1", timeout_s=120)
+    await asyncio.sleep(2)  # let any extra write show up
+    writes = await asyncio.to_thread(consumer.zabbix_writes) - before
+    assert writes <= 200, f"{writes} Zabbix writes for 200 changed hosts"
+
+
+async def _queue_sync_requests(cfg: Config, keys: list[str]) -> None:
+    producer = Producer(cfg)
+    await producer.start()
+    try:
+        for k in keys:
+            await producer.send(cfg.kafka.topics.events, k, encode(SyncRequest(host_key=k, reason="cli")))
+    finally:
+        await producer.stop()
+
+
+async def _backlog(p: Pipeline, n: int, prefix: str) -> list[str]:
+    """n devices created in NetBox with their events queued in Kafka (no consumer running yet)."""
+    devs = await asyncio.to_thread(p.devices, [new_name(prefix) for _ in range(n)])
+    keys = [f"dcim.device:{d.id}" for d in devs]
+    await _queue_sync_requests(p.cfg, keys)
+    return keys
+
+
+async def test_kill_9_mid_batch_then_restart_converges(pipeline: Pipeline) -> None:
+    keys = await _backlog(pipeline, 60, "k9")
+    first = pipeline.consumer()
+    await wait_until(lambda: len(pipeline.hosts(keys)) > 0, 60, "the first hosts", interval_s=0.1)
+    first.kill9()
+    pipeline.consumer()
+    await pipeline.converged(keys, timeout_s=120)
+
+
+async def test_two_consumers_one_killed_rebalances(pipeline: Pipeline) -> None:
+    a, b = pipeline.consumer(), pipeline.consumer()
+    await asyncio.sleep(4)  # both joined
+    keys = await _backlog(pipeline, 60, "rb")
+    await wait_until(lambda: len(pipeline.hosts(keys)) >= 5, 60, "first hosts", interval_s=0.1)
+    b.kill9()
+    await pipeline.converged(keys, timeout_s=120)
+    assert a.proc.poll() is None
+
+
+async def test_broker_stopped_and_restarted_mid_stream(pipeline: Pipeline) -> None:
+    pipeline.consumer()
+    first = await asyncio.to_thread(pipeline.devices, [new_name("kb") for _ in range(3)])
+    await pipeline.converged([f"dcim.device:{d.id}" for d in first])
+    await asyncio.to_thread(_stack, "down", "kafka")
+    try:
+        # The receiver answers 503 now; NetBox keeps the deliveries and retries them (RQ_RETRY_MAX).
+        second = await asyncio.to_thread(pipeline.devices, [new_name("kb") for _ in range(3)])
+        await asyncio.sleep(3)
+    finally:
+        await asyncio.to_thread(_stack, "up", "kafka")
+    keys = [f"dcim.device:{d.id}" for d in [*first, *second]]
+    await pipeline.converged(keys, timeout_s=150)
+
+
+@pytest.mark.parametrize("service", ["zabbix", "netbox"])
+async def test_service_unreachable_for_30s_then_back(pipeline: Pipeline, service: str) -> None:
+    keys = await _backlog(pipeline, 10, f"down-{service}")
+    await asyncio.to_thread(_stack, "down", service)
+    try:
+        consumer = pipeline.consumer()
+        await asyncio.sleep(30)
+        assert consumer.proc.poll() is None, "the consumer keeps running while a dependency is down"
+        if service == "netbox":  # Zabbix is up: nothing may have been written while NetBox was away
+            assert pipeline.hosts(keys) == {}
+    finally:
+        await asyncio.to_thread(_stack, "up", service)
+    await pipeline.converged(keys, timeout_s=120)
+    retries = await asyncio.to_thread(consumer.metric, "nbzx_dlq_total")
+    assert retries == 0, "a transient outage sends nothing to the DLQ"
+
+
+async def test_poison_message_goes_to_dlq_and_does_not_block(pipeline: Pipeline) -> None:
+    poison_tag = await asyncio.to_thread(
+        pipeline.nb.extras.tags.create, name=new_name("poison"), slug=new_name("poison")
+    )
+    pipeline.host_overrides = {"templates": [{"match": {"tag": poison_tag.slug}, "templates": ["No Such Template"]}]}
+    [bad] = await asyncio.to_thread(pipeline.devices, [new_name("poison")], tags=[poison_tag.id])
+    good = await asyncio.to_thread(pipeline.devices, [new_name("fine") for _ in range(12)])
+    bad_key = f"dcim.device:{bad.id}"
+    keys = [f"dcim.device:{d.id}" for d in good]
+    # The poison first, then the good ones: several share its partition.
+    await _queue_sync_requests(pipeline.cfg, [bad_key, *keys])
+    pipeline.consumer()
+    await pipeline.converged(keys, timeout_s=90)
+    letters = [decode(r.value) for r in await consume_all(pipeline.cfg, pipeline.cfg.kafka.topics.dlq, 1)]
+    mine = [d for d in letters if isinstance(d, DeadLetter) and d.host_key == bad_key]
+    assert mine and "No Such Template" in mine[0].error
+    assert pipeline.hosts([bad_key]) == {}
+    await asyncio.to_thread(bad.delete)
+    pipeline.made.remove(bad)
+    await asyncio.to_thread(poison_tag.delete)
+    assert sum((await end_offsets(pipeline.cfg, pipeline.cfg.kafka.topics.dlq)).values()) >= 1
