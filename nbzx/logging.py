@@ -41,5 +41,8 @@ def setup_logging(level: str = "info", json: bool = True) -> None:
 
 
 def get_logger(**context: Any) -> Any:
-    """A logger with `context` bound (host_key, job_id, offset, ...)."""
-    return structlog.get_logger().bind(**context)
+    """A logger with `context` bound (host_key, job_id, offset, ...).
+
+    Lazy: a module-level logger picks up the configuration `setup_logging` makes later.
+    """
+    return structlog.get_logger(**context)

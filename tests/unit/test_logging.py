@@ -1,0 +1,19 @@
+"""Logs are JSON lines with bound context, and secrets never reach them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nbzx.logging import get_logger, setup_logging
+
+
+def test_module_level_logger_is_json_after_setup_and_redacts(capsys: pytest.CaptureFixture[str]) -> None:
+    log = get_logger(component="t")  # created before set-up, like a module-level logger
+    setup_logging("info", json=True)
+    log.info("sync", host_key="dcim.device:1", offset=7, webhook_secret="hook-secret-123", api_token="x")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["event"] == "sync" and line["component"] == "t" and line["host_key"] == "dcim.device:1"
+    assert line["offset"] == 7 and line["webhook_secret"] == "***" and line["api_token"] == "***"
+    assert "hook-secret-123" not in json.dumps(line)
