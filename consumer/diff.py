@@ -180,7 +180,7 @@ def plan_absent(host_key: str, a: ActualHost | None, cfg: DeleteConfig, today: s
     if a is None:
         return Plan(host_key=host_key, action="noop", reason=f"{reason}; no host in Zabbix")
     if cfg.mode == "hard":
-        return Plan(host_key=host_key, action="delete", hostid=a.hostid, reason=reason)
+        return Plan(host_key=host_key, action="delete", hostid=a.hostid, reason=reason, removes=True)
     if a.deleted_on is not None:
         return Plan(host_key=host_key, action="noop", hostid=a.hostid, reason=f"{reason}; archived {a.deleted_on}")
     tags = sorted({*a.tags, (DELETED_TAG, today)})
@@ -190,4 +190,4 @@ def plan_absent(host_key: str, a: ActualHost | None, cfg: DeleteConfig, today: s
         changes["host"] = safe_host_name(f"{a.host}_archived_{compact}", a.host)
         changes["name"] = f"{a.name} (archived {today})"
         changes["groups"] = [cfg.graveyard_group]
-    return Plan(host_key=host_key, action="update", hostid=a.hostid, changes=changes, reason=reason)
+    return Plan(host_key=host_key, action="update", hostid=a.hostid, changes=changes, reason=reason, removes=True)

@@ -122,6 +122,7 @@ class Plan(Struct, kw_only=True):
     hostid: str | None = None
     changes: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    removes: bool = False  # the delete policy (archive, disable or delete) takes this host away
 
     @property
     def empty(self) -> bool:

@@ -20,6 +20,7 @@ ENDPOINTS = {
     "virtualization.virtualmachine": ("virtualization", "virtual_machines"),
 }
 CHUNK = 100  # ids per request: keeps the query string well under URL limits
+PAGE = 1000  # NetBox's default MAX_PAGE_SIZE
 
 
 class NetBoxError(Exception):
@@ -70,6 +71,9 @@ class NetBox:
         self.api.http_session.mount("http://", adapter)
         self.api.http_session.mount("https://", adapter)
         self._pool = ThreadPoolExecutor(cfg.netbox.threads, thread_name_prefix="netbox")
+        # For full listings (reconcile): pynetbox fetches the pages of one listing in parallel.
+        self.bulk_api = pynetbox.api(cfg.netbox.url, token=cfg.secrets.netbox_token or None, threading=True)
+        self.bulk_api.http_session = self.api.http_session
         self.requests = 0
 
     def close(self) -> None:
@@ -139,6 +143,22 @@ class NetBox:
                 for r in exists:
                     out[f"{object_type}:{int(r['id'])}"] = OUT_OF_SCOPE
         return out
+
+    def _all(self, object_type: str, extra_filter: dict[str, Any]) -> list[dict[str, Any]]:
+        app, endpoint = ENDPOINTS[object_type]
+        ep = getattr(getattr(self.bulk_api, app), endpoint)
+        params = merge_filters(self._scope(object_type).filter, extra_filter)
+        if not self._cfg.host.use_config_context:
+            params["exclude"] = "config_context"
+        self.requests += 1
+        return [dict(r) for r in ep.filter(limit=PAGE, **params)]
+
+    async def all_objects(self, object_type: str, extra_filter: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every in-scope object of a type, pages fetched in parallel (pynetbox threading)."""
+        if not self._scope(object_type).enabled:
+            return []
+        rows: list[dict[str, Any]] = await self._run(self._all, object_type, extra_filter or {})
+        return rows
 
     def _ids(self, object_type: str, filters: dict[str, Any]) -> list[int]:
         app, endpoint = ENDPOINTS[object_type]

@@ -9,7 +9,9 @@ import time
 
 from aiohttp import web
 
+from consumer.control import ControlLoop
 from consumer.netbox import NetBox
+from consumer.reconcile import Reconciler
 from consumer.service import EventConsumer
 from consumer.sync import SyncEngine
 from consumer.zabbix import Zabbix, ZabbixError
@@ -42,6 +44,7 @@ async def run_consumer(cfg: Config, *, http: bool = True) -> None:
     netbox, zabbix = NetBox(cfg), Zabbix(cfg)
     engine = SyncEngine(cfg, netbox, zabbix)
     consumer = EventConsumer(cfg, engine, producer)
+    control = ControlLoop(cfg, Reconciler(cfg, engine, producer), producer, consumer.stopping)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, consumer.stopping.set)
@@ -57,7 +60,7 @@ async def run_consumer(cfg: Config, *, http: bool = True) -> None:
     try:
         await producer.start()
         if await connect_zabbix(zabbix, consumer.stopping):
-            await consumer.run()
+            await asyncio.gather(consumer.run(), control.run())
     finally:
         await producer.stop()
         await zabbix.close()

@@ -96,13 +96,13 @@ class SyncEngine:
         self.cfg = cfg
         self.netbox = netbox
         self.zabbix = zabbix
-        self._today = today
+        self.today = today
 
     async def plans(self, host_keys: Iterable[str]) -> dict[str, Plan]:
         """Read NetBox and Zabbix for all keys at once, then map and diff each (no writes)."""
         keys = sorted(set(host_keys))
         objects, actual = await asyncio.gather(self.netbox.objects(keys), self.zabbix.hosts_by_key(keys))
-        cfg = self._effective_config()
+        cfg = self.effective_config()
         names = {
             map_name
             for k in keys
@@ -111,7 +111,7 @@ class SyncEngine:
             if map_name
         }
         by_name = await self.zabbix.hosts_by_name(n for n in names if not _owned_name(n, actual))
-        today = self._today()
+        today = self.today()
         return {
             k: plan_host(
                 k,
@@ -125,7 +125,7 @@ class SyncEngine:
             for k in keys
         }
 
-    def _effective_config(self) -> Config:
+    def effective_config(self) -> Config:
         if self.zabbix.version.proxy_v7 or self.cfg.host.proxy_group is None:
             return self.cfg
         # Zabbix before 7.0 has no proxy groups: asking for one would be a change forever.

@@ -161,6 +161,163 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _engine(cfg: Config) -> Any:
+    from consumer.netbox import NetBox
+    from consumer.sync import SyncEngine
+    from consumer.zabbix import Zabbix
+
+    return SyncEngine(cfg, NetBox(cfg), Zabbix(cfg))
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Request a reconcile (or run one here with --local); --wait follows the job to its end."""
+    from nbzx.jobs import read_jobs
+    from nbzx.kafka import Producer
+    from schemas.messages import ReconcileRequest, ReconcileScope, encode
+
+    cfg = _config(args)
+    flt = dict(kv.split("=", 1) for kv in args.filter or [])
+    req = ReconcileRequest(
+        trigger="cli",
+        dry_run=args.dry_run,
+        user=args.user,
+        scope=ReconcileScope(object_types=args.scope or [], filter=flt),
+    )
+
+    async def run() -> int:
+        producer = Producer(cfg, client_id=f"{cfg.kafka.client_id}-cli")
+        try:
+            if args.local:
+                from consumer.reconcile import Reconciler
+
+                require(cfg, "netbox_token", "zabbix_auth")
+                engine = _engine(cfg)
+                await engine.zabbix.start()
+                try:
+                    record = await Reconciler(cfg, engine, producer).run(req)
+                finally:
+                    await engine.zabbix.close()
+                    engine.netbox.close()
+                print(json.dumps(msgspec.to_builtins(record), indent=2))
+                return 0 if record.status == "completed" else 1
+            await producer.send(cfg.kafka.topics.control, "reconcile", encode(req))
+            print(f"reconcile requested: job {req.job_id}")
+            if not args.wait:
+                return 0
+            deadline = time.monotonic() + args.timeout
+            while time.monotonic() < deadline:
+                seen = (await read_jobs(cfg)).get(req.job_id)
+                if seen is not None and seen.status in ("completed", "errored", "failed", "skipped"):
+                    print(json.dumps(msgspec.to_builtins(seen), indent=2))
+                    return 0 if seen.status == "completed" else 1
+                await asyncio.sleep(1)
+            print(f"job {req.job_id} did not finish within {args.timeout}s", file=sys.stderr)
+            return 1
+        finally:
+            await producer.stop()
+
+    return asyncio.run(run())
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """List job records (a table, or --json), or show one."""
+    from nbzx.jobs import newest_first, read_jobs
+
+    cfg = _config(args)
+    jobs = asyncio.run(read_jobs(cfg))
+    if args.id:
+        record = jobs.get(args.id)
+        if record is None:
+            print(f"no job {args.id}", file=sys.stderr)
+            return 1
+        print(json.dumps(msgspec.to_builtins(record), indent=2))
+        return 0
+    rows = newest_first(jobs)[: args.limit]
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(rows), indent=2))
+        return 0
+    print(f"{'ID':36}  {'KIND':11}  {'STATUS':9}  {'TRIGGER':8}  {'CREATED':19}  {'DURATION':>8}  RESULTS")
+    for r in rows:
+        counts = " ".join(f"{k}={v}" for k, v in r.results.items() if isinstance(v, int) and not isinstance(v, bool))
+        dur = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
+        print(
+            f"{r.job_id:36}  {r.job_kind:11}  {r.status:9}  {r.trigger:8}  {r.created[:19]:19}  {dur:>8}  "
+            f"{counts or (r.error or '')[:60]}"
+        )
+    return 0
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    """Emit reconcile requests on the configured schedule until SIGTERM."""
+    import signal
+
+    from nbzx.kafka import Producer
+    from nbzx.scheduler import run_scheduler
+
+    cfg = _config(args)
+
+    async def run() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        producer = Producer(cfg, client_id=f"{cfg.kafka.client_id}-scheduler")
+        try:
+            await run_scheduler(cfg, producer, stopping)
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-apply the events topic from --since (to --until) through the sync path, with progress."""
+    from consumer.replay import replay
+    from nbzx.kafka import Producer
+    from nbzx.scheduler import parse_time
+
+    cfg = _config(args)
+    require(cfg, "netbox_token", "zabbix_auth")
+    since = parse_time(args.since)
+    until = parse_time(args.until) if args.until else None
+    group = args.group or f"{cfg.kafka.group}-backfill-{int(time.time())}"
+
+    async def run() -> int:
+        engine = _engine(cfg)
+        producer = Producer(cfg, client_id=f"{cfg.kafka.client_id}-replay")
+        await engine.zabbix.start()
+        try:
+            record = await replay(cfg, engine, producer, since, until, group)
+        finally:
+            await engine.zabbix.close()
+            engine.netbox.close()
+            await producer.stop()
+        print(json.dumps(msgspec.to_builtins(record), indent=2))
+        return 0 if record.status == "completed" else 1
+
+    return asyncio.run(run())
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    """List dead letters, or re-queue them."""
+    from consumer.dlq import list_dead_letters, retry_dead_letters
+
+    cfg = _config(args)
+    if args.dlq_command == "retry":
+        keys = asyncio.run(retry_dead_letters(cfg, set(args.host_key) if args.host_key else None))
+        print(f"re-queued {len(keys)} host key(s): {' '.join(keys)}")
+        return 0
+    letters = asyncio.run(list_dead_letters(cfg))
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(letters), indent=2))
+    else:
+        for d in letters:
+            print(f"{d.produced_at[:19]}  {d.host_key:40}  attempts={d.attempts}  {d.error}")
+        print(f"{len(letters)} dead letter(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `nbzx` and its subcommands."""
     p = argparse.ArgumentParser(prog="nbzx", description="Keep Zabbix in step with NetBox, through Kafka.")
@@ -187,6 +344,42 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("host_keys", nargs="+", metavar="HOST_KEY")
     sy.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     sy.set_defaults(func=cmd_sync)
+
+    rc = sub.add_parser("reconcile", help="request a reconcile (consumers run it), or run one here")
+    rc.add_argument("--dry-run", action="store_true", help="record the plan, emit nothing")
+    rc.add_argument(
+        "--scope", action="append", metavar="OBJECT_TYPE", help="dcim.device or virtualization.virtualmachine"
+    )
+    rc.add_argument("--filter", action="append", metavar="KEY=VALUE", help="NetBox filter, e.g. site=lab")
+    rc.add_argument("--wait", action="store_true", help="wait for the job and print it")
+    rc.add_argument("--timeout", type=float, default=600, help="seconds --wait waits (default 600)")
+    rc.add_argument("--local", action="store_true", help="run the reconcile in this process")
+    rc.add_argument("--user", help="who asked (recorded on the job)")
+    rc.set_defaults(func=cmd_reconcile)
+
+    jb = sub.add_parser("jobs", help="job records (reconcile, backfill, ...)")
+    jb.add_argument("id", nargs="?", help="one job id")
+    jb.add_argument("--json", action="store_true")
+    jb.add_argument("--limit", type=int, default=50)
+    jb.set_defaults(func=cmd_jobs)
+
+    sub.add_parser("scheduler", help="emit reconciles every reconcile.interval minutes").set_defaults(
+        func=cmd_scheduler
+    )
+
+    rp = sub.add_parser("replay", help="re-apply the events topic from a time (backfill)")
+    rp.add_argument("--since", required=True, help="ISO time, e.g. 2026-11-01T00:00Z")
+    rp.add_argument("--until", help="ISO time (default: the end offsets at start)")
+    rp.add_argument("--group", help="consumer group (default: <group>-backfill-<epoch>)")
+    rp.set_defaults(func=cmd_replay)
+
+    dl = sub.add_parser("dlq", help="dead letters").add_subparsers(dest="dlq_command", required=True)
+    ls = dl.add_parser("list", help="show the dead letters")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_dlq)
+    rt = dl.add_parser("retry", help="re-queue dead letters as sync requests")
+    rt.add_argument("--host-key", action="append", help="only these host keys (repeatable)")
+    rt.set_defaults(func=cmd_dlq)
 
     nb = sub.add_parser("netbox", help="NetBox tools").add_subparsers(dest="netbox_command", required=True)
     reg = nb.add_parser("register-webhook", help="point a NetBox webhook + event rule at the receiver")

@@ -103,6 +103,7 @@ class ReceiverConfig(_Base):
     # Which object types are turned into events; anything else gets 202 {"ignored": ...}.
     object_types: list[str] = field(default_factory=lambda: [*HOST_OBJECT_TYPES, *DEPENDENCY_OBJECT_TYPES])
     virtual_chassis_as_one_host: bool = False
+    scheduler: bool = False  # run the reconcile schedule inside the receiver (one receiver only)
 
 
 class ConsumerConfig(_Base):

@@ -6,6 +6,8 @@ the record (acks=all, idempotent producer), and 503 when it could not, so NetBox
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import time
 from typing import Any
@@ -15,8 +17,10 @@ from aiohttp import web
 
 from nbzx.config import Config
 from nbzx.http import add_health_routes
+from nbzx.jobs import JobView, newest_first
 from nbzx.kafka import Producer, ProduceUnavailable
 from nbzx.logging import get_logger
+from nbzx.scheduler import run_scheduler
 from receiver import metrics
 from receiver.webhook import Delivery, inspect_delivery
 from schemas.messages import ReconcileRequest, ReconcileScope, encode
@@ -25,6 +29,7 @@ log = get_logger(component="receiver")
 
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 PRODUCER: web.AppKey[Producer] = web.AppKey("producer", Producer)
+JOBS: web.AppKey[JobView] = web.AppKey("jobs", JobView)
 
 
 def _json(status: int, payload: dict[str, Any]) -> web.Response:
@@ -106,6 +111,32 @@ def authorized(request: web.Request) -> bool:
     return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+async def jobs(request: web.Request) -> web.Response:
+    """GET /jobs: job records, newest first (`?kind=reconcile&status=running&limit=50`)."""
+    if not authorized(request):
+        return _json(401, {"error": "missing or wrong bearer token"})
+    rows = newest_first(request.app[JOBS].jobs)
+    for key in ("kind", "status", "trigger"):
+        if key in request.query:
+            attr = "job_kind" if key == "kind" else key
+            rows = [r for r in rows if getattr(r, attr) == request.query[key]]
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        return _json(400, {"error": "limit must be a number"})
+    return _json(200, {"jobs": msgspec.to_builtins(rows[:limit])})
+
+
+async def job(request: web.Request) -> web.Response:
+    """GET /jobs/{id}: one job record."""
+    if not authorized(request):
+        return _json(401, {"error": "missing or wrong bearer token"})
+    record = request.app[JOBS].jobs.get(request.match_info["id"])
+    if record is None:
+        return _json(404, {"error": "no such job"})
+    return _json(200, msgspec.to_builtins(record))
+
+
 async def reconcile(request: web.Request) -> web.Response:
     """POST /reconcile: produce a ReconcileRequest to the control topic; 202 with the job id."""
     if not authorized(request):
@@ -135,20 +166,32 @@ async def reconcile(request: web.Request) -> web.Response:
     return _json(202, {"job_id": req.job_id, "dry_run": req.dry_run})
 
 
-def make_app(cfg: Config, producer: Producer | None = None) -> web.Application:
+def make_app(cfg: Config, producer: Producer | None = None, job_view: JobView | None = None) -> web.Application:
     """The receiver application; the producer starts and stops with it."""
     # Leave headroom over the limit so an oversized body gets our 413 message, not aiohttp's.
     app = web.Application(client_max_size=cfg.receiver.max_body_bytes + 1)
     app[CONFIG] = cfg
     app[PRODUCER] = producer or Producer(cfg, client_id=f"{cfg.kafka.client_id}-receiver")
 
+    app[JOBS] = job_view or JobView(cfg)
+
     async def lifecycle(app: web.Application) -> Any:
         await app[PRODUCER].start()
+        app[JOBS].start()
+        stopping = asyncio.Event()
+        schedule = asyncio.create_task(run_scheduler(cfg, app[PRODUCER], stopping)) if cfg.receiver.scheduler else None
         yield
+        stopping.set()
+        if schedule is not None:
+            with contextlib.suppress(Exception):
+                await schedule
+        await app[JOBS].stop()
         await app[PRODUCER].stop()
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/webhook", webhook)
     app.router.add_post("/reconcile", reconcile)
+    app.router.add_get("/jobs", jobs)
+    app.router.add_get("/jobs/{id}", job)
     add_health_routes(app, app[PRODUCER].ready, "kafka unreachable")
     return app

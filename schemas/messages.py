@@ -103,6 +103,7 @@ class JobRecord(_Envelope, tag="job_record"):
     completed: str | None = None
     duration_s: float | None = None
     interval: int | None = None
+    scheduled_for: str | None = None
     results: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     log: list[str] = field(default_factory=list)

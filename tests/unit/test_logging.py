@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from nbzx.logging import get_logger, setup_logging
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()  # the configured sink was this test's captured stderr
 
 
 def test_module_level_logger_is_json_after_setup_and_redacts(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from nbzx.jobs import JobView
 from nbzx.kafka import ProduceUnavailable
 from receiver.app import make_app
 from receiver.webhook import sign
-from schemas import ChangeEvent, ReconcileRequest, decode
+from schemas import ChangeEvent, JobRecord, ReconcileRequest, decode
 from tests.conftest import HOOK_SECRET, captures, make_config
 
 
@@ -37,11 +38,18 @@ class RecordingProducer:
         return 3, len(self.sent) - 1
 
 
+class StaticJobs(JobView):
+    """The jobs view without a Kafka connection: records are put in by the test."""
+
+    def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
 @pytest.fixture
 async def client(aiohttp_client: Any) -> Any:
     producer = RecordingProducer()
     cfg = make_config(receiver={"max_body_bytes": 64 * 1024})
-    c = await aiohttp_client(make_app(cfg, producer))  # type: ignore[arg-type]
+    c = await aiohttp_client(make_app(cfg, producer, StaticJobs(cfg)))  # type: ignore[arg-type]
     c.producer, c.cfg = producer, cfg
     return c
 
@@ -144,3 +152,19 @@ async def test_metrics_count_results(client: Any) -> None:
     await client.post("/webhook", data=raw, headers={"Content-Type": "application/json"})
     text = await (await client.get("/metrics")).text()
     assert 'nbzx_webhooks_total{result="unauthorized"}' in text
+
+
+async def test_jobs_routes(client: Any) -> None:
+    from receiver.app import JOBS
+
+    jobs = client.server.app[JOBS].jobs
+    jobs["a"] = JobRecord(job_id="a", job_kind="reconcile", status="completed", created="2026-11-23T10:00:00")
+    jobs["b"] = JobRecord(job_id="b", job_kind="backfill", status="running", created="2026-11-23T11:00:00")
+    auth = {"Authorization": "Bearer test-api-token"}
+    assert (await client.get("/jobs")).status == 401
+    body = await (await client.get("/jobs", headers=auth)).json()
+    assert [j["job_id"] for j in body["jobs"]] == ["b", "a"]
+    body = await (await client.get("/jobs?kind=reconcile", headers=auth)).json()
+    assert [j["job_id"] for j in body["jobs"]] == ["a"]
+    assert (await (await client.get("/jobs/a", headers=auth)).json())["status"] == "completed"
+    assert (await client.get("/jobs/zzz", headers=auth)).status == 404

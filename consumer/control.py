@@ -1,0 +1,103 @@
+"""The control loop: reconcile requests from the control topic, one reconcile at a time.
+
+The control topic has one partition and its own consumer group, so across all consumer replicas
+exactly one process runs reconciles. A request that arrives while one runs is recorded as
+`skipped`, naming the running job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from consumer.reconcile import Reconciler
+from nbzx.config import Config
+from nbzx.jobs import publish_record
+from nbzx.kafka import Producer, client_kwargs
+from nbzx.logging import get_logger
+from schemas.messages import JobRecord, ReconcileRequest, decode, utc_now
+
+log = get_logger(component="control")
+
+
+class ControlLoop:
+    """Consumes `nbzx.control` and runs `Reconciler.run` for each request."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        reconciler: Reconciler,
+        producer: Producer,
+        stopping: asyncio.Event,
+        **consumer_overrides: Any,
+    ) -> None:
+        self.cfg, self.reconciler, self.producer, self.stopping = cfg, reconciler, producer, stopping
+        self.running: tuple[ReconcileRequest, asyncio.Task[JobRecord]] | None = None
+        self._kwargs = {
+            **client_kwargs(cfg),
+            "group_id": f"{cfg.kafka.group}-control",
+            "enable_auto_commit": False,
+            "auto_offset_reset": "latest",
+            "max_poll_interval_ms": 3_600_000,
+            "session_timeout_ms": cfg.consumer.session_timeout_ms,
+            "heartbeat_interval_ms": cfg.consumer.heartbeat_interval_ms,
+            **consumer_overrides,
+        }
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(self.cfg.kafka.topics.control, **self._kwargs)
+        await consumer.start()
+        pending_commit: dict[TopicPartition, int] = {}
+        try:
+            while not self.stopping.is_set():
+                batch = await consumer.getmany(timeout_ms=500)
+                for tp, recs in batch.items():
+                    for rec in recs:
+                        await self._handle(rec)
+                        pending_commit[tp] = rec.offset + 1
+                if self.running is None or self.running[1].done():
+                    self.running = None
+                    if pending_commit:  # committed only once no reconcile is in flight
+                        with contextlib.suppress(KafkaError):
+                            await consumer.commit(dict(pending_commit))
+                        pending_commit.clear()
+        finally:
+            if self.running is not None:
+                self.running[1].cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self.running[1]
+            await consumer.stop()
+
+    async def _handle(self, rec: Any) -> None:
+        try:
+            req = decode(rec.value)
+        except Exception as exc:  # a bad control message must not stop reconciles
+            log.error("control_message_undecodable", offset=rec.offset, error=str(exc))
+            return
+        if not isinstance(req, ReconcileRequest):
+            log.error("control_message_unexpected", kind=type(req).__name__, offset=rec.offset)
+            return
+        if self.running is not None and not self.running[1].done():
+            running = self.running[0]
+            await publish_record(
+                self.producer,
+                self.cfg,
+                JobRecord(
+                    job_id=req.job_id,
+                    job_kind="reconcile",
+                    status="skipped",
+                    trigger=req.trigger,
+                    user=req.user,
+                    completed=utc_now(),
+                    scheduled_for=req.scheduled_for,
+                    error=f"reconcile {running.job_id} is running",
+                    results={"running_job": running.job_id},
+                ),
+            )
+            log.info("reconcile_skipped", job_id=req.job_id, running_job=running.job_id)
+            return
+        self.running = (req, asyncio.create_task(self.reconciler.run(req)))

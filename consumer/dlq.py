@@ -1,0 +1,58 @@
+"""Dead letters: list them, and re-queue them as SyncRequests (the state is re-read, so a retry
+after the cause is fixed simply converges)."""
+
+from __future__ import annotations
+
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from nbzx.config import Config
+from nbzx.kafka import Producer, client_kwargs
+from schemas.messages import DeadLetter, SyncRequest, decode, encode
+
+
+async def _read(cfg: Config, group: str | None, timeout_s: float = 10.0) -> tuple[list[DeadLetter], AIOKafkaConsumer]:
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(cfg), group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    topic = cfg.kafka.topics.dlq
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    consumer.assign(tps)
+    ends = await consumer.end_offsets(tps)
+    letters: list[DeadLetter] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+        for recs in (await consumer.getmany(timeout_ms=300)).values():
+            for r in recs:
+                msg = decode(r.value)
+                if isinstance(msg, DeadLetter):
+                    letters.append(msg)
+    return letters, consumer
+
+
+async def list_dead_letters(cfg: Config) -> list[DeadLetter]:
+    """Every dead letter still on the DLQ topic."""
+    letters, consumer = await _read(cfg, None)
+    await consumer.stop()
+    return letters
+
+
+async def retry_dead_letters(cfg: Config, host_keys: set[str] | None = None) -> list[str]:
+    """Re-queue the dead letters not retried before (one SyncRequest per host key); returns the keys.
+
+    A consumer group remembers how far retries went, so a second call re-queues only newer letters.
+    """
+    letters, consumer = await _read(cfg, f"{cfg.kafka.group}-dlq-retry")
+    producer = Producer(cfg, client_id=f"{cfg.kafka.client_id}-dlq")
+    keys = sorted({d.host_key for d in letters if d.host_key and (host_keys is None or d.host_key in host_keys)})
+    try:
+        for key in keys:
+            await producer.send(cfg.kafka.topics.events, key, encode(SyncRequest(host_key=key, reason="retry")))
+        if host_keys is None:  # a partial retry leaves the rest for a later full one
+            await consumer.commit()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return keys

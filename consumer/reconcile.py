@@ -1,0 +1,168 @@
+"""Reconcile: find and fix everything the events missed (lost webhooks, hand edits, orphans).
+
+Read every in-scope object from NetBox and every owned host from Zabbix, map and diff in memory
+with the sync engine's pure functions, and emit a `SyncRequest` only for host keys whose plan is not
+empty: the consumers then apply them through the same `sync()` path as events. A no-op reconcile
+emits nothing and writes nothing. Deletions over `reconcile.max_delete` fail the job and emit nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import date
+from typing import Any
+
+from consumer.model import Plan
+from consumer.netbox import ENDPOINTS, split_key
+from consumer.sync import SyncEngine, plan_host
+from nbzx.config import Config, parse_duration
+from nbzx.jobs import Job
+from nbzx.kafka import Producer
+from nbzx.logging import get_logger
+from schemas.messages import JobRecord, ReconcileRequest, SyncRequest, encode
+
+log = get_logger(component="reconcile")
+
+
+def delete_cap(max_delete: str | int, owned: int) -> int:
+    """How many deletions a reconcile may emit: a count, or a percentage of owned hosts (at least 1)."""
+    if isinstance(max_delete, int) or not str(max_delete).endswith("%"):
+        return int(max_delete)
+    return max(1, int(owned * float(str(max_delete)[:-1]) / 100))
+
+
+def grace_expired(deleted_on: str, grace: str | None, today: str) -> bool:
+    """Whether a host archived on `deleted_on` is past `delete.grace` and may be hard-deleted."""
+    if grace is None:
+        return False
+    try:
+        days = (date.fromisoformat(today) - date.fromisoformat(deleted_on)).days
+    except ValueError:
+        return False
+    return days * 86400 >= parse_duration(grace)
+
+
+class Reconciler:
+    """Runs one reconcile end to end and records it as a job."""
+
+    def __init__(self, cfg: Config, engine: SyncEngine, producer: Producer) -> None:
+        self.cfg, self.engine, self.producer = cfg, engine, producer
+        self.timings: dict[str, float] = {}
+
+    async def plans(self, req: ReconcileRequest) -> dict[str, Plan]:
+        """Every host key's plan, from one bulk read of each side."""
+        types = [t for t in ENDPOINTS if not req.scope.object_types or t in req.scope.object_types]
+        t0 = time.perf_counter()
+        netbox_task = asyncio.gather(*(self.engine.netbox.all_objects(t, req.scope.filter) for t in types))
+        t_zbx = time.perf_counter()
+        owned = await self.engine.zabbix.all_owned_hosts()
+        self.timings["zabbix_host_get_s"] = time.perf_counter() - t_zbx
+        listings = await netbox_task
+        self.timings["netbox_read_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        objects = {f"{t}:{o['id']}": o for t, rows in zip(types, listings, strict=True) for o in rows}
+        owned = {k: h for k, h in owned.items() if split_key(k)[0] in types}
+        cfg = self.engine.effective_config()
+        today = self.engine.today()
+        plans = {
+            k: plan_host(k, obj, owned.get(k), {}, cfg, today, self.engine.netbox.object_url(k))
+            for k, obj in objects.items()
+        }
+        # Creates and renames may collide with hosts we do not own: one host.get by name for all of them.
+        names = {p.changes["host"]: k for k, p in plans.items() if "host" in p.changes}
+        if names:
+            by_name = await self.engine.zabbix.hosts_by_name(names)
+            for name in by_name:
+                k = names[name]
+                plans[k] = plan_host(k, objects[k], owned.get(k), by_name, cfg, today, self.engine.netbox.object_url(k))
+        orphans = sorted(set(owned) - set(objects))
+        if orphans and not req.scope.filter:  # a filtered reconcile cannot tell an orphan from a filtered-out host
+            found = await self.engine.netbox.objects(orphans)
+            for k in orphans:
+                plans[k] = plan_host(k, found.get(k), owned[k], {}, cfg, today)
+        for k, h in owned.items():  # archived hosts past the grace period: hard delete
+            if (
+                h.deleted_on
+                and plans.get(k, Plan(host_key=k, action="noop")).action == "noop"
+                and grace_expired(h.deleted_on, cfg.delete.grace, today)
+            ):
+                plans[k] = Plan(
+                    host_key=k,
+                    action="delete",
+                    hostid=h.hostid,
+                    removes=True,
+                    reason=f"archived {h.deleted_on}, past delete.grace",
+                )
+        self.timings["map_diff_s"] = time.perf_counter() - t1
+        self.owned_count = len(owned)
+        return plans
+
+    async def run(self, req: ReconcileRequest) -> JobRecord:
+        """Reconcile and publish the job's states: running, then completed or failed."""
+        job = Job(
+            self.producer,
+            self.cfg,
+            "reconcile",
+            job_id=req.job_id,
+            trigger=req.trigger,
+            user=req.user,
+            interval=self.cfg.reconcile.interval if req.trigger == "schedule" else None,
+        )
+        await job.publish("running")
+        job.note("reconcile_started", dry_run=req.dry_run, scope=req.scope.object_types or "all")
+        try:
+            plans = await self.plans(req)
+        except Exception as exc:
+            job.note("reconcile_errored", error=str(exc))
+            return await job.publish("errored", error=f"{type(exc).__name__}: {exc}")
+        counts = Counter(_bucket(p) for p in plans.values())
+        results: dict[str, Any] = {
+            "in_sync": counts["in_sync"],
+            "create": counts["create"],
+            "update": counts["update"],
+            "delete": counts["delete"],
+            "conflicts": counts["conflict"],
+            "skipped": counts["skipped"],
+            "errors": 0,
+            **{k: round(v, 3) for k, v in self.timings.items()},
+        }
+        by_action: dict[str, list[str]] = {}
+        for k, p in sorted(plans.items()):
+            if _bucket(p) not in ("in_sync", "skipped"):
+                by_action.setdefault(_bucket(p), []).append(k)
+        job.note("reconcile_planned", **{k: v for k, v in results.items() if isinstance(v, int)})
+        cap = delete_cap(self.cfg.reconcile.max_delete, self.owned_count)
+        if counts["delete"] > cap:
+            msg = (
+                f"{counts['delete']} hosts would be deleted, over reconcile.max_delete "
+                f"({self.cfg.reconcile.max_delete} of {self.owned_count} owned hosts = {cap}); nothing was emitted. "
+                "Check the scope filter and NetBox, or raise reconcile.max_delete."
+            )
+            job.note("reconcile_delete_cap", deletes=counts["delete"], cap=cap)
+            return await job.publish("failed", error=msg, results={**results, "plan": by_action})
+        if req.dry_run:
+            return await job.publish("completed", results={**results, "dry_run": True, "plan": by_action})
+        emitted = 0
+        for k, p in sorted(plans.items()):
+            if p.empty:
+                continue
+            await self.producer.send(
+                self.cfg.kafka.topics.events, k, encode(SyncRequest(host_key=k, reason="reconcile", job_id=job.id))
+            )
+            emitted += 1
+        job.note("reconcile_emitted", sync_requests=emitted)
+        return await job.publish("completed", results={**results, "emitted": emitted})
+
+
+def _bucket(p: Plan) -> str:
+    if p.action == "noop":
+        return "in_sync"
+    if p.action in ("skip",):
+        return "skipped"
+    if p.action == "conflict":
+        return "conflict"
+    if p.removes:
+        return "delete"
+    return p.action

@@ -1,0 +1,87 @@
+"""The reconcile schedule: a request every `reconcile.interval` minutes from `reconcile.start_at`.
+
+The next run is always the previous scheduled time plus the interval, whether the previous run
+succeeded or not (NetBox's job scheduling). The next run is published as a `scheduled` job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+from nbzx.config import Config
+from nbzx.jobs import publish_record, read_jobs
+from nbzx.kafka import Producer
+from nbzx.logging import get_logger
+from schemas.messages import JobRecord, ReconcileRequest, encode, new_id
+
+log = get_logger(component="scheduler")
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601 (a trailing Z is UTC; no zone means UTC)."""
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def first_slot_after(start_at: datetime, interval_min: int, after: datetime) -> datetime:
+    """The first time start_at + k * interval (k >= 0) that is later than `after`."""
+    step = timedelta(minutes=interval_min)
+    if start_at > after:
+        return start_at
+    k = int((after - start_at) / step) + 1
+    return start_at + k * step
+
+
+def next_run(previous: datetime | None, start_at: datetime, interval_min: int, now: datetime) -> datetime:
+    """previous + interval; a run missed while nothing was scheduling happens now, once."""
+    if previous is None:
+        return first_slot_after(start_at, interval_min, now - timedelta(microseconds=1))
+    nxt = previous + timedelta(minutes=interval_min)
+    return nxt if nxt > now else now
+
+
+async def last_scheduled(cfg: Config) -> datetime | None:
+    """The latest scheduled time a scheduler already emitted (from the jobs topic)."""
+    times = [
+        parse_time(j.scheduled_for)
+        for j in (await read_jobs(cfg)).values()
+        if j.trigger == "schedule" and j.scheduled_for and j.status != "scheduled"
+    ]
+    return max(times, default=None)
+
+
+async def run_scheduler(cfg: Config, producer: Producer, stopping: asyncio.Event) -> None:
+    """Emit reconcile requests on schedule until `stopping` is set."""
+    interval = cfg.reconcile.interval
+    start_at = (
+        parse_time(cfg.reconcile.start_at)
+        if cfg.reconcile.start_at
+        else datetime.now(UTC).replace(second=0, microsecond=0)
+    )
+    previous = await last_scheduled(cfg)
+    while not stopping.is_set():
+        due = next_run(previous, start_at, interval, datetime.now(UTC))
+        job_id = new_id()
+        await publish_record(
+            producer,
+            cfg,
+            JobRecord(
+                job_id=job_id,
+                job_kind="reconcile",
+                status="scheduled",
+                trigger="schedule",
+                interval=interval,
+                scheduled_for=due.isoformat(),
+            ),
+        )
+        log.info("reconcile_scheduled", job_id=job_id, scheduled_for=due.isoformat())
+        delay = (due - datetime.now(UTC)).total_seconds()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), max(0.0, delay))
+        if stopping.is_set():
+            return
+        req = ReconcileRequest(job_id=job_id, trigger="schedule", scheduled_for=due.isoformat())
+        await producer.send(cfg.kafka.topics.control, "reconcile", encode(req))
+        previous = due

@@ -1,0 +1,58 @@
+"""Pure parts of reconcile, jobs and the schedule."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from consumer.reconcile import delete_cap, grace_expired
+from nbzx.jobs import materialise, newest_first
+from nbzx.scheduler import first_slot_after, next_run, parse_time
+from schemas.messages import JobRecord
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("spec", "owned", "cap"),
+    [("10%", 200, 20), ("10%", 5, 1), ("0%", 100, 1), (3, 100, 3), ("25", 100, 25), ("2.5%", 1000, 25)],
+)
+def test_delete_cap(spec: str | int, owned: int, cap: int) -> None:
+    assert delete_cap(spec, owned) == cap
+
+
+def test_grace() -> None:
+    assert grace_expired("2026-10-01", "30d", "2026-11-23")
+    assert not grace_expired("2026-11-20", "30d", "2026-11-23")
+    assert not grace_expired("2026-10-01", None, "2026-11-23")
+    assert not grace_expired("not-a-date", "1d", "2026-11-23")
+
+
+def test_first_slot_after_start() -> None:
+    assert first_slot_after(T0, 60, T0 - timedelta(hours=5)) == T0
+    assert first_slot_after(T0, 60, T0) == T0 + timedelta(hours=1)
+    assert first_slot_after(T0, 15, T0 + timedelta(minutes=31)) == T0 + timedelta(minutes=45)
+
+
+def test_next_run_is_previous_plus_interval_even_after_a_failure() -> None:
+    now = T0 + timedelta(minutes=1)
+    assert next_run(T0, T0, 5, now) == T0 + timedelta(minutes=5)
+    # scheduler down past a slot: the missed run happens now, once; then the chain continues from it
+    late = T0 + timedelta(hours=3)
+    assert next_run(T0, T0, 60, late) == late
+    assert next_run(None, T0, 60, T0 - timedelta(minutes=1)) == T0
+
+
+def test_parse_time() -> None:
+    assert parse_time("2026-11-01T00:00Z") == datetime(2026, 11, 1, tzinfo=UTC)
+    assert parse_time("2026-11-01T00:00") == datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_latest_record_per_job_wins() -> None:
+    a1 = JobRecord(job_id="a", job_kind="reconcile", status="running", created="2026-11-23T10:00:00")
+    a2 = JobRecord(job_id="a", job_kind="reconcile", status="completed", created="2026-11-23T10:00:00")
+    b = JobRecord(job_id="b", job_kind="backfill", status="pending", created="2026-11-23T11:00:00")
+    jobs = materialise([a1, b, a2])
+    assert jobs["a"].status == "completed"
+    assert [j.job_id for j in newest_first(jobs)] == ["b", "a"]
