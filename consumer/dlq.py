@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from nbzx.config import Config
-from nbzx.kafka import Producer, client_kwargs
+from nbzx.kafka import Producer, client_kwargs, topic_partitions
 from schemas.messages import DeadLetter, SyncRequest, decode, encode
 
 
@@ -18,7 +18,7 @@ async def _read(cfg: Config, group: str | None, timeout_s: float = 10.0) -> tupl
     )
     await consumer.start()
     topic = cfg.kafka.topics.dlq
-    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    tps = await topic_partitions(consumer, topic)
     consumer.assign(tps)
     ends = await consumer.end_offsets(tps)
     letters: list[DeadLetter] = []

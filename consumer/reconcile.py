@@ -14,6 +14,8 @@ from collections import Counter
 from datetime import date
 from typing import Any
 
+from prometheus_client import Gauge
+
 from consumer.model import Plan
 from consumer.netbox import ENDPOINTS, split_key
 from consumer.sync import SyncEngine, plan_host
@@ -24,6 +26,7 @@ from nbzx.logging import get_logger
 from schemas.messages import JobRecord, ReconcileRequest, SyncRequest, encode
 
 log = get_logger(component="reconcile")
+HOSTS = Gauge("nbzx_reconcile_hosts", "Hosts per state in the last reconcile", ["state"])
 
 
 def delete_cap(max_delete: str | int, owned: int) -> int:
@@ -109,6 +112,7 @@ class Reconciler:
             trigger=req.trigger,
             user=req.user,
             interval=self.cfg.reconcile.interval if req.trigger == "schedule" else None,
+            scheduled_for=req.scheduled_for,
         )
         await job.publish("running")
         job.note("reconcile_started", dry_run=req.dry_run, scope=req.scope.object_types or "all")
@@ -133,6 +137,8 @@ class Reconciler:
             if _bucket(p) not in ("in_sync", "skipped"):
                 by_action.setdefault(_bucket(p), []).append(k)
         job.note("reconcile_planned", **{k: v for k, v in results.items() if isinstance(v, int)})
+        for state in ("in_sync", "create", "update", "delete", "conflicts", "skipped"):
+            HOSTS.labels(state).set(results[state])
         cap = delete_cap(self.cfg.reconcile.max_delete, self.owned_count)
         if counts["delete"] > cap:
             msg = (

@@ -11,13 +11,13 @@ import time
 from datetime import datetime
 from typing import Any, TextIO
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from consumer.service import EventConsumer
 from consumer.sync import SyncEngine
 from nbzx.config import Config
 from nbzx.jobs import Job
-from nbzx.kafka import Producer
+from nbzx.kafka import Producer, topic_partitions
 from nbzx.logging import get_logger
 from schemas.messages import JobRecord
 
@@ -69,7 +69,7 @@ async def replay(
     await consumer.start()
     try:
         topic = cfg.kafka.topics.events
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        tps = await topic_partitions(consumer, topic)
         consumer.assign(tps)
         starts = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in tps})
         ends = await consumer.end_offsets(tps)

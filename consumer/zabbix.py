@@ -49,7 +49,20 @@ class ZabbixError(Exception):
         self.method = method
 
 
-_TRANSIENT_TEXT = ("db locked", "database is locked", "deadlock", "could not serialize", "connection")
+# Zabbix answers these when its database is busy: concurrent host.create on 6.0 gives DBEXECUTE_ERROR,
+# concurrent template linking "Your database is not working properly ... row level lock". The
+# transaction was rolled back, so the call can simply be made again.
+_TRANSIENT_TEXT = (
+    "db locked",
+    "database is locked",
+    "deadlock",
+    "could not serialize",
+    "connection",
+    "dbexecute_error",
+    "database is not working properly",
+    "row level lock",
+)
+DB_RETRIES = 3
 
 
 class Zabbix:
@@ -114,7 +127,8 @@ class Zabbix:
         """One API call through the budget; errors become `ZabbixError` (transient or not)."""
         if self._api is None:
             await self.start()
-        for attempt in (1, 2):
+        relogged = False
+        for attempt in range(1, DB_RETRIES + 2):
             async with self.budget.slot():
                 t0 = time.perf_counter()
                 try:
@@ -122,11 +136,15 @@ class Zabbix:
                 except APIRequestError as exc:
                     CALLS.labels(method, "error").inc()
                     text = str(exc)
-                    if attempt == 1 and ("re-login" in text or "Not authorised" in text):
+                    if not relogged and ("re-login" in text or "Not authorised" in text):
+                        relogged = True  # the session expired (or the DB was reset): log in again, once
                         await self.close()
                         await self.start()
                         continue
                     transient = any(t in text.lower() for t in _TRANSIENT_TEXT)
+                    if transient and attempt <= DB_RETRIES:
+                        await asyncio.sleep(0.1 * 2**attempt)
+                        continue
                     raise ZabbixError(f"{method}: {text}", transient=transient, method=method) from exc
                 except (aiohttp.ClientError, OSError, TimeoutError, ProcessingError) as exc:
                     CALLS.labels(method, "error").inc()
@@ -136,7 +154,7 @@ class Zabbix:
                     self.calls[method] = self.calls.get(method, 0) + 1
             CALLS.labels(method, "ok").inc()
             return resp["result"]
-        raise ZabbixError(f"{method}: could not re-login", transient=True, method=method)
+        raise ZabbixError(f"{method}: still failing after {DB_RETRIES} retries", transient=True, method=method)
 
     @property
     def write_calls(self) -> int:

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from nbzx.config import Config
-from nbzx.kafka import Producer, client_kwargs
+from nbzx.kafka import Producer, client_kwargs, topic_partitions
 from nbzx.logging import get_logger
 from schemas.messages import JobKind, JobRecord, JobStatus, Trigger, decode, encode, new_id, utc_now
 
@@ -38,10 +38,17 @@ class Job:
         trigger: Trigger = "api",
         user: str | None = None,
         interval: int | None = None,
+        scheduled_for: str | None = None,
     ) -> None:
         self._producer, self._cfg = producer, cfg
         self.record = JobRecord(
-            job_id=job_id or new_id(), job_kind=kind, status="pending", trigger=trigger, user=user, interval=interval
+            job_id=job_id or new_id(),
+            job_kind=kind,
+            status="pending",
+            trigger=trigger,
+            user=user,
+            interval=interval,
+            scheduled_for=scheduled_for,
         )
         self._log: deque[str] = deque(maxlen=LOG_LINES)
         self._t0 = time.monotonic()
@@ -94,8 +101,7 @@ async def read_jobs(cfg: Config, timeout_s: float = 10.0) -> dict[str, JobRecord
     consumer = AIOKafkaConsumer(**client_kwargs(cfg), enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(cfg.kafka.topics.jobs) or await _partitions(consumer, cfg)
-        tps = [TopicPartition(cfg.kafka.topics.jobs, p) for p in sorted(parts)]
+        tps = await topic_partitions(consumer, cfg.kafka.topics.jobs)
         if not tps:
             return {}
         consumer.assign(tps)
@@ -109,11 +115,6 @@ async def read_jobs(cfg: Config, timeout_s: float = 10.0) -> dict[str, JobRecord
         return jobs
     finally:
         await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, cfg: Config) -> set[int]:
-    await consumer._client.force_metadata_update()  # the topic may be newer than the client
-    return consumer.partitions_for_topic(cfg.kafka.topics.jobs) or set()
 
 
 def _decode_jobs(recs: list[Any]) -> list[JobRecord]:

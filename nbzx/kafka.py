@@ -6,7 +6,7 @@ import asyncio
 import ssl
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -113,6 +113,15 @@ async def _quietly_stop(p: AIOKafkaProducer) -> None:
         await asyncio.wait_for(p.stop(), 10)
     except Exception as exc:  # closing a producer whose broker is gone must not crash shutdown
         log.warning("kafka_producer_stop_failed", error=repr(exc))
+
+
+async def topic_partitions(consumer: Any, topic: str) -> list[TopicPartition]:
+    """All partitions of `topic`, asking the cluster when the client has no metadata for it yet."""
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        await consumer._client.force_metadata_update()  # the topic may be newer than the client
+        parts = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(parts)]
 
 
 def topic_specs(cfg: Config) -> list[NewTopic]:

@@ -213,16 +213,14 @@ async def consume_all(cfg: Config, topic: str, min_count: int, timeout_s: float 
 
 async def end_offsets(cfg: Config, topic: str) -> dict[int, int]:
     """Partition -> end offset of `topic`."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
+
+    from nbzx.kafka import topic_partitions
 
     consumer = AIOKafkaConsumer(bootstrap_servers=cfg.kafka.bootstrap)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = await topic_partitions(consumer, topic)
         ends = await consumer.end_offsets(tps)
         return {tp.partition: off for tp, off in ends.items()}
     finally:

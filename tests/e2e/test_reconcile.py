@@ -86,7 +86,7 @@ class Env:
             if await asyncio.to_thread(check):
                 return
             await asyncio.sleep(0.5)
-        raise AssertionError(f"timed out waiting for {what}")
+        raise AssertionError(f"timed out waiting for {what}; hosts now: {self.zapi.host.get(output=['host', 'name'])}")
 
 
 def _reset_zabbix() -> None:
@@ -131,14 +131,13 @@ async def env(netbox_api: Any, zabbix_api: Any, netbox_objects: Any) -> AsyncIte
 
 
 async def test_lost_events_are_fixed_by_one_reconcile_and_the_next_is_a_noop(env: Env) -> None:
-    a, b = (
-        await asyncio.to_thread(env.device, n)
-        for n in (f"rec-a-{uuid.uuid4().hex[:5]}", f"rec-b-{uuid.uuid4().hex[:5]}")
-    )
+    a = await asyncio.to_thread(env.device, f"rec-a-{uuid.uuid4().hex[:5]}", "192.0.2.31")
+    b = await asyncio.to_thread(env.device, f"rec-b-{uuid.uuid4().hex[:5]}", "192.0.2.32")
     ka, kb = f"dcim.device:{a.id}", f"dcim.device:{b.id}"
-    await env.engine.sync([ka, kb])
+    assert [r.result for r in await env.engine.sync([ka, kb])] == ["ok", "ok"]
     # The receiver is "down": these changes send no event anyone sees.
-    await asyncio.to_thread(a.update, {"name": f"{a.name}-renamed"})
+    renamed = f"{a.name}-renamed"
+    await asyncio.to_thread(a.update, {"name": renamed})
     await asyncio.to_thread(b.delete)
     c = await asyncio.to_thread(env.device, f"rec-c-{uuid.uuid4().hex[:5]}", "192.0.2.30")
     kc = f"dcim.device:{c.id}"
@@ -150,7 +149,7 @@ async def test_lost_events_are_fixed_by_one_reconcile_and_the_next_is_a_noop(env
     env.start_consumer()
     await env.wait_hosts(
         lambda: (
-            (env.host(ka) or {}).get("host") == f"{a.name}-renamed"
+            (env.host(ka) or {}).get("host") == renamed
             and "(archived " in (env.host(kb) or {}).get("name", "")
             and env.host(kc) is not None
         ),
@@ -172,7 +171,7 @@ async def test_drift_in_zabbix_is_restored_and_foreign_hosts_are_untouched(env: 
         await asyncio.to_thread(env.device, f"rec-d{i}-{uuid.uuid4().hex[:5]}", f"192.0.2.{40 + i}") for i in range(2)
     ]
     keys = [f"dcim.device:{d.id}" for d in devs]
-    await env.engine.sync(keys)
+    assert [r.result for r in await env.engine.sync(keys)] == ["ok", "ok"]
     h = env.host(keys[0])
     assert h is not None
     other_gid = env.zapi.hostgroup.get(filter={"name": "Discovered hosts"})[0]["groupid"]
@@ -214,7 +213,9 @@ async def test_drift_in_zabbix_is_restored_and_foreign_hosts_are_untouched(env: 
 
 
 async def test_orphans_beyond_the_cap_fail_the_job_and_delete_nothing(env: Env) -> None:
-    devs = [await asyncio.to_thread(env.device, f"rec-o{i}-{uuid.uuid4().hex[:5]}") for i in range(3)]
+    devs = [
+        await asyncio.to_thread(env.device, f"rec-o{i}-{uuid.uuid4().hex[:5]}", f"192.0.2.{50 + i}") for i in range(3)
+    ]
     keys = [f"dcim.device:{d.id}" for d in devs]
     await env.engine.sync(keys)
     await asyncio.to_thread(env.nb.dcim.devices.delete, [d.id for d in devs])
@@ -230,7 +231,9 @@ async def test_orphans_beyond_the_cap_fail_the_job_and_delete_nothing(env: Env) 
 
 async def test_replay_from_a_time_converges_and_a_second_replay_writes_nothing(env: Env) -> None:
     since = datetime.now(UTC) - timedelta(seconds=1)
-    devs = [await asyncio.to_thread(env.device, f"rec-r{i}-{uuid.uuid4().hex[:5]}") for i in range(5)]
+    devs = [
+        await asyncio.to_thread(env.device, f"rec-r{i}-{uuid.uuid4().hex[:5]}", f"192.0.2.{60 + i}") for i in range(5)
+    ]
     keys = [f"dcim.device:{d.id}" for d in devs]
     for k in keys:  # consumers are stopped: these wait in Kafka
         await env.producer.send(env.cfg.kafka.topics.events, k, encode(SyncRequest(host_key=k, reason="cli")))

@@ -1,0 +1,143 @@
+"""The Helm chart and the image recipe: lint, render, Kubernetes schema validation, bad values,
+and the rendered ConfigMap read back by nbzx's own config loader."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nbzx.config import parse_config
+from tests.conftest import ROOT
+
+CHART = ROOT / "helm" / "netbox-zabbix-stream"
+EXAMPLES = [ROOT / "examples" / "helm-minimal.yaml", ROOT / "examples" / "helm-production.yaml"]
+K8S_VERSION = "1.34.0"
+CRD_KINDS = {"ServiceMonitor"}  # not in the Kubernetes OpenAPI schemas
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """The Helm CLI, built by scripts/tools when it is not there yet."""
+    out = subprocess.run([str(ROOT / "scripts" / "tools")], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"scripts/tools failed:\n{out.stderr[-3000:]}")
+    return str(Path(out.stdout.strip()) / "helm")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, check=False)
+
+
+def render(helm: str, *values: Path, sets: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    cmd = [helm, "template", "nbzx", str(CHART), "--namespace", "monitoring", "--kube-version", K8S_VERSION]
+    for v in values:
+        cmd += ["-f", str(v)]
+    for s in sets:
+        cmd += ["--set", s]
+    return run(*cmd)
+
+
+def docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=["defaults", "minimal", "production"])
+def test_helm_lint_strict(helm: str, values: Path | None) -> None:
+    cmd = [helm, "lint", "--strict", "--kube-version", K8S_VERSION, str(CHART)] + (
+        ["-f", str(values)] if values else []
+    )
+    out = run(*cmd)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=["defaults", "minimal", "production"])
+def test_rendered_manifests_validate_against_kubernetes_schemas(helm: str, values: Path | None, tmp_path: Path) -> None:
+    out = render(helm, *([values] if values else []))
+    assert out.returncode == 0, out.stderr
+    manifests = docs(out.stdout)
+    kinds = {m["kind"] for m in manifests}
+    assert {"Deployment", "Service", "ConfigMap", "CronJob", "Job", "PodDisruptionBudget"} <= kinds
+    files = []
+    for i, m in enumerate(m for m in manifests if m["kind"] not in CRD_KINDS):
+        f = tmp_path / f"{i:02d}-{m['kind']}.yaml"
+        f.write_text(yaml.safe_dump(m))
+        files.append(str(f))
+    check = run(str(ROOT / ".venv" / "bin" / "kubernetes-validate"), "--strict", "-k", K8S_VERSION, "--quiet", *files)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_security_probes_and_secrets_in_the_pods(helm: str) -> None:
+    manifests = docs(render(helm, EXAMPLES[1]).stdout)
+    deployments = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Deployment"}
+    assert set(deployments) == {"nbzx-netbox-zabbix-stream-receiver", "nbzx-netbox-zabbix-stream-consumer"}
+    for d in deployments.values():
+        pod = d["spec"]["template"]["spec"]
+        [c] = pod["containers"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert (
+            c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        )
+        env = {e["name"]: e for e in c["env"]}
+        assert env["NBZX_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "nbzx-kafka-user",
+            "key": "password",
+        }
+        assert "ZABBIX_TOKEN" not in env and "value" not in env["NETBOX_TOKEN"]
+    cron = next(m for m in manifests if m["kind"] == "CronJob")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid" and cron["spec"]["schedule"] == "17 * * * *"
+    hook = next(m for m in manifests if m["kind"] == "Job")
+    assert hook["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert hook["spec"]["template"]["spec"]["containers"][0]["args"] == ["kafka", "init"]
+    assert any(m["kind"] == "ServiceMonitor" for m in manifests)
+    dash = next(m for m in manifests if m["metadata"]["name"].endswith("-dashboard"))
+    assert dash["metadata"]["labels"]["grafana_dashboard"] == "1" and "nbzx_consumer_lag" in str(dash["data"])
+
+
+@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=["defaults", "minimal", "production"])
+def test_configmap_round_trips_into_a_valid_nbzx_config(helm: str, values: Path | None) -> None:
+    manifests = docs(render(helm, *([values] if values else [])).stdout)
+    cm = next(m for m in manifests if m["kind"] == "ConfigMap" and m["metadata"]["name"] == "nbzx-netbox-zabbix-stream")
+    cfg = parse_config(cm["data"]["config.yaml"], {})
+    chosen = yaml.safe_load(values.read_text()) if values else yaml.safe_load((CHART / "values.yaml").read_text())
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    consumer = {**defaults["consumer"], **chosen.get("consumer", {})}
+    hpa = {**defaults["consumer"]["hpa"], **consumer.get("hpa", {})}
+    replicas = hpa["maxReplicas"] if hpa["enabled"] else consumer["replicas"]
+    total = {**defaults["zabbix"], **chosen.get("zabbix", {})}["ratePerSecond"]
+    assert cfg.zabbix.rate_per_s == pytest.approx(total / replicas), "the budget is divided per consumer replica"
+    assert cfg.kafka.bootstrap == {**defaults["kafka"], **chosen.get("kafka", {})}["bootstrap"]
+    assert (cfg.receiver.port, cfg.consumer.http_port) == (8090, 8091)
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("consumer.replicas=two",), "at '/consumer/replicas': got string, want integer"),
+        (("consumer.replicas=13",), "consumer replicas (13) exceed kafka.partitions (12)"),
+        (
+            ("consumer.hpa.enabled=true", "consumer.hpa.maxReplicas=20"),
+            "consumer replicas (20) exceed kafka.partitions",
+        ),
+        (("secrets.netboxToken.name=",), "secrets.netboxToken.name is required"),
+        (("secrets.zabbixToken.name=",), "secrets.zabbixToken.name (or secrets.zabbixUser.name"),
+        (("kafka.securityProtocol=SASL_SSL",), "secrets.kafkaSaslPassword.name are required"),
+        (("colour=blue",), "additional properties 'colour' not allowed"),
+        (("kafka.partitionz=3",), "at '/kafka': additional properties 'partitionz' not allowed"),
+        (("zabbix.ratePerSecond=0",), "at '/zabbix/ratePerSecond': exclusiveMinimum"),
+    ],
+)
+def test_bad_values_fail_with_a_readable_message(helm: str, sets: tuple[str, ...], message: str) -> None:
+    out = render(helm, sets=sets)
+    assert out.returncode != 0
+    assert message in out.stderr, out.stderr
+
+
+def test_dockerfile_lints_clean() -> None:
+    out = run(str(ROOT / ".venv" / "bin" / "hadolint"), str(ROOT / "Dockerfile"))
+    assert out.returncode == 0, out.stdout + out.stderr
