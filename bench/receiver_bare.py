@@ -1,8 +1,9 @@
 """The baseline for bench/receiver: an aiohttp handler that reads the body and answers 202,
-without verifying, parsing or producing anything."""
+without verifying, parsing or producing anything (on uvloop, like the receiver)."""
 
 import sys
 
+import uvloop
 from aiohttp import web
 
 
@@ -13,4 +14,4 @@ async def accept(request: web.Request) -> web.Response:
 
 app = web.Application(client_max_size=1024 * 1024 + 1)
 app.router.add_post("/webhook", accept)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None, loop=uvloop.new_event_loop())

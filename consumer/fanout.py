@@ -49,14 +49,15 @@ def fanout_filters(ev: ChangeEvent) -> tuple[dict[str, Any] | None, dict[str, An
     A config context is matched on its first non-empty assignment criterion, old or new (a superset
     of the hosts it applies to: syncing a host that did not change is a no-op); none means all hosts.
     """
+    body = ev.body_json()
     if ev.object_type == "extras.configcontext":
-        return _context_filters(ev)
+        return _context_filters(body)
     if ev.object_type not in DEPENDENCY_FILTERS:
         return None, None
     dev_key, vm_key = DEPENDENCY_FILTERS[ev.object_type]
     value: Any = ev.object_id
     if ev.object_type == "extras.tag":
-        slugs = {s for s in (_slug(ev.body.get("data")), _slug((ev.body.get("snapshots") or {}).get("prechange"))) if s}
+        slugs = {s for s in (_slug(body.get("data")), _slug((body.get("snapshots") or {}).get("prechange"))) if s}
         if not slugs:
             return None, None
         value = sorted(slugs)
@@ -67,9 +68,9 @@ def _slug(obj: Any) -> str | None:
     return str(obj["slug"]) if isinstance(obj, Mapping) and obj.get("slug") else None
 
 
-def _context_filters(ev: ChangeEvent) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    data = ev.body.get("data") if isinstance(ev.body.get("data"), Mapping) else {}
-    pre = (ev.body.get("snapshots") or {}).get("prechange") or {}
+def _context_filters(body: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    data = body.get("data") if isinstance(body.get("data"), Mapping) else {}
+    pre = (body.get("snapshots") or {}).get("prechange") or {}
     for field_name, param, attr in _CONTEXT_CRITERIA:
         values: set[Any] = set()
         for side in (data, pre):
@@ -91,7 +92,8 @@ async def dependent_host_keys(netbox: NetBox, zabbix: Zabbix, ev: ChangeEvent) -
         if flt is not None:
             keys.update(f"{object_type}:{i}" for i in await netbox.ids(object_type, flt))
     if ev.object_type == "extras.tag":
-        names = {n for n in (_name(ev.body.get("data")), _name((ev.body.get("snapshots") or {}).get("prechange"))) if n}
+        body = ev.body_json()
+        names = {n for n in (_name(body.get("data")), _name((body.get("snapshots") or {}).get("prechange"))) if n}
         keys.update(await zabbix.host_keys_with_tag("netbox:tag", sorted(names)))
     return sorted(keys)
 

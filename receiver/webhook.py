@@ -117,11 +117,16 @@ def parse_body(raw: bytes, *, vc_as_one_host: bool = False, received_at: float |
         body = msgspec.json.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise WebhookError(400, f"body is not valid JSON: {exc}") from None
-    return normalise(body, vc_as_one_host=vc_as_one_host, received_at=received_at)
+    return normalise(body, vc_as_one_host=vc_as_one_host, received_at=received_at, raw=raw)
 
 
-def normalise(body: Any, *, vc_as_one_host: bool = False, received_at: float | None = None) -> ChangeEvent:
-    """A decoded body of any NetBox version -> `ChangeEvent`. Raises only `WebhookError` (400)."""
+def normalise(
+    body: Any, *, vc_as_one_host: bool = False, received_at: float | None = None, raw: bytes | None = None
+) -> ChangeEvent:
+    """A decoded body of any NetBox version -> `ChangeEvent`. Raises only `WebhookError` (400).
+
+    `raw` is the body's original bytes, kept in the event as they are (encoded from `body` if absent).
+    """
     if not isinstance(body, dict):
         raise WebhookError(400, f"body is a JSON {type(body).__name__}, not an object")
     raw_event = body.get("event")
@@ -150,7 +155,7 @@ def normalise(body: Any, *, vc_as_one_host: bool = False, received_at: float | N
         changed=changed_fields(pre, post),
         previous_owner=previous_owner(object_type, pre, post),
         received_at=received_at,
-        body=body,
+        body=msgspec.Raw(raw if raw is not None else msgspec.json.encode(body)),
     )
 
 

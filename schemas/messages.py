@@ -60,7 +60,14 @@ class ChangeEvent(_Envelope, tag="change_event"):
     # An IP moved away from (or was unassigned from) this interface: its old host needs a sync too.
     previous_owner: PreviousOwner | None = None
     received_at: float | None = None  # epoch seconds at the receiver, for event-to-Zabbix latency
-    body: dict[str, Any] = field(default_factory=dict)  # the original webhook body; replay loses nothing
+    # The original webhook body, byte for byte as NetBox signed it (embedded as JSON, not re-encoded):
+    # replay and the DLQ lose nothing.
+    body: msgspec.Raw = field(default_factory=lambda: msgspec.Raw(b"{}"))
+
+    def body_json(self) -> dict[str, Any]:
+        """The original body, decoded."""
+        doc = msgspec.json.decode(self.body)
+        return doc if isinstance(doc, dict) else {}
 
 
 class SyncRequest(_Envelope, tag="sync_request"):

@@ -38,7 +38,7 @@ def test_schema_check_notices_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             object_type="dcim.device",
             object_id=1,
             changed=["name"],
-            body={"event": "created"},
+            body=msgspec.Raw(b'{"event": "created"}'),
         ),
         SyncRequest(host_key="virtualization.virtualmachine:3", reason="fanout", cause="dcim.site:2"),
         ReconcileRequest(dry_run=True),
