@@ -19,7 +19,7 @@ ENDPOINTS = {
     "dcim.device": ("dcim", "devices"),
     "virtualization.virtualmachine": ("virtualization", "virtual_machines"),
 }
-CHUNK = 100  # ids per request: keeps the query string well under URL limits
+CHUNK = 250  # ids per request: fewer round trips, and the query string stays under ~3 KB
 PAGE = 1000  # NetBox's default MAX_PAGE_SIZE
 
 
@@ -109,7 +109,8 @@ class NetBox:
         if not self._cfg.host.use_config_context:
             params["exclude"] = "config_context"
         self.requests += 1
-        return [dict(r) for r in ep.filter(id=ids, **params)]
+        # One page for the whole chunk: NetBox's default page is 50, which would double the round trips.
+        return [dict(r) for r in ep.filter(id=ids, limit=len(ids), **params)]
 
     def _scope(self, object_type: str) -> ScopeRule:
         s = self._cfg.scope

@@ -77,6 +77,7 @@ class Zabbix:
         self._cache_ttl = cache_ttl_s
         self._cache_at = 0.0
         self._cache_lock = asyncio.Lock()
+        self._groups_lock = asyncio.Lock()
         self.templates: dict[str, str] = {}
         self.groups: dict[str, str] = {}
         self.proxies: dict[str, str] = {}
@@ -182,22 +183,29 @@ class Zabbix:
             self._cache_at = time.monotonic()
 
     async def ensure_groups(self, names: Iterable[str]) -> None:
-        """Create missing host groups, parents first ("NetBox/Site A" also makes "NetBox")."""
+        """Create missing host groups, parents first ("NetBox/Site A" also makes "NetBox").
+
+        One task at a time: a batch of new hosts in a new group must create it once, not once each.
+        """
         wanted: set[str] = set()
         for name in names:
             parts = name.split("/")
             wanted.update("/".join(parts[: i + 1]) for i in range(len(parts)))
-        missing = sorted(wanted - self.groups.keys(), key=lambda g: (g.count("/"), g))
-        if missing:
-            await self.refresh_settings(force=True)
-        for name in (g for g in missing if g not in self.groups):
-            try:
-                res = await self.call("hostgroup.create", {"name": name})
-                self.groups[name] = res["groupids"][0]
-            except ZabbixError as exc:
-                if "already exists" not in str(exc):
-                    raise
-                await self.refresh_settings(force=True)
+        if wanted <= self.groups.keys():
+            return
+        async with self._groups_lock:
+            missing = wanted - self.groups.keys()
+            if not missing:
+                return  # another task created them while this one waited
+            await self.refresh_settings(force=True)  # made by hand or by another consumer since?
+            for name in sorted(missing - self.groups.keys(), key=lambda g: (g.count("/"), g)):
+                try:
+                    res = await self.call("hostgroup.create", {"name": name})
+                    self.groups[name] = res["groupids"][0]
+                except ZabbixError as exc:
+                    if "already exists" not in str(exc):
+                        raise
+                    await self.refresh_settings(force=True)
 
     async def resolve(self, changes: Mapping[str, Any]) -> dict[str, dict[str, str]]:
         """Name -> id maps for what the changes reference; unknown templates/proxies are permanent errors."""
