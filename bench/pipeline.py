@@ -1,0 +1,253 @@
+"""bench/pipeline: the whole pipeline on the local stack, next to the raw Zabbix write rate.
+
+1. Latency of single changes: PATCH a device in NetBox's API, time until Zabbix shows it.
+   Reported split in two: NetBox's own delivery (API call returned -> receiver got the webhook)
+   and ours (receiver got it -> visible in Zabbix).
+2. Backlog drain: N changes queued in Kafka while no consumer runs, then one consumer drains them;
+   compared with raw host.update calls (same concurrency) measured in the same run.
+
+    .venv/bin/python bench/pipeline.py [CHANGES] [BACKLOG]     (defaults 40 and 1000; needs scripts/stack up)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pynetbox
+from aiokafka import AIOKafkaConsumer
+from zabbix_utils import ZabbixAPI
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.netbox_fixtures import netbox_orm  # noqa: E402
+from nbzx.config import parse_config  # noqa: E402
+from nbzx.kafka import Producer, create_topics  # noqa: E402
+from schemas.messages import ChangeEvent, SyncRequest, decode, encode  # noqa: E402
+
+TOKEN = "nbt_nbzxlocal001.NbzxLocalToken0123456789abcdefghijABCDEF"
+ENV = {
+    **os.environ,
+    "NETBOX_TOKEN": TOKEN,
+    "ZABBIX_USER": "Admin",
+    "ZABBIX_PASSWORD": "zabbix",
+    "NBZX_WEBHOOK_SECRET": "bench-secret",
+    "NBZX_API_TOKEN": "bench-api",
+}
+NBZX = str(ROOT / ".venv" / "bin" / "nbzx")
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
+
+
+def zabbix() -> Any:
+    z = ZabbixAPI(url="http://127.0.0.1:8081/api_jsonrpc.php")
+    z.login(user="Admin", password="zabbix")
+    return z
+
+
+def descriptions(z: Any, keys: list[str]) -> dict[str, str]:
+    rows = z.host.get(
+        output=["description"],
+        selectTags=["tag", "value"],
+        evaltype=0,
+        tags=[{"tag": "netbox:key", "value": k, "operator": 1} for k in keys],
+    )
+    return {next(t["value"] for t in r["tags"] if t["tag"] == "netbox:key"): r["description"] for r in rows}
+
+
+def start(args: list[str], log: Path, cfg_path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [NBZX, "--config", str(cfg_path), *args], env=ENV, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
+
+
+async def main(changes: int, backlog: int) -> None:
+    run = uuid.uuid4().hex[:6]
+    work = Path(f"/tmp/nbzx-bench-{run}")
+    work.mkdir()
+    doc = {
+        "kafka": {
+            "bootstrap": "127.0.0.1:9092",
+            "partitions": 12,
+            "group": f"bench-{run}",
+            "topics": {
+                "events": f"bench.events.{run}",
+                "control": f"bench.control.{run}",
+                "jobs": f"bench.jobs.{run}",
+                "dlq": f"bench.dlq.{run}",
+            },
+        },
+        "zabbix": {"rate_per_s": 100000, "concurrency": 8},
+        "receiver": {"host": "127.0.0.1", "port": 18190},
+        "consumer": {
+            "http_host": "127.0.0.1",
+            "http_port": 18191,
+            "fetch_max_wait_ms": 10,
+            "session_timeout_ms": 1000,
+            "heartbeat_interval_ms": 200,
+            "rebalance_timeout_ms": 2000,
+        },
+        "host": {"groups": ["NetBox/{site.name}"], "description": "{description}"},
+        "delete": {"mode": "hard"},
+        "logging": {"level": "warning"},
+    }
+    cfg_path = work / "config.yaml"
+    cfg_path.write_text(json.dumps(doc))
+    cfg = parse_config(cfg_path.read_text(), ENV)
+    await create_topics(cfg)
+    nb = pynetbox.api("http://127.0.0.1:8000", token=TOKEN)
+    z = zabbix()
+    tag = f"pipe-{run}"
+    procs = [start(["receiver"], work / "receiver.log", cfg_path), start(["consumer"], work / "consumer.log", cfg_path)]
+    hook = rule = None
+    try:
+        await asyncio.sleep(3)
+        hook = nb.extras.webhooks.create(
+            name=tag,
+            payload_url="http://127.0.0.1:18190/webhook",
+            http_method="POST",
+            http_content_type="application/json",
+            secret="bench-secret",
+        )
+        rule = nb.extras.event_rules.create(
+            name=tag,
+            object_types=["dcim.device"],
+            event_types=["object_created", "object_updated", "object_deleted"],
+            action_type="webhook",
+            action_object_type="extras.webhook",
+            action_object_id=hook.id,
+            enabled=True,
+        )
+        ids = await asyncio.to_thread(netbox_orm, tag, "create", 10)  # ORM: no webhooks; sync them directly
+        keys = [f"dcim.device:{i}" for i in ids]
+        producer = Producer(cfg)
+        await producer.start()
+        for k in keys:
+            await producer.send(cfg.kafka.topics.events, k, encode(SyncRequest(host_key=k, reason="cli")))
+        while len(descriptions(z, keys)) < len(keys):
+            await asyncio.sleep(0.2)
+
+        # 1. single changes, one at a time
+        total: list[float] = []
+        seen_at: dict[str, float] = {}
+        api_done: dict[str, float] = {}
+        for i in range(changes):
+            k = keys[i % len(keys)]
+            value = f"change-{i}"
+            dev = nb.dcim.devices.get(int(k.split(":")[1]))
+            dev.update({"description": value})
+            t_done = time.time()
+            while descriptions(z, [k]).get(k) != value:
+                await asyncio.sleep(0.01)
+            t_seen = time.time()
+            total.append(t_seen - t_done)
+            seen_at[value], api_done[value] = t_seen, t_done
+        # NetBox's delivery delay vs ours, from the receiver's timestamps on the events topic.
+        c = AIOKafkaConsumer(
+            cfg.kafka.topics.events,
+            bootstrap_servers=cfg.kafka.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await c.start()
+        by_value: dict[str, float] = {}
+        deadline = time.monotonic() + 15
+        while len(by_value) < changes and time.monotonic() < deadline:
+            for recs in (await c.getmany(timeout_ms=300)).values():
+                for r in recs:
+                    ev = decode(r.value)
+                    if isinstance(ev, ChangeEvent) and ev.received_at:
+                        desc = ev.body_json().get("data", {}).get("description", "")
+                        by_value.setdefault(desc, ev.received_at)
+        await c.stop()
+        netbox_delay = [by_value[v] - api_done[v] for v in api_done if v in by_value]
+        ours = [seen_at[v] - by_value[v] for v in seen_at if v in by_value]
+        print(f"bench/pipeline: {changes} single changes through NetBox's API (one at a time)")
+        print(
+            f"  API call returned -> visible in Zabbix : p50 {pct(total, 50) * 1000:7.0f} ms  "
+            f"p99 {pct(total, 99) * 1000:7.0f} ms"
+        )
+        print(
+            f"  of which NetBox's webhook delivery     : p50 {pct(netbox_delay, 50) * 1000:7.0f} ms  "
+            f"p99 {pct(netbox_delay, 99) * 1000:7.0f} ms"
+        )
+        print(
+            f"  receiver got it -> visible in Zabbix   : p50 {pct(ours, 50) * 1000:7.0f} ms  "
+            f"p99 {pct(ours, 99) * 1000:7.0f} ms  (includes the 10 ms Zabbix poll)"
+        )
+
+        # 2. backlog drain: stop the consumer, queue N changes, start it, time until all are applied.
+        procs[1].terminate()
+        procs[1].wait(30)
+        bids = await asyncio.to_thread(netbox_orm, f"{tag}-b", "create", backlog)
+        bkeys = [f"dcim.device:{i}" for i in bids]
+        for k in bkeys:
+            await producer.send(cfg.kafka.topics.events, k, encode(SyncRequest(host_key=k, reason="cli")))
+        t0 = time.perf_counter()
+        procs[1] = start(["consumer"], work / "consumer.log", cfg_path)
+        t_first = None
+        while (done := len(descriptions(z, bkeys))) < backlog:
+            if done and t_first is None:
+                t_first = time.perf_counter()
+            await asyncio.sleep(0.2)
+        drain = time.perf_counter() - t0
+        steady = time.perf_counter() - (t_first or t0)
+        # Raw: host.create calls with the same payload shape and concurrency, same run.
+        gid = z.hostgroup.get(filter={"name": f"NetBox/{tag}-b"})[0]["groupid"]
+        t1 = time.perf_counter()
+        sem = asyncio.Semaphore(8)
+
+        async def raw(i: int) -> None:
+            async with sem:
+                await asyncio.to_thread(
+                    z.host.create,
+                    host=f"raw-{run}-{i}",
+                    groups=[{"groupid": gid}],
+                    tags=[{"tag": "netbox:key", "value": f"raw:{run}:{i}"}],
+                    description="v1",
+                )
+
+        await asyncio.gather(*(raw(i) for i in range(backlog)))
+        raw_s = time.perf_counter() - t1
+        raw_ids = [h["hostid"] for h in z.host.get(output=["hostid"], search={"host": f"raw-{run}-"})]
+        z.host.delete(*raw_ids)
+        print(
+            f"backlog of {backlog} queued creates: drained in {drain:.1f} s = {backlog / drain:.1f}/s "
+            f"(from the first host on: {steady:.1f} s = {backlog / steady:.1f}/s; the rest is process start-up "
+            "and the group join)"
+        )
+        print(
+            f"raw host.create x{backlog} (8 concurrent, same run): {raw_s:.1f} s = {backlog / raw_s:.1f}/s; "
+            f"ratio ours/raw {raw_s / drain:.2f} (whole), {raw_s / steady:.2f} (from the first host)"
+        )
+        await producer.stop()
+        await asyncio.to_thread(netbox_orm, f"{tag}-b", "delete")
+    finally:
+        if rule is not None:
+            rule.delete()
+        if hook is not None:
+            hook.delete()
+        await asyncio.to_thread(netbox_orm, tag, "delete")
+        for p in procs:
+            p.terminate()
+            p.wait(30)
+        leftovers = [h["hostid"] for h in z.host.get(output=["hostid"], search={"name": f"pipe-{run}"})]
+        if leftovers:
+            z.host.delete(*leftovers)
+    print(f"logs: {work}")
+
+
+if __name__ == "__main__":
+    args = [int(a) for a in sys.argv[1:]]
+    asyncio.run(main(args[0] if args else 40, args[1] if len(args) > 1 else 1000))
