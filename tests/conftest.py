@@ -183,6 +183,25 @@ def netbox_objects(netbox_api: Any) -> Iterator[Callable[[str], dict[str, Any]]]
         obj.delete()
 
 
+def create_device(nb: Any, base: dict[str, Any], name: str, ip: str | None = None, **fields: Any) -> Any:
+    """A device on the `netbox_objects` base, with a primary IPv4 on eth0 when `ip` is given."""
+    dev = nb.dcim.devices.create(
+        name=name,
+        device_type=base["device_type"].id,
+        role=base["role"].id,
+        site=base["site"].id,
+        status="active",
+        **fields,
+    )
+    if ip:
+        iface = nb.dcim.interfaces.create(device=dev.id, name="eth0", type="1000base-t")
+        addr = nb.ipam.ip_addresses.create(
+            address=f"{ip}/24", assigned_object_type="dcim.interface", assigned_object_id=iface.id
+        )
+        dev.update({"primary_ip4": addr.id})
+    return dev
+
+
 async def consume_all(cfg: Config, topic: str, min_count: int, timeout_s: float = 15.0) -> list[Any]:
     """Read `topic` from the beginning (no group) until at least `min_count` records or timeout."""
     import asyncio

@@ -30,7 +30,7 @@ from nbzx.kafka import Producer, create_topics
 from nbzx.scheduler import parse_time, run_scheduler
 from receiver.app import make_app
 from schemas import ReconcileRequest, SyncRequest, encode
-from tests.conftest import ROOT, end_offsets, make_config
+from tests.conftest import ROOT, create_device, end_offsets, make_config
 
 
 class Env:
@@ -43,17 +43,7 @@ class Env:
         self.consumer: EventConsumer | None = None
 
     def device(self, name: str, ip: str | None = None) -> Any:
-        b = self.base
-        dev = self.nb.dcim.devices.create(
-            name=name, device_type=b["device_type"].id, role=b["role"].id, site=b["site"].id, status="active"
-        )
-        if ip:
-            iface = self.nb.dcim.interfaces.create(device=dev.id, name="eth0", type="1000base-t")
-            addr = self.nb.ipam.ip_addresses.create(
-                address=f"{ip}/24", assigned_object_type="dcim.interface", assigned_object_id=iface.id
-            )
-            dev.update({"primary_ip4": addr.id})
-        return dev
+        return create_device(self.nb, self.base, name, ip)
 
     def start_consumer(self) -> None:
         self.consumer = EventConsumer(self.cfg, self.engine, self.producer)

@@ -13,7 +13,7 @@ from consumer.netbox import NetBox
 from consumer.sync import SyncEngine
 from consumer.zabbix import Zabbix
 from nbzx.config import Config
-from tests.conftest import make_config
+from tests.conftest import create_device, make_config
 
 
 class Env:
@@ -39,17 +39,7 @@ class Env:
         return rows[0] if rows else None
 
     def device(self, name: str, ip: str | None = "192.0.2.50", **fields: Any) -> Any:
-        b = self.base
-        dev = self.nb.dcim.devices.create(
-            name=name, device_type=b["device_type"].id, role=b["role"].id, site=b["site"].id, status="active", **fields
-        )
-        if ip:
-            iface = self.nb.dcim.interfaces.create(device=dev.id, name="eth0", type="1000base-t")
-            addr = self.nb.ipam.ip_addresses.create(
-                address=f"{ip}/24", assigned_object_type="dcim.interface", assigned_object_id=iface.id
-            )
-            dev.update({"primary_ip4": addr.id})
-        return dev
+        return create_device(self.nb, self.base, name, ip, **fields)
 
 
 @pytest.fixture
