@@ -273,3 +273,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = Path(str(item.fspath)).parent.name
         if tier in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture
+def receiver_for_netbox(netbox_webhook: Any, aiohttp_listener: Any) -> Callable[..., Any]:
+    """Factory: fresh topics, an in-process receiver, and NetBox's webhook + rule pointing at it; returns the config."""
+
+    async def start(object_types: list[str]) -> Config:
+        from nbzx.kafka import create_topics
+        from receiver.app import make_app
+
+        cfg = make_config()
+        await create_topics(cfg)
+        url = await aiohttp_listener(make_app(cfg))
+        netbox_webhook(f"{url}/webhook", object_types=object_types)
+        return cfg
+
+    return start

@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 
 from nbzx.config import Config
-from nbzx.kafka import Producer, create_topics
-from receiver.app import make_app
+from nbzx.kafka import Producer
 from schemas import DeadLetter, SyncRequest, decode, encode
-from tests.conftest import ROOT, consume_all, end_offsets, ensure_stack, make_config
+from tests.conftest import ROOT, consume_all, end_offsets, ensure_stack
 from tests.e2e.pipeline import (
     ConsumerProcess,
     new_name,
@@ -90,23 +89,18 @@ class Pipeline:
 
 @pytest.fixture
 async def pipeline(
-    netbox_api: Any, zabbix_api: Any, netbox_objects: Any, netbox_webhook: Any, aiohttp_listener: Any, tmp_path: Path
+    netbox_api: Any, zabbix_api: Any, netbox_objects: Any, receiver_for_netbox: Any, tmp_path: Path
 ) -> AsyncIterator[Pipeline]:
     ensure_stack("kafka", "zabbix", "netbox")
-    cfg = make_config()
-    await create_topics(cfg)
-    url = await aiohttp_listener(make_app(cfg))
-    netbox_webhook(
-        f"{url}/webhook",
-        object_types=[
-            "dcim.device",
-            "dcim.interface",
-            "ipam.ipaddress",
-            "virtualization.virtualmachine",
-            "dcim.site",
-            "extras.tag",
-        ],
-    )
+    types = [
+        "dcim.device",
+        "dcim.interface",
+        "ipam.ipaddress",
+        "virtualization.virtualmachine",
+        "dcim.site",
+        "extras.tag",
+    ]
+    cfg = await receiver_for_netbox(types)
     p = Pipeline(cfg, netbox_api, zabbix_api, netbox_objects("pipe"), tmp_path)
     yield p
     for c in p.consumers:

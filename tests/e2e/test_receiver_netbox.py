@@ -6,27 +6,21 @@ import asyncio
 import uuid
 from typing import Any
 
-from nbzx.kafka import create_topics
-from receiver.app import make_app
 from schemas import ChangeEvent, decode
-from tests.conftest import consume_all, make_config
+from tests.conftest import consume_all
 
 
 async def test_device_interface_ip_and_vm_changes_arrive_keyed_by_host(
-    netbox_api: Any, netbox_webhook: Any, netbox_objects: Any, aiohttp_listener: Any
+    netbox_api: Any, netbox_objects: Any, receiver_for_netbox: Any
 ) -> None:
-    cfg = make_config()
-    await create_topics(cfg)
-    url = await aiohttp_listener(make_app(cfg))
-    netbox_webhook(
-        f"{url}/webhook",
-        object_types=[
+    cfg = await receiver_for_netbox(
+        [
             "dcim.device",
             "dcim.interface",
             "ipam.ipaddress",
             "virtualization.virtualmachine",
             "virtualization.vminterface",
-        ],
+        ]
     )
     base = netbox_objects("rcv")
     nb = netbox_api
