@@ -20,7 +20,7 @@ log() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 now() { date +%s.%N; }
-elapsed() { printf '%.1f' "$(echo "$(now) - $1" | bc)"; }
+elapsed() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.1f", a - b }'; }
 
 # state_set NAME PID PORT: one line per service we started; `down` stops exactly these PIDs.
 state_set() {

@@ -24,7 +24,7 @@ find_python312() {
 }
 
 redis_up() {
-  apt_install redis-server
+  apt_install redis-server curl
   if pid_alive "$(state_pid redis)" && redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then return 0; fi
   port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by a process the stack did not start"
   log "redis: starting on :$REDIS_PORT"

@@ -3,7 +3,8 @@
 postgres_up() {
   local t0; t0=$(now)
   # libpq-dev: NetBox pins psycopg[c], which is built from source against it.
-  apt_install postgresql-15 postgresql-client-15 libpq-dev gcc
+  # curl: the stack's health checks use it.
+  apt_install postgresql-15 postgresql-client-15 libpq-dev gcc curl
   if pg_lsclusters -h | awk '$1==15 && $2=="main" && $4=="online"' | grep -q .; then
     log "postgres: already running on :$PG_PORT"
     return 0

@@ -16,7 +16,7 @@ zabbix_login_ok() {
 zabbix_install() {
   # php8.2-cgi is named on purpose: php8.2 needs one SAPI, and without it apt picks mod-php + apache2.
   apt_install zabbix-server-pgsql zabbix-frontend-php php8.2-cli php8.2-cgi php8.2-pgsql php8.2-bcmath \
-    php8.2-mbstring php8.2-gd php8.2-xml php8.2-ldap curl bc
+    php8.2-mbstring php8.2-gd php8.2-xml php8.2-ldap curl
 }
 
 zabbix_db() {
