@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer.reconcile import Reconciler
+from consumer.reconcile import Reconciler, maintenance_cleanup
 from nbzx.config import Config
 from nbzx.jobs import publish_record
 from nbzx.kafka import Producer, client_kwargs
@@ -52,8 +53,16 @@ class ControlLoop:
         consumer = AIOKafkaConsumer(self.cfg.kafka.topics.control, **self._kwargs)
         await consumer.start()
         pending_commit: dict[TopicPartition, int] = {}
+        cleanup_every = self.cfg.host.maintenance.cleanup_interval * 60
+        last_cleanup = time.monotonic() - cleanup_every  # first one soon after start
+        cleanup: asyncio.Task[Any] | None = None
         try:
             while not self.stopping.is_set():
+                # Only the member that holds the control partition cleans up: one job, not one per replica.
+                due = time.monotonic() - last_cleanup >= cleanup_every
+                if due and consumer.assignment() and (cleanup is None or cleanup.done()):
+                    last_cleanup = time.monotonic()
+                    cleanup = asyncio.create_task(maintenance_cleanup(self.cfg, self.reconciler.engine, self.producer))
                 batch = await consumer.getmany(timeout_ms=500)
                 for tp, recs in batch.items():
                     for rec in recs:
@@ -66,6 +75,8 @@ class ControlLoop:
                             await consumer.commit(dict(pending_commit))
                         pending_commit.clear()
         finally:
+            if cleanup is not None and not cleanup.done():
+                cleanup.cancel()
             if self.running is not None:
                 self.running[1].cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

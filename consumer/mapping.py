@@ -287,7 +287,7 @@ def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str
         description=render(host.description, obj),
         proxy=render(str(proxy), obj) if proxy else None,
         proxy_group=host.proxy_group,
-        maintenance=mapped == "maintenance",
+        maintenance=mapped == "maintenance" or bool(_names(obj.get("tags")) & set(host.maintenance.tags)),
         managed_tag_names=tag_names | {str(k) for k in (ctx_tags or {})}
         if isinstance(ctx_tags, Mapping)
         else tag_names,

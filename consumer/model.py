@@ -13,6 +13,7 @@ from msgspec import Struct, field
 
 AGENT, SNMP = 1, 2
 OWNER_TAG = "netbox:key"
+MAINTENANCE_PREFIX = "nbzx:"  # our maintenance windows are named "nbzx:<host key>"
 URL_TAG = "netbox:url"
 DELETED_TAG = "netbox:deleted"
 SECRET_HASH_PREFIX = "nbzx:sha256:"
@@ -123,8 +124,29 @@ class Plan(Struct, kw_only=True):
     changes: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
     removes: bool = False  # the delete policy (archive, disable or delete) takes this host away
+    # Our maintenance window for this host: "start" opens one, "end" removes it (see `maintenance_op`).
+    maintenance: Literal["start", "end"] | None = None
+    maintenance_id: str | None = None  # the window to remove (or the expired one to replace)
 
     @property
     def empty(self) -> bool:
         """True when nothing needs writing to Zabbix."""
-        return self.action in ("noop", "skip", "conflict")
+        return self.action in ("noop", "skip", "conflict") and self.maintenance is None
+
+
+class Window(Struct, frozen=True, kw_only=True):
+    """One of our maintenance windows in Zabbix."""
+
+    maintenanceid: str
+    active_till: int
+
+
+def maintenance_op(wanted: bool, window: Window | None, now: int) -> tuple[Literal["start", "end"] | None, str | None]:
+    """What to do with a host's maintenance window: open one when wanted and none is active, remove
+    ours when no longer wanted. Pure."""
+    active = window is not None and window.active_till > now
+    if wanted and not active:
+        return "start", window.maintenanceid if window else None
+    if not wanted and window is not None:
+        return "end", window.maintenanceid
+    return None, None

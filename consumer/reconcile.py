@@ -47,6 +47,19 @@ def grace_expired(deleted_on: str, grace: str | None, today: str) -> bool:
     return days * 86400 >= parse_duration(grace)
 
 
+async def maintenance_cleanup(cfg: Config, engine: SyncEngine, producer: Producer) -> JobRecord:
+    """The `maintenance_cleanup` job: remove the expired maintenance windows we own."""
+    job = Job(producer, cfg, "maintenance_cleanup", trigger="schedule", interval=cfg.host.maintenance.cleanup_interval)
+    await job.publish("running")
+    try:
+        removed = await engine.zabbix.cleanup_maintenance()
+    except Exception as exc:
+        job.note("maintenance_cleanup_errored", error=str(exc))
+        return await job.publish("errored", error=f"{type(exc).__name__}: {exc}")
+    job.note("maintenance_cleanup_done", removed=removed)
+    return await job.publish("completed", results={"removed": removed})
+
+
 class Reconciler:
     """Runs one reconcile end to end and records it as a job."""
 
@@ -61,6 +74,8 @@ class Reconciler:
         netbox_task = asyncio.gather(*(self.engine.netbox.all_objects(t, req.scope.filter) for t in types))
         t_zbx = time.perf_counter()
         owned = await self.engine.zabbix.all_owned_hosts()
+        windows = await self.engine.zabbix.maintenance_windows(None)
+        now = int(time.time())
         self.timings["zabbix_host_get_s"] = time.perf_counter() - t_zbx
         listings = await netbox_task
         self.timings["netbox_read_s"] = time.perf_counter() - t0
@@ -70,7 +85,7 @@ class Reconciler:
         cfg = self.engine.effective_config()
         today = self.engine.today()
         plans = {
-            k: plan_host(k, obj, owned.get(k), {}, cfg, today, self.engine.netbox.object_url(k))
+            k: plan_host(k, obj, owned.get(k), {}, cfg, today, self.engine.netbox.object_url(k), windows.get(k), now)
             for k, obj in objects.items()
         }
         # Creates and renames may collide with hosts we do not own: one host.get by name for all of them.
@@ -79,12 +94,22 @@ class Reconciler:
             by_name = await self.engine.zabbix.hosts_by_name(names)
             for name in by_name:
                 k = names[name]
-                plans[k] = plan_host(k, objects[k], owned.get(k), by_name, cfg, today, self.engine.netbox.object_url(k))
+                plans[k] = plan_host(
+                    k,
+                    objects[k],
+                    owned.get(k),
+                    by_name,
+                    cfg,
+                    today,
+                    self.engine.netbox.object_url(k),
+                    windows.get(k),
+                    now,
+                )
         orphans = sorted(set(owned) - set(objects))
         if orphans and not req.scope.filter:  # a filtered reconcile cannot tell an orphan from a filtered-out host
             found = await self.engine.netbox.objects(orphans)
             for k in orphans:
-                plans[k] = plan_host(k, found.get(k), owned[k], {}, cfg, today)
+                plans[k] = plan_host(k, found.get(k), owned[k], {}, cfg, today, "", windows.get(k), now)
         for k, h in owned.items():  # archived hosts past the grace period: hard delete
             if (
                 h.deleted_on

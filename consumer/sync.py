@@ -17,10 +17,10 @@ from prometheus_client import Counter, Histogram
 
 from consumer.diff import plan_absent, plan_sync
 from consumer.mapping import Skip, map_host
-from consumer.model import ActualHost, Plan
+from consumer.model import ActualHost, Plan, Window, maintenance_op
 from consumer.netbox import ENDPOINTS, OUT_OF_SCOPE, Found, NetBox, NetBoxError
 from consumer.zabbix import Zabbix, ZabbixError
-from nbzx.config import Config
+from nbzx.config import Config, parse_duration
 from nbzx.logging import get_logger
 
 log = get_logger(component="sync")
@@ -55,8 +55,32 @@ def plan_host(
     cfg: Config,
     today: str,
     netbox_url: str = "",
+    window: Window | None = None,
+    now: int = 0,
 ) -> Plan:
-    """The plan for one host key from what both sides hold. Pure."""
+    """The plan for one host key from what both sides hold, its maintenance window included. Pure."""
+    plan = _host_plan(host_key, found, actual, by_name, cfg, today, netbox_url)
+    wanted = isinstance(found, dict) and plan.action in ("create", "update", "noop") and not plan.removes
+    if wanted and isinstance(found, dict):
+        try:
+            wanted = map_host(found, host_key, cfg, netbox_url).maintenance
+        except Skip:
+            wanted = False
+    plan.maintenance, plan.maintenance_id = maintenance_op(wanted, window, now)
+    if plan.maintenance == "start" and plan.action == "delete":
+        plan.maintenance = None
+    return plan
+
+
+def _host_plan(
+    host_key: str,
+    found: Found,
+    actual: ActualHost | None,
+    by_name: Mapping[str, ActualHost],
+    cfg: Config,
+    today: str,
+    netbox_url: str,
+) -> Plan:
     object_type = host_key.rpartition(":")[0]
     if object_type not in ENDPOINTS:
         return Plan(host_key=host_key, action="skip", reason=f"{object_type} is not a host")
@@ -101,7 +125,10 @@ class SyncEngine:
     async def plans(self, host_keys: Iterable[str]) -> dict[str, Plan]:
         """Read NetBox and Zabbix for all keys at once, then map and diff each (no writes)."""
         keys = sorted(set(host_keys))
-        objects, actual = await asyncio.gather(self.netbox.objects(keys), self.zabbix.hosts_by_key(keys))
+        objects, actual, windows = await asyncio.gather(
+            self.netbox.objects(keys), self.zabbix.hosts_by_key(keys), self.zabbix.maintenance_windows(keys)
+        )
+        now = int(time.time())
         cfg = self.effective_config()
         names = {
             map_name
@@ -121,6 +148,8 @@ class SyncEngine:
                 cfg,
                 today,
                 self.netbox.object_url(k) if k.rpartition(":")[0] in ENDPOINTS else "",
+                windows.get(k),
+                now,
             )
             for k in keys
         }
@@ -165,6 +194,11 @@ class SyncEngine:
         else:
             try:
                 hostid = await self.zabbix.apply(plan)
+                if plan.maintenance is not None:
+                    await self.zabbix.apply_maintenance(
+                        plan, hostid, parse_duration(self.cfg.host.maintenance.duration)
+                    )
+                    changed = [*changed, f"maintenance:{plan.maintenance}"]
                 res = SyncResult(
                     host_key=plan.host_key,
                     action=plan.action,

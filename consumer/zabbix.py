@@ -14,7 +14,7 @@ from prometheus_client import Counter, Histogram
 from zabbix_utils import AsyncZabbixAPI
 from zabbix_utils.exceptions import APIRequestError, ProcessingError
 
-from consumer.model import OWNER_TAG, ActualHost, Plan
+from consumer.model import MAINTENANCE_PREFIX, OWNER_TAG, ActualHost, Plan, Window
 from consumer.ratelimit import Budget
 from consumer.zabbix_payloads import ZabbixVersion, host_get_params, normalise_host, write_params
 from nbzx.config import Config
@@ -260,6 +260,57 @@ class Zabbix:
             },
         )
         return sorted({t["value"] for r in rows for t in r["tags"] if t["tag"] == OWNER_TAG})
+
+    async def maintenance_windows(self, host_keys: Iterable[str] | None) -> dict[str, Window]:
+        """Our maintenance windows ("nbzx:<host key>") for these keys, or all of them (None)."""
+        params: dict[str, Any] = {"output": ["maintenanceid", "name", "active_till"]}
+        if host_keys is None:
+            params["search"] = {"name": MAINTENANCE_PREFIX}
+            params["startSearch"] = True
+        else:
+            names = [f"{MAINTENANCE_PREFIX}{k}" for k in sorted(set(host_keys))]
+            if not names:
+                return {}
+            params["filter"] = {"name": names}
+        rows = await self.call("maintenance.get", params)
+        return {
+            r["name"][len(MAINTENANCE_PREFIX) :]: Window(
+                maintenanceid=str(r["maintenanceid"]), active_till=int(r["active_till"])
+            )
+            for r in rows
+            if r["name"].startswith(MAINTENANCE_PREFIX)
+        }
+
+    async def apply_maintenance(self, plan: Plan, hostid: str | None, duration_s: int) -> None:
+        """Open or remove the host's maintenance window as the plan says."""
+        if plan.maintenance_id is not None:  # "end", or an expired window replaced by a new one
+            try:
+                await self.call("maintenance.delete", [plan.maintenance_id])
+            except ZabbixError as exc:
+                if "does not exist" not in str(exc):
+                    raise
+        if plan.maintenance == "start" and hostid is not None:
+            now = int(time.time())
+            await self.call(
+                "maintenance.create",
+                {
+                    "name": f"{MAINTENANCE_PREFIX}{plan.host_key}",
+                    "active_since": now,
+                    "active_till": now + duration_s,
+                    "maintenance_type": 0,  # with data collection
+                    "hosts": [{"hostid": hostid}],
+                    "timeperiods": [{"timeperiod_type": 0, "start_date": now, "period": duration_s}],
+                    "description": "Opened by netbox-zabbix-stream: the NetBox object is in maintenance.",
+                },
+            )
+
+    async def cleanup_maintenance(self) -> int:
+        """Remove our windows that have expired; returns how many."""
+        now = int(time.time())
+        expired = [w.maintenanceid for w in (await self.maintenance_windows(None)).values() if w.active_till <= now]
+        if expired:
+            await self.call("maintenance.delete", expired)
+        return len(expired)
 
     async def hosts_by_name(self, names: Iterable[str]) -> dict[str, ActualHost]:
         """Hosts with these technical names, owned or not (for conflicts and adoption)."""

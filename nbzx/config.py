@@ -192,6 +192,16 @@ def _default_status_map() -> dict[str, HostStatus]:
     }
 
 
+class MaintenanceConfig(_Base):
+    # NetBox tags (slug or name) that put a host in maintenance, besides a status mapped to "maintenance".
+    tags: list[str] = field(default_factory=list)
+    duration: str = "7d"  # length of the window we open; a host still in maintenance gets a new one after
+    cleanup_interval: PositiveInt = 60  # minutes between maintenance_cleanup jobs (expired windows we own)
+
+    def __post_init__(self) -> None:
+        parse_duration(self.duration)
+
+
 class HostConfig(_Base):
     name: str = "{name}"
     visible_name: str = "{name}"
@@ -209,6 +219,7 @@ class HostConfig(_Base):
     proxy: str | None = None
     proxy_group: str | None = None
     status: dict[str, HostStatus] = field(default_factory=_default_status_map)
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     adopt: bool = False
     authoritative: list[Literal["groups", "tags", "templates", "macros"]] = field(default_factory=list)
 

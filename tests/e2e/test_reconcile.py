@@ -279,6 +279,8 @@ async def test_scheduler_runs_on_schedule_after_failures_and_jobs_are_served(env
         one = await client.get(f"/jobs/{runs[0]['job_id']}", headers=auth)
         assert one.status == 200 and (await one.json())["job_id"] == runs[0]["job_id"]
         assert (await client.get("/jobs")).status == 401
+        cleanups = (await (await client.get("/jobs?kind=maintenance_cleanup", headers=auth)).json())["jobs"]
+        assert cleanups and cleanups[0]["status"] == "completed", "the control loop runs maintenance_cleanup too"
     finally:
         stopping.set()
         for t in tasks:

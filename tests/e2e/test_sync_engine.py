@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -203,3 +204,49 @@ async def test_virtual_machine_and_hard_delete(env: Env, netbox_api: Any) -> Non
             await asyncio.to_thread(vm.delete)
         await asyncio.to_thread(cluster.delete)
         await asyncio.to_thread(ctype.delete)
+
+
+async def test_maintenance_window_follows_netbox_and_expired_ones_are_cleaned(env: Env) -> None:
+    env.cfg.host.status["planned"] = "maintenance"
+    dev = await asyncio.to_thread(env.device, f"sync-{uuid.uuid4().hex[:6]}")
+    key = f"dcim.device:{dev.id}"
+    await env.sync(key)
+
+    def windows() -> list[dict[str, Any]]:
+        return env.zapi.maintenance.get(
+            output=["maintenanceid", "active_till"], selectHosts=["hostid"], filter={"name": f"nbzx:{key}"}
+        )
+
+    assert windows() == []
+    await asyncio.to_thread(dev.update, {"status": "planned"})
+    [res] = await env.sync(key)
+    assert res.result == "ok" and "maintenance:start" in res.changed
+    [w] = windows()
+    assert w["hosts"] == [{"hostid": env.zhost(key)["hostid"]}]  # type: ignore[index]
+    writes = env.engine.zabbix.write_calls
+    [again] = await env.sync(key)
+    assert again.action == "noop" and env.engine.zabbix.write_calls == writes, "an open window is left alone"
+    await asyncio.to_thread(dev.update, {"status": "active"})
+    [back] = await env.sync(key)
+    assert "maintenance:end" in back.changed and windows() == []
+
+    now = int(time.time())
+    hostid = env.zhost(key)["hostid"]  # type: ignore[index]
+    env.zapi.maintenance.create(
+        name="nbzx:dcim.device:987654321",
+        active_since=now - 7200,
+        active_till=now - 3600,
+        hosts=[{"hostid": hostid}],
+        timeperiods=[{"timeperiod_type": 0, "start_date": now - 7200, "period": 3600}],
+    )
+    foreign = env.zapi.maintenance.create(
+        name=f"hand-{uuid.uuid4().hex[:5]}",
+        active_since=now - 7200,
+        active_till=now - 3600,
+        hosts=[{"hostid": hostid}],
+        timeperiods=[{"timeperiod_type": 0, "start_date": now - 7200, "period": 3600}],
+    )["maintenanceids"][0]
+    assert await env.engine.zabbix.cleanup_maintenance() == 1
+    assert env.zapi.maintenance.get(filter={"name": "nbzx:dcim.device:987654321"}) == []
+    assert env.zapi.maintenance.get(maintenanceids=[foreign], output=["maintenanceid"]), "not ours: kept"
+    env.zapi.maintenance.delete(foreign)

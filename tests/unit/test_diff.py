@@ -283,3 +283,17 @@ def test_diff_after_update_is_empty(before: DesiredHost, after: DesiredHost) -> 
     if "macros" in plan.changes:  # kept-by-id entries are someone else's; none here
         row_changes["macros"] = [m for m in plan.changes["macros"] if "macro" in m]
     assert plan_sync(after, normalise_host(V60, zabbix_row(row_changes), {})).action == "noop"
+
+
+# ---- maintenance windows ----
+
+
+def test_maintenance_op() -> None:
+    from consumer.model import Window, maintenance_op
+
+    live, old = Window(maintenanceid="7", active_till=2000), Window(maintenanceid="8", active_till=500)
+    assert maintenance_op(True, None, 1000) == ("start", None)
+    assert maintenance_op(True, live, 1000) == (None, None), "an active window of ours is enough"
+    assert maintenance_op(True, old, 1000) == ("start", "8"), "an expired one is replaced"
+    assert maintenance_op(False, live, 1000) == ("end", "7")
+    assert maintenance_op(False, None, 1000) == (None, None)

@@ -222,3 +222,11 @@ def test_virtual_machine() -> None:
     assert d.host == "vm-01" and d.groups == ("NetBox/VMs/kvm-cluster-1",) and d.interfaces == ()
     with pytest.raises(Skip):
         map_host(vm, "virtualization.virtualmachine:1", cfg(scope={"virtual_machines": {"enabled": False}}))
+
+
+def test_maintenance_by_status_or_tag() -> None:
+    by_status = cfg(host={"status": {"active": "maintenance"}})
+    assert map_host(device(), "dcim.device:1", by_status).maintenance
+    by_tag = cfg(host={"maintenance": {"tags": ["zabbix"]}})
+    assert map_host(device(), "dcim.device:1", by_tag).maintenance
+    assert not map_host(device(), "dcim.device:1", cfg()).maintenance
