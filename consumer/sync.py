@@ -17,7 +17,7 @@ from prometheus_client import Counter, Histogram
 
 from consumer.diff import plan_absent, plan_sync
 from consumer.mapping import Skip, map_host
-from consumer.model import ActualHost, Plan, Window, maintenance_op
+from consumer.model import ActualHost, DesiredHost, Plan, Window, maintenance_op
 from consumer.netbox import ENDPOINTS, OUT_OF_SCOPE, Found, NetBox, NetBoxError
 from consumer.zabbix import Zabbix, ZabbixError
 from nbzx.config import Config, parse_duration
@@ -59,13 +59,8 @@ def plan_host(
     now: int = 0,
 ) -> Plan:
     """The plan for one host key from what both sides hold, its maintenance window included. Pure."""
-    plan = _host_plan(host_key, found, actual, by_name, cfg, today, netbox_url)
-    wanted = isinstance(found, dict) and plan.action in ("create", "update", "noop") and not plan.removes
-    if wanted and isinstance(found, dict):
-        try:
-            wanted = map_host(found, host_key, cfg, netbox_url).maintenance
-        except Skip:
-            wanted = False
+    plan, desired = _host_plan(host_key, found, actual, by_name, cfg, today, netbox_url)
+    wanted = desired is not None and desired.maintenance and plan.action in ("create", "update", "noop")
     plan.maintenance, plan.maintenance_id = maintenance_op(wanted, window, now)
     if plan.maintenance == "start" and plan.action == "delete":
         plan.maintenance = None
@@ -80,37 +75,34 @@ def _host_plan(
     cfg: Config,
     today: str,
     netbox_url: str,
-) -> Plan:
+) -> tuple[Plan, DesiredHost | None]:
+    """The host's plan, and its desired state when it has one."""
     object_type = host_key.rpartition(":")[0]
     if object_type not in ENDPOINTS:
-        return Plan(host_key=host_key, action="skip", reason=f"{object_type} is not a host")
+        return Plan(host_key=host_key, action="skip", reason=f"{object_type} is not a host"), None
     if found is None:
-        return plan_absent(host_key, actual, cfg.delete, today, "deleted in NetBox")
+        return plan_absent(host_key, actual, cfg.delete, today, "deleted in NetBox"), None
     if found is OUT_OF_SCOPE:
         policy = cfg.delete.out_of_scope
         if policy == "ignore":
-            return Plan(host_key=host_key, action="skip", reason="out of scope (ignored by policy)")
+            return Plan(host_key=host_key, action="skip", reason="out of scope (ignored by policy)"), None
         delete_cfg = cfg.delete if policy == "delete" else msgspec.structs.replace(cfg.delete, mode="disable")
-        return plan_absent(host_key, actual, delete_cfg, today, "out of scope")
+        return plan_absent(host_key, actual, delete_cfg, today, "out of scope"), None
     assert isinstance(found, dict)
     try:
         desired = map_host(found, host_key, cfg, netbox_url)
     except Skip as skip:
         if skip.delete:
-            return plan_absent(host_key, actual, cfg.delete, today, skip.reason)
-        return Plan(host_key=host_key, action="skip", reason=skip.reason)
+            return plan_absent(host_key, actual, cfg.delete, today, skip.reason), None
+        return Plan(host_key=host_key, action="skip", reason=skip.reason), None
     other = by_name.get(desired.host)
     if other is not None and (actual is None or other.hostid != actual.hostid):
         if actual is None and other.host_key is None and cfg.host.adopt:
-            return plan_sync(desired, other)  # brownfield adoption: the update adds our owner tag
+            return plan_sync(desired, other), desired  # brownfield adoption: the update adds our owner tag
         owner = f"owned by {other.host_key}" if other.host_key else "not managed by netbox-zabbix-stream"
-        return Plan(
-            host_key=host_key,
-            action="conflict",
-            hostid=other.hostid,
-            reason=f"Zabbix host {desired.host!r} (hostid {other.hostid}) already exists, {owner}",
-        )
-    return plan_sync(desired, actual)
+        reason = f"Zabbix host {desired.host!r} (hostid {other.hostid}) already exists, {owner}"
+        return Plan(host_key=host_key, action="conflict", hostid=other.hostid, reason=reason), None
+    return plan_sync(desired, actual), desired
 
 
 class SyncEngine:
