@@ -3,12 +3,10 @@ after the cause is fixed simply converges)."""
 
 from __future__ import annotations
 
-import time
-
 from aiokafka import AIOKafkaConsumer
 
 from nbzx.config import Config
-from nbzx.kafka import Producer, client_kwargs, topic_partitions
+from nbzx.kafka import Producer, client_kwargs, read_to_end
 from schemas.messages import DeadLetter, SyncRequest, decode, encode
 
 
@@ -17,18 +15,8 @@ async def _read(cfg: Config, group: str | None, timeout_s: float = 10.0) -> tupl
         **client_kwargs(cfg), group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
-    topic = cfg.kafka.topics.dlq
-    tps = await topic_partitions(consumer, topic)
-    consumer.assign(tps)
-    ends = await consumer.end_offsets(tps)
-    letters: list[DeadLetter] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-        for recs in (await consumer.getmany(timeout_ms=300)).values():
-            for r in recs:
-                msg = decode(r.value)
-                if isinstance(msg, DeadLetter):
-                    letters.append(msg)
+    records = await read_to_end(consumer, cfg.kafka.topics.dlq, timeout_s)
+    letters = [m for m in (decode(r.value) for r in records) if isinstance(m, DeadLetter)]
     return letters, consumer
 
 

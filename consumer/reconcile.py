@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
 from prometheus_client import Gauge
 
-from consumer.model import Plan
+from consumer.model import ActualHost, Plan
 from consumer.netbox import ENDPOINTS, split_key
-from consumer.sync import SyncEngine, plan_host
+from consumer.sync import SyncEngine, check_name_collisions, plan_host
 from nbzx.config import Config, parse_duration
 from nbzx.jobs import Job
 from nbzx.kafka import Producer
@@ -84,27 +85,13 @@ class Reconciler:
         owned = {k: h for k, h in owned.items() if split_key(k)[0] in types}
         cfg = self.engine.effective_config()
         today = self.engine.today()
-        plans = {
-            k: plan_host(k, obj, owned.get(k), {}, cfg, today, self.engine.netbox.object_url(k), windows.get(k), now)
-            for k, obj in objects.items()
-        }
-        # Creates and renames may collide with hosts we do not own: one host.get by name for all of them.
-        names = {p.changes["host"]: k for k, p in plans.items() if "host" in p.changes}
-        if names:
-            by_name = await self.engine.zabbix.hosts_by_name(names)
-            for name in by_name:
-                k = names[name]
-                plans[k] = plan_host(
-                    k,
-                    objects[k],
-                    owned.get(k),
-                    by_name,
-                    cfg,
-                    today,
-                    self.engine.netbox.object_url(k),
-                    windows.get(k),
-                    now,
-                )
+
+        def plan(k: str, by_name: Mapping[str, ActualHost]) -> Plan:
+            url = self.engine.netbox.object_url(k)
+            return plan_host(k, objects[k], owned.get(k), by_name, cfg, today, url, windows.get(k), now)
+
+        plans = {k: plan(k, {}) for k in objects}
+        await check_name_collisions(self.engine.zabbix, plans, plan)
         orphans = sorted(set(owned) - set(objects))
         if orphans and not req.scope.filter:  # a filtered reconcile cannot tell an orphan from a filtered-out host
             found = await self.engine.netbox.objects(orphans)

@@ -10,7 +10,6 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 from prometheus_client import Counter, Histogram
@@ -105,6 +104,19 @@ def _host_plan(
     return plan_sync(desired, actual), desired
 
 
+async def check_name_collisions(
+    zabbix: Zabbix, plans: dict[str, Plan], replan: Callable[[str, Mapping[str, ActualHost]], Plan]
+) -> None:
+    """Creates and renames may collide with a host we do not own: one host.get by name for all of them,
+    and the keys whose name is taken are planned again knowing that host (conflict, or adoption)."""
+    names = {p.changes["host"]: k for k, p in plans.items() if "host" in p.changes}
+    if not names:
+        return
+    by_name = await zabbix.hosts_by_name(names)
+    for name in by_name:
+        plans[names[name]] = replan(names[name], by_name)
+
+
 class SyncEngine:
     """Reads both sides in batches and applies minimal plans."""
 
@@ -122,29 +134,15 @@ class SyncEngine:
         )
         now = int(time.time())
         cfg = self.effective_config()
-        names = {
-            map_name
-            for k in keys
-            if isinstance(objects.get(k), dict)
-            for map_name in [_technical_name(objects[k], k, cfg)]
-            if map_name
-        }
-        by_name = await self.zabbix.hosts_by_name(n for n in names if not _owned_name(n, actual))
         today = self.today()
-        return {
-            k: plan_host(
-                k,
-                objects.get(k),
-                actual.get(k),
-                by_name,
-                cfg,
-                today,
-                self.netbox.object_url(k) if k.rpartition(":")[0] in ENDPOINTS else "",
-                windows.get(k),
-                now,
-            )
-            for k in keys
-        }
+
+        def plan(k: str, by_name: Mapping[str, ActualHost]) -> Plan:
+            url = self.netbox.object_url(k) if k.rpartition(":")[0] in ENDPOINTS else ""
+            return plan_host(k, objects.get(k), actual.get(k), by_name, cfg, today, url, windows.get(k), now)
+
+        plans = {k: plan(k, {}) for k in keys}
+        await check_name_collisions(self.zabbix, plans, plan)
+        return plans
 
     def effective_config(self) -> Config:
         if self.zabbix.version.proxy_v7 or self.cfg.host.proxy_group is None:
@@ -222,14 +220,3 @@ class SyncEngine:
             duration_ms=round((time.perf_counter() - t0) * 1000, 1),
         )
         return res
-
-
-def _technical_name(obj: Any, host_key: str, cfg: Config) -> str | None:
-    try:
-        return map_host(obj, host_key, cfg).host
-    except Skip:
-        return None
-
-
-def _owned_name(name: str, actual: Mapping[str, ActualHost]) -> bool:
-    return any(a.host == name for a in actual.values())

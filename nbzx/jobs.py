@@ -17,7 +17,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 
 from nbzx.config import Config
-from nbzx.kafka import Producer, client_kwargs, topic_partitions
+from nbzx.kafka import Producer, client_kwargs, read_to_end
 from nbzx.logging import get_logger
 from schemas.messages import JobKind, JobRecord, JobStatus, Trigger, decode, encode, new_id, utc_now
 
@@ -101,18 +101,7 @@ async def read_jobs(cfg: Config, timeout_s: float = 10.0) -> dict[str, JobRecord
     consumer = AIOKafkaConsumer(**client_kwargs(cfg), enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        tps = await topic_partitions(consumer, cfg.kafka.topics.jobs)
-        if not tps:
-            return {}
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        jobs: dict[str, JobRecord] = {}
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for recs in (await consumer.getmany(timeout_ms=200)).values():
-                materialise(_decode_jobs(recs), jobs)
-        return jobs
+        return materialise(_decode_jobs(await read_to_end(consumer, cfg.kafka.topics.jobs, timeout_s)))
     finally:
         await consumer.stop()
 

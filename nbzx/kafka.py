@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -122,6 +123,22 @@ async def topic_partitions(consumer: Any, topic: str) -> list[TopicPartition]:
         await consumer._client.force_metadata_update()  # the topic may be newer than the client
         parts = consumer.partitions_for_topic(topic) or set()
     return [TopicPartition(topic, p) for p in sorted(parts)]
+
+
+async def read_to_end(consumer: Any, topic: str, timeout_s: float = 10.0) -> list[Any]:
+    """Assign every partition of `topic` and read from where the consumer stands (its group's committed
+    offsets, or the beginning) up to the end offsets taken now. Returns the records."""
+    tps = await topic_partitions(consumer, topic)
+    if not tps:
+        return []
+    consumer.assign(tps)
+    ends = await consumer.end_offsets(tps)
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+        for recs in (await consumer.getmany(timeout_ms=200)).values():
+            records.extend(recs)
+    return records
 
 
 def topic_specs(cfg: Config) -> list[NewTopic]:
