@@ -129,7 +129,6 @@ class Zabbix:
         if self._api is None:
             await self.start()
         relogged = False
-        backoff = 0.0
         for attempt in range(1, DB_RETRIES + 2):
             async with self.budget.slot():
                 t0 = time.perf_counter()
@@ -144,20 +143,18 @@ class Zabbix:
                         await self.start()
                         continue
                     transient = any(t in text.lower() for t in _TRANSIENT_TEXT)
-                    if not (transient and attempt <= DB_RETRIES):
-                        raise ZabbixError(f"{method}: {text}", transient=transient, method=method) from exc
-                    backoff = 0.1 * 2**attempt
+                    if transient and attempt <= DB_RETRIES:
+                        await asyncio.sleep(0.1 * 2**attempt)
+                        continue
+                    raise ZabbixError(f"{method}: {text}", transient=transient, method=method) from exc
                 except (aiohttp.ClientError, OSError, TimeoutError, ProcessingError) as exc:
                     CALLS.labels(method, "error").inc()
                     raise ZabbixError(f"{method}: Zabbix unreachable: {exc!r}", transient=True, method=method) from exc
-                else:
-                    CALLS.labels(method, "ok").inc()
-                    return resp["result"]
                 finally:
                     CALL_SECONDS.labels(method).observe(time.perf_counter() - t0)
                     self.calls[method] = self.calls.get(method, 0) + 1
-            # Wait for Zabbix's database outside the slot, so the wait holds no concurrency permit.
-            await asyncio.sleep(backoff)
+            CALLS.labels(method, "ok").inc()
+            return resp["result"]
         raise ZabbixError(f"{method}: still failing after {DB_RETRIES} retries", transient=True, method=method)
 
     @property
