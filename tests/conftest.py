@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -181,6 +182,16 @@ def netbox_objects(netbox_api: Any) -> Iterator[Callable[[str], dict[str, Any]]]
             if ids:
                 netbox_api.dcim.devices.delete(ids)
         obj.delete()
+
+
+# NetBox enforces globally unique IPs, and a run that was killed mid-test leaves its devices behind:
+# every run draws its own /24 so leftovers of an earlier run can never collide with this one.
+_LAB_NET = f"10.{random.randrange(256)}.{random.randrange(256)}"
+
+
+def lab_ip(host: int) -> str:
+    """Address `host` (1-254) in this test run's own /24."""
+    return f"{_LAB_NET}.{host}"
 
 
 def create_device(nb: Any, base: dict[str, Any], name: str, ip: str | None = None, **fields: Any) -> Any:

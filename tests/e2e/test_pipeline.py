@@ -17,7 +17,7 @@ import pytest
 from nbzx.config import Config
 from nbzx.kafka import Producer
 from schemas import DeadLetter, SyncRequest, decode, encode
-from tests.conftest import ROOT, consume_all, end_offsets, ensure_stack
+from tests.conftest import ROOT, consume_all, end_offsets, ensure_stack, lab_ip
 from tests.e2e.pipeline import (
     ConsumerProcess,
     new_name,
@@ -63,7 +63,7 @@ class Pipeline:
             for i, d in enumerate(devs):
                 iface = self.nb.dcim.interfaces.create(device=d.id, name="eth0", type="1000base-t")
                 ip = self.nb.ipam.ip_addresses.create(
-                    address=f"192.0.2.{10 + i}/24", assigned_object_type="dcim.interface", assigned_object_id=iface.id
+                    address=f"{lab_ip(10 + i)}/24", assigned_object_type="dcim.interface", assigned_object_id=iface.id
                 )
                 d.update({"primary_ip4": ip.id})
         return list(devs)
@@ -126,7 +126,7 @@ async def test_netbox_changes_reach_zabbix(pipeline: Pipeline) -> None:
     name = new_name()
     [dev] = await asyncio.to_thread(pipeline.devices, [name], with_ip=True)
     key = f"dcim.device:{dev.id}"
-    hosts = await pipeline.converged([key], lambda k, h: h["interfaces"] and h["interfaces"][0]["ip"] == "192.0.2.10")
+    hosts = await pipeline.converged([key], lambda k, h: h["interfaces"] and h["interfaces"][0]["ip"] == lab_ip(10))
     hostid = hosts[key]["hostid"]
 
     tag = await asyncio.to_thread(pipeline.nb.extras.tags.get, slug="monitored") or await asyncio.to_thread(
@@ -139,8 +139,8 @@ async def test_netbox_changes_reach_zabbix(pipeline: Pipeline) -> None:
     assert hosts[key]["hostid"] == hostid, "a rename keeps the host"
 
     ip = await asyncio.to_thread(pipeline.nb.ipam.ip_addresses.get, dev.primary_ip4.id)
-    await asyncio.to_thread(ip.update, {"address": "192.0.2.99/24"})  # an IP change is an ipam.ipaddress event
-    await pipeline.converged([key], lambda k, h: h["interfaces"][0]["ip"] == "192.0.2.99")
+    await asyncio.to_thread(ip.update, {"address": f"{lab_ip(99)}/24"})  # an IP change is an ipam.ipaddress event
+    await pipeline.converged([key], lambda k, h: h["interfaces"][0]["ip"] == lab_ip(99))
 
     await asyncio.to_thread(dev.delete)
     hosts = await pipeline.converged([key], lambda k, h: "(archived " in h["name"])

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from schemas import ChangeEvent, decode
-from tests.conftest import consume_all
+from tests.conftest import consume_all, lab_ip
 
 
 async def test_device_interface_ip_and_vm_changes_arrive_keyed_by_host(
@@ -32,7 +32,7 @@ async def test_device_interface_ip_and_vm_changes_arrive_keyed_by_host(
         )
         iface = nb.dcim.interfaces.create(device=dev.id, name="eth0", type="1000base-t")
         ip = nb.ipam.ip_addresses.create(
-            address="198.51.100.7/24", assigned_object_type="dcim.interface", assigned_object_id=iface.id
+            address=f"{lab_ip(7)}/24", assigned_object_type="dcim.interface", assigned_object_id=iface.id
         )
         dev.update({"name": f"{name}-x", "status": "offline"})
         ctype = nb.virtualization.cluster_types.create(name=name, slug=name)

@@ -30,7 +30,7 @@ from nbzx.kafka import Producer, create_topics
 from nbzx.scheduler import parse_time, run_scheduler
 from receiver.app import make_app
 from schemas import ReconcileRequest, SyncRequest, encode
-from tests.conftest import ROOT, create_device, end_offsets, make_config
+from tests.conftest import ROOT, create_device, end_offsets, lab_ip, make_config
 
 
 class Env:
@@ -121,15 +121,15 @@ async def env(netbox_api: Any, zabbix_api: Any, netbox_objects: Any) -> AsyncIte
 
 
 async def test_lost_events_are_fixed_by_one_reconcile_and_the_next_is_a_noop(env: Env) -> None:
-    a = await asyncio.to_thread(env.device, f"rec-a-{uuid.uuid4().hex[:5]}", "192.0.2.31")
-    b = await asyncio.to_thread(env.device, f"rec-b-{uuid.uuid4().hex[:5]}", "192.0.2.32")
+    a = await asyncio.to_thread(env.device, f"rec-a-{uuid.uuid4().hex[:5]}", lab_ip(31))
+    b = await asyncio.to_thread(env.device, f"rec-b-{uuid.uuid4().hex[:5]}", lab_ip(32))
     ka, kb = f"dcim.device:{a.id}", f"dcim.device:{b.id}"
     assert [r.result for r in await env.engine.sync([ka, kb])] == ["ok", "ok"]
     # The receiver is "down": these changes send no event anyone sees.
     renamed = f"{a.name}-renamed"
     await asyncio.to_thread(a.update, {"name": renamed})
     await asyncio.to_thread(b.delete)
-    c = await asyncio.to_thread(env.device, f"rec-c-{uuid.uuid4().hex[:5]}", "192.0.2.30")
+    c = await asyncio.to_thread(env.device, f"rec-c-{uuid.uuid4().hex[:5]}", lab_ip(30))
     kc = f"dcim.device:{c.id}"
 
     job = await env.reconcile()
@@ -157,9 +157,7 @@ async def test_lost_events_are_fixed_by_one_reconcile_and_the_next_is_a_noop(env
 
 
 async def test_drift_in_zabbix_is_restored_and_foreign_hosts_are_untouched(env: Env) -> None:
-    devs = [
-        await asyncio.to_thread(env.device, f"rec-d{i}-{uuid.uuid4().hex[:5]}", f"192.0.2.{40 + i}") for i in range(2)
-    ]
+    devs = [await asyncio.to_thread(env.device, f"rec-d{i}-{uuid.uuid4().hex[:5]}", lab_ip(40 + i)) for i in range(2)]
     keys = [f"dcim.device:{d.id}" for d in devs]
     assert [r.result for r in await env.engine.sync(keys)] == ["ok", "ok"]
     h = env.host(keys[0])
@@ -193,7 +191,7 @@ async def test_drift_in_zabbix_is_restored_and_foreign_hosts_are_untouched(env: 
             and {t["name"] for t in h0["parentTemplates"]} == {"ICMP Ping"}
             and ("site", env.base["site"].slug) in tags
             and ("site", "hand-edited") not in tags
-            and h0["interfaces"][0]["ip"] == "192.0.2.40"
+            and h0["interfaces"][0]["ip"] == lab_ip(40)
         )
 
     await env.wait_hosts(restored, "drift restored")
@@ -203,9 +201,7 @@ async def test_drift_in_zabbix_is_restored_and_foreign_hosts_are_untouched(env: 
 
 
 async def test_orphans_beyond_the_cap_fail_the_job_and_delete_nothing(env: Env) -> None:
-    devs = [
-        await asyncio.to_thread(env.device, f"rec-o{i}-{uuid.uuid4().hex[:5]}", f"192.0.2.{50 + i}") for i in range(3)
-    ]
+    devs = [await asyncio.to_thread(env.device, f"rec-o{i}-{uuid.uuid4().hex[:5]}", lab_ip(50 + i)) for i in range(3)]
     keys = [f"dcim.device:{d.id}" for d in devs]
     await env.engine.sync(keys)
     await asyncio.to_thread(env.nb.dcim.devices.delete, [d.id for d in devs])
@@ -221,9 +217,7 @@ async def test_orphans_beyond_the_cap_fail_the_job_and_delete_nothing(env: Env) 
 
 async def test_replay_from_a_time_converges_and_a_second_replay_writes_nothing(env: Env) -> None:
     since = datetime.now(UTC) - timedelta(seconds=1)
-    devs = [
-        await asyncio.to_thread(env.device, f"rec-r{i}-{uuid.uuid4().hex[:5]}", f"192.0.2.{60 + i}") for i in range(5)
-    ]
+    devs = [await asyncio.to_thread(env.device, f"rec-r{i}-{uuid.uuid4().hex[:5]}", lab_ip(60 + i)) for i in range(5)]
     keys = [f"dcim.device:{d.id}" for d in devs]
     for k in keys:  # consumers are stopped: these wait in Kafka
         await env.producer.send(env.cfg.kafka.topics.events, k, encode(SyncRequest(host_key=k, reason="cli")))

@@ -14,7 +14,7 @@ from consumer.netbox import NetBox
 from consumer.sync import SyncEngine
 from consumer.zabbix import Zabbix
 from nbzx.config import Config
-from tests.conftest import create_device, make_config
+from tests.conftest import create_device, lab_ip, make_config
 
 
 class Env:
@@ -39,7 +39,7 @@ class Env:
         assert len(rows) <= 1, f"more than one host owns {host_key}"
         return rows[0] if rows else None
 
-    def device(self, name: str, ip: str | None = "192.0.2.50", **fields: Any) -> Any:
+    def device(self, name: str, ip: str | None = lab_ip(50), **fields: Any) -> Any:
         return create_device(self.nb, self.base, name, ip, **fields)
 
 
@@ -80,7 +80,7 @@ async def test_create_then_noop_then_rename_keeps_the_host(env: Env) -> None:
     assert _names(h["groups"]) == {f"NetBox/{b['site'].name}", f"NetBox/{b['role'].name}"}
     assert _names(h["parentTemplates"]) == {"ICMP Ping"}
     assert [(i["type"], i["ip"], i["port"], i["main"], i["useip"]) for i in h["interfaces"]] == [
-        ("1", "192.0.2.50", "10050", "1", "1")
+        ("1", lab_ip(50), "10050", "1", "1")
     ]
     tags = {(t["tag"], t["value"]) for t in h["tags"]}
     assert {("netbox:key", key), ("site", b["site"].slug)} <= tags
@@ -119,11 +119,11 @@ async def test_resite_retag_status_and_ip_changes(env: Env) -> None:
         assert h["status"] == "1"
 
         ip = await asyncio.to_thread(env.nb.ipam.ip_addresses.get, dev.primary_ip4.id)
-        await asyncio.to_thread(ip.update, {"address": "192.0.2.77/24"})
+        await asyncio.to_thread(ip.update, {"address": f"{lab_ip(77)}/24"})
         [res] = await env.sync(key)
         assert res.changed == ["interfaces"]
         h2 = env.zhost(key)
-        assert h2 is not None and h2["interfaces"][0]["ip"] == "192.0.2.77"
+        assert h2 is not None and h2["interfaces"][0]["ip"] == lab_ip(77)
     finally:
         await asyncio.to_thread(dev.delete)
         await asyncio.to_thread(other.delete)
