@@ -214,6 +214,21 @@ def managed_names(host: HostConfig) -> tuple[frozenset[str], frozenset[str], fro
     return tags, templates, macros
 
 
+def _as_chassis(obj: Mapping[str, Any], host_key: str) -> Mapping[str, Any]:
+    """A virtual-chassis member seen as the chassis: the master stands for it under the chassis's
+    name, the other members have no host of their own (their events are keyed to the master)."""
+    vc = obj.get("virtual_chassis")
+    if not isinstance(vc, Mapping):
+        return obj
+    master = vc.get("master")
+    master_id = master.get("id") if isinstance(master, Mapping) else None
+    if master_id is None:
+        return obj  # a chassis without a master: every member stays its own host
+    if f"dcim.device:{master_id}" != host_key:
+        raise Skip(f"member of virtual chassis {vc.get('name')!r}, which is synced as its master")
+    return {**obj, "name": vc.get("name") or obj.get("name")}
+
+
 def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str = "") -> DesiredHost:
     """The desired Zabbix host for one NetBox device or VM. Raises `Skip` when there is none."""
     host = cfg.host
@@ -225,6 +240,8 @@ def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str
     mapped = host.status.get(status_value, "disabled")
     if mapped == "delete":
         raise Skip(f"status {status_value!r} maps to delete")
+    if cfg.receiver.virtual_chassis_as_one_host and not is_vm:
+        obj = _as_chassis(obj, host_key)
     ip, _dns = _primary_ip(obj, host.interfaces.ip_family)
     if scope.require_primary_ip and not ip:
         raise Skip("no primary IP and require_primary_ip is set")

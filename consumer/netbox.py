@@ -26,9 +26,10 @@ PAGE = 1000  # NetBox's default MAX_PAGE_SIZE
 class NetBoxError(Exception):
     """A NetBox read failed; `transient` ones (unreachable, 5xx, timeouts) are retried."""
 
-    def __init__(self, message: str, *, transient: bool) -> None:
+    def __init__(self, message: str, *, transient: bool, status: int = 0) -> None:
         super().__init__(message)
         self.transient = transient
+        self.status = status
 
 
 class OutOfScope:
@@ -97,10 +98,26 @@ class NetBox:
         except pynetbox.RequestError as exc:
             status = getattr(exc.req, "status_code", 0)
             raise NetBoxError(
-                f"NetBox answered {status}: {exc.error}", transient=status >= 500 or status == 429
+                f"NetBox answered {status}: {exc.error}", transient=status >= 500 or status == 429, status=status
             ) from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise NetBoxError(f"NetBox unreachable at {self.base_url}: {exc!r}", transient=True) from exc
+
+    async def _filtered(self, fn: Any, object_type: str, *args: Any) -> Any:
+        """`fn` with the scope filter applied; NetBox refusing the filter is a configuration error."""
+        try:
+            return await self._run(fn, object_type, *args)
+        except NetBoxError as exc:
+            if exc.status != 400:
+                raise
+            kind = "devices" if object_type == "dcim.device" else "virtual_machines"
+            # Usually the filter names an object that no longer exists (a deleted site or tag). Every
+            # host would fail the same way: keep the messages (transient, retried) until it is fixed.
+            raise NetBoxError(
+                f"NetBox rejected the scope filter {self._scope(object_type).filter} (scope.{kind}.filter): {exc}",
+                transient=True,
+                status=400,
+            ) from exc
 
     def _list(self, object_type: str, ids: list[int], filters: dict[str, Any]) -> list[dict[str, Any]]:
         app, endpoint = ENDPOINTS[object_type]
@@ -133,7 +150,8 @@ class NetBox:
             ids.sort()
             for i in range(0, len(ids), CHUNK):
                 jobs.append((object_type, ids[i : i + CHUNK]))
-        results = await asyncio.gather(*(self._run(self._list, t, chunk, self._scope(t).filter) for t, chunk in jobs))
+        reads = (self._filtered(self._list, t, chunk, self._scope(t).filter) for t, chunk in jobs)
+        results = await asyncio.gather(*reads)
         for (object_type, chunk), rows in zip(jobs, results, strict=True):
             found = {int(r["id"]): r for r in rows}
             for object_id in chunk:
@@ -158,7 +176,7 @@ class NetBox:
         """Every in-scope object of a type, pages fetched in parallel (pynetbox threading)."""
         if not self._scope(object_type).enabled:
             return []
-        rows: list[dict[str, Any]] = await self._run(self._all, object_type, extra_filter or {})
+        rows: list[dict[str, Any]] = await self._filtered(self._all, object_type, extra_filter or {})
         return rows
 
     def _ids(self, object_type: str, filters: dict[str, Any]) -> list[int]:

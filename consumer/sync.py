@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import msgspec
 from prometheus_client import Counter, Histogram
 
+from consumer.batch import Write, group_writes
 from consumer.diff import plan_absent, plan_sync
 from consumer.mapping import Skip, map_host
 from consumer.model import ActualHost, DesiredHost, Plan, Window, maintenance_op
@@ -161,9 +162,71 @@ class SyncEngine:
                 SyncResult(host_key=k, action="read", result="error", error=str(exc), transient=exc.transient)
                 for k in keys
             ]
-        results = await asyncio.gather(*(self._apply(p, dry_run) for p in plans.values()))
+        writes = [Write(kind="single", plans=(p,)) for p in plans.values()] if dry_run else group_writes(plans.values())
+        done = await asyncio.gather(*(self._write(w, dry_run) for w in writes))
+        order = {k: i for i, k in enumerate(keys)}
+        results = sorted((r for rs in done for r in rs), key=lambda r: order[r.host_key])
         SYNC_SECONDS.observe(time.perf_counter() - t0)
-        return list(results)
+        return results
+
+    async def _write(self, write: Write, dry_run: bool) -> list[SyncResult]:
+        """One Zabbix write call for the plans of `write`, or one per plan when it is a single one."""
+        if write.kind == "single":
+            return [await self._apply(write.plans[0], dry_run)]
+        t0 = time.perf_counter()
+        try:
+            hostids = await self.zabbix.apply_batch(write.kind, write.plans)
+        except ZabbixError as exc:
+            if exc.transient:
+                return [self._failed(p, exc, t0, batched=len(write.plans)) for p in write.plans]
+            # One bad host (a template gone, a name taken meanwhile) fails the whole call, and Zabbix
+            # rolled it back: write them one by one, so every other host still lands.
+            log.warning("batch_write_split", kind=write.kind, hosts=len(write.plans), error=str(exc))
+            return list(await asyncio.gather(*(self._apply(p, dry_run) for p in write.plans)))
+        return [
+            self._finish(
+                SyncResult(
+                    host_key=p.host_key,
+                    action=p.action,
+                    result="ok",
+                    hostid=hostid,
+                    changed=sorted(p.changes),
+                    reason=p.reason,
+                ),
+                t0,
+                batched=len(write.plans),
+            )
+            for p, hostid in zip(write.plans, hostids, strict=True)
+        ]
+
+    def _failed(self, plan: Plan, exc: ZabbixError, t0: float, batched: int | None = None) -> SyncResult:
+        res = SyncResult(
+            host_key=plan.host_key,
+            action=plan.action,
+            result="error",
+            hostid=plan.hostid,
+            changed=sorted(plan.changes),
+            error=str(exc),
+            transient=exc.transient,
+        )
+        return self._finish(res, t0, batched=batched)
+
+    def _finish(self, res: SyncResult, t0: float, dry_run: bool = False, batched: int | None = None) -> SyncResult:
+        """Count and log one host's result."""
+        SYNCS.labels(res.action, res.result).inc()
+        log.info(
+            "sync",
+            host_key=res.host_key,
+            action=res.action,
+            result=res.result,
+            changed=res.changed,
+            reason=res.reason or None,
+            error=res.error,
+            dry_run=dry_run or None,
+            batched=batched,
+            duration_ms=round((time.perf_counter() - t0) * 1000, 1),
+        )
+        return res
 
     async def _apply(self, plan: Plan, dry_run: bool) -> SyncResult:
         t0 = time.perf_counter()
@@ -198,25 +261,5 @@ class SyncEngine:
                     reason=plan.reason,
                 )
             except ZabbixError as exc:
-                res = SyncResult(
-                    host_key=plan.host_key,
-                    action=plan.action,
-                    result="error",
-                    hostid=plan.hostid,
-                    changed=changed,
-                    error=str(exc),
-                    transient=exc.transient,
-                )
-        SYNCS.labels(res.action, res.result).inc()
-        log.info(
-            "sync",
-            host_key=res.host_key,
-            action=res.action,
-            result=res.result,
-            changed=res.changed,
-            reason=res.reason or None,
-            error=res.error,
-            dry_run=dry_run or None,
-            duration_ms=round((time.perf_counter() - t0) * 1000, 1),
-        )
-        return res
+                return self._failed(plan, exc, t0)
+        return self._finish(res, t0, dry_run)

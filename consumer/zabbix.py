@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -78,6 +78,7 @@ class Zabbix:
         self._cache_at = 0.0
         self._cache_lock = asyncio.Lock()
         self._groups_lock = asyncio.Lock()
+        self._login_lock = asyncio.Lock()
         self.templates: dict[str, str] = {}
         self.groups: dict[str, str] = {}
         self.proxies: dict[str, str] = {}
@@ -126,36 +127,57 @@ class Zabbix:
 
     async def call(self, method: str, params: Any) -> Any:
         """One API call through the budget; errors become `ZabbixError` (transient or not)."""
-        if self._api is None:
-            await self.start()
         relogged = False
         for attempt in range(1, DB_RETRIES + 2):
-            async with self.budget.slot():
-                t0 = time.perf_counter()
-                try:
-                    resp = await self._api.send_async_request(method, params)
-                except APIRequestError as exc:
-                    CALLS.labels(method, "error").inc()
-                    text = str(exc)
-                    if not relogged and ("re-login" in text or "Not authorised" in text):
-                        relogged = True  # the session expired (or the DB was reset): log in again, once
-                        await self.close()
-                        await self.start()
-                        continue
-                    transient = any(t in text.lower() for t in _TRANSIENT_TEXT)
-                    if transient and attempt <= DB_RETRIES:
-                        await asyncio.sleep(0.1 * 2**attempt)
-                        continue
-                    raise ZabbixError(f"{method}: {text}", transient=transient, method=method) from exc
-                except (aiohttp.ClientError, OSError, TimeoutError, ProcessingError) as exc:
-                    CALLS.labels(method, "error").inc()
-                    raise ZabbixError(f"{method}: Zabbix unreachable: {exc!r}", transient=True, method=method) from exc
-                finally:
-                    CALL_SECONDS.labels(method).observe(time.perf_counter() - t0)
-                    self.calls[method] = self.calls.get(method, 0) + 1
-            CALLS.labels(method, "ok").inc()
+            api = await self._logged_in()
+            try:
+                async with self.budget.slot():
+                    resp = await self._send(api, method, params)
+            except APIRequestError as exc:
+                text = str(exc)
+                if not relogged and ("re-login" in text or "Not authorised" in text):
+                    relogged = True  # the session expired (or the DB was reset): log in again, once
+                    await self._relogin(api)
+                    continue
+                transient = any(t in text.lower() for t in _TRANSIENT_TEXT)
+                if transient and attempt <= DB_RETRIES:
+                    # Outside the slot: a call waiting for a busy database holds no concurrency permit.
+                    await asyncio.sleep(0.1 * 2**attempt)
+                    continue
+                raise ZabbixError(f"{method}: {text}", transient=transient, method=method) from exc
             return resp["result"]
         raise ZabbixError(f"{method}: still failing after {DB_RETRIES} retries", transient=True, method=method)
+
+    async def _send(self, api: Any, method: str, params: Any) -> Any:
+        """The request itself, timed and counted; a network failure becomes a transient `ZabbixError`."""
+        t0 = time.perf_counter()
+        try:
+            resp = await api.send_async_request(method, params)
+        except APIRequestError:
+            CALLS.labels(method, "error").inc()
+            raise
+        except (aiohttp.ClientError, OSError, TimeoutError, ProcessingError) as exc:
+            CALLS.labels(method, "error").inc()
+            raise ZabbixError(f"{method}: Zabbix unreachable: {exc!r}", transient=True, method=method) from exc
+        finally:
+            CALL_SECONDS.labels(method).observe(time.perf_counter() - t0)
+            self.calls[method] = self.calls.get(method, 0) + 1
+        CALLS.labels(method, "ok").inc()
+        return resp
+
+    async def _logged_in(self) -> Any:
+        """The current API client, logging in first if there is none (once, however many callers wait)."""
+        async with self._login_lock:
+            if self._api is None:
+                await self.start()
+            return self._api
+
+    async def _relogin(self, stale: Any) -> None:
+        """Replace the client whose session `stale` expired; callers that lost the race reuse the new one."""
+        async with self._login_lock:
+            if self._api is stale:
+                await self.close()
+                await self.start()
 
     @property
     def write_calls(self) -> int:
@@ -207,15 +229,16 @@ class Zabbix:
                         raise
                     await self.refresh_settings(force=True)
 
-    async def resolve(self, changes: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    async def resolve(self, *changes: Mapping[str, Any]) -> dict[str, dict[str, str]]:
         """Name -> id maps for what the changes reference; unknown templates/proxies are permanent errors."""
         await self.refresh_settings()
-        if "groups" in changes:
-            await self.ensure_groups(changes["groups"])
+        groups = {g for c in changes for g in c.get("groups", ())}
+        if groups:
+            await self.ensure_groups(groups)
         needed = {
-            "templates": set(changes.get("templates", [])) | set(changes.get("templates_clear", [])),
-            "proxies": {changes["proxy"]} if changes.get("proxy") else set(),
-            "proxy_groups": {changes["proxy_group"]} if changes.get("proxy_group") else set(),
+            "templates": {t for c in changes for key in ("templates", "templates_clear") for t in c.get(key, ())},
+            "proxies": {c["proxy"] for c in changes if c.get("proxy")},
+            "proxy_groups": {c["proxy_group"] for c in changes if c.get("proxy_group")},
         }
         if any(n - getattr(self, k).keys() for k, n in needed.items()):
             await self.refresh_settings(force=True)  # created since the last import?
@@ -330,6 +353,25 @@ class Zabbix:
             if h.host_key:
                 out[h.host_key] = h
         return out
+
+    async def apply_batch(self, kind: str, plans: Sequence[Plan]) -> list[str]:
+        """Carry out many plans in one call (see `consumer.batch`); returns their hostids in order.
+
+        `create`: one host.create with an array; `update`: one host.update with an array;
+        `massupdate`: one host.massupdate of plans that all carry the same changes.
+        """
+        ids = await self.resolve(*(p.changes for p in plans))
+        if kind == "create":
+            res = await self.call("host.create", [write_params(self.version, p.changes, ids) for p in plans])
+            return [str(h) for h in res["hostids"]]
+        hostids = [str(p.hostid) for p in plans]
+        if kind == "massupdate":
+            params = write_params(self.version, plans[0].changes, ids)
+            await self.call("host.massupdate", {"hosts": [{"hostid": h} for h in hostids], **params})
+        else:
+            rows = [{"hostid": p.hostid, **write_params(self.version, p.changes, ids)} for p in plans]
+            await self.call("host.update", rows)
+        return hostids
 
     async def apply(self, plan: Plan) -> str | None:
         """Carry out one plan; returns the hostid (None after a delete)."""

@@ -250,3 +250,56 @@ async def test_maintenance_window_follows_netbox_and_expired_ones_are_cleaned(en
     assert env.zapi.maintenance.get(filter={"name": "nbzx:dcim.device:987654321"}) == []
     assert env.zapi.maintenance.get(maintenanceids=[foreign], output=["maintenanceid"]), "not ours: kept"
     env.zapi.maintenance.delete(foreign)
+
+
+async def test_many_hosts_are_written_with_one_call_per_kind_of_change(env: Env) -> None:
+    tag = uuid.uuid4().hex[:6]
+    devs = [await asyncio.to_thread(env.device, f"batch-{tag}-{i}", lab_ip(110 + i)) for i in range(5)]
+    keys = [f"dcim.device:{d.id}" for d in devs]
+    calls = dict(env.engine.zabbix.calls)
+
+    def made(method: str) -> int:
+        return env.engine.zabbix.calls.get(method, 0) - calls.get(method, 0)
+
+    results = await env.sync(*keys)
+    assert [(r.action, r.result) for r in results] == [("create", "ok")] * 5
+    assert made("host.create") == 1, "five new hosts, one host.create"
+    hostids = {k: env.zhost(k)["hostid"] for k in keys}  # type: ignore[index]
+    assert [r.hostid for r in results] == [hostids[r.host_key] for r in results]
+
+    await asyncio.to_thread(env.nb.dcim.devices.update, [{"id": d.id, "status": "offline"} for d in devs])
+    results = await env.sync(*keys)
+    assert {(r.action, tuple(r.changed)) for r in results} == {("update", ("status",))}
+    assert made("host.massupdate") == 1 and made("host.update") == 0, "one status for five hosts, one massupdate"
+    assert {env.zhost(k)["status"] for k in keys} == {"1"}  # type: ignore[index]
+
+    await asyncio.to_thread(
+        env.nb.dcim.devices.update, [{"id": d.id, "name": f"batch-{tag}-{i}-x"} for i, d in enumerate(devs)]
+    )
+    await env.sync(*keys)
+    assert made("host.update") == 1, "five different renames, one array host.update"
+    assert [env.zhost(k)["host"] for k in keys] == [f"batch-{tag}-{i}-x" for i in range(5)]  # type: ignore[index]
+    assert {k: env.zhost(k)["hostid"] for k in keys} == hostids  # type: ignore[index]
+
+
+async def test_one_bad_host_in_a_batch_does_not_hold_back_the_others(env: Env) -> None:
+    tag = uuid.uuid4().hex[:6]
+    devs = [await asyncio.to_thread(env.device, f"split-{tag}-{i}", lab_ip(120 + i)) for i in range(3)]
+    await asyncio.to_thread(devs[1].update, {"local_context_data": {"zabbix": {"templates": ["No Such Template"]}}})
+    results = {r.host_key: r for r in await env.sync(*(f"dcim.device:{d.id}" for d in devs))}
+    bad = results.pop(f"dcim.device:{devs[1].id}")
+    assert (bad.result, bad.transient) == ("error", False) and "No Such Template" in (bad.error or "")
+    assert {(r.action, r.result) for r in results.values()} == {("create", "ok")}
+    assert all(env.zhost(k) is not None for k in results)
+
+
+async def test_a_scope_filter_netbox_rejects_is_a_retried_configuration_error(env: Env) -> None:
+    dev = await asyncio.to_thread(env.device, f"scope-{uuid.uuid4().hex[:6]}", None)
+    cfg = make_config(scope={"devices": {"filter": {"site": f"gone-{uuid.uuid4().hex[:6]}"}}})
+    netbox = NetBox(cfg)
+    try:
+        [res] = await SyncEngine(cfg, netbox, env.engine.zabbix).sync([f"dcim.device:{dev.id}"])
+    finally:
+        netbox.close()
+    assert (res.result, res.transient) == ("error", True), "kept and retried, not dead-lettered"
+    assert "scope.devices.filter" in (res.error or "") and "400" in (res.error or "")

@@ -230,3 +230,14 @@ def test_maintenance_by_status_or_tag() -> None:
     by_tag = cfg(host={"maintenance": {"tags": ["zabbix"]}})
     assert map_host(device(), "dcim.device:1", by_tag).maintenance
     assert not map_host(device(), "dcim.device:1", cfg()).maintenance
+
+
+def test_virtual_chassis_as_one_host_is_named_after_the_chassis_on_the_master() -> None:
+    vc = {"id": 3, "name": "core-stack", "master": {"id": 1, "name": "sw-1"}}
+    one = cfg(receiver={"virtual_chassis_as_one_host": True})
+    master = map_host(device(name="sw-1", virtual_chassis=vc), "dcim.device:1", one)
+    assert (master.host, master.name) == ("core-stack", "core-stack")
+    with pytest.raises(Skip, match="virtual chassis 'core-stack'"):
+        map_host(device(name="sw-2", virtual_chassis=vc), "dcim.device:2", one)
+    apart = map_host(device(name="sw-2", virtual_chassis=vc), "dcim.device:2", cfg())
+    assert apart.host == "sw-2", "by default every member is its own host"
