@@ -18,7 +18,8 @@ from consumer.model import Plan
 # What host.massupdate sets to one value on every host it is given (tags and interfaces are
 # per-host, names are unique: those go through an array host.update instead).
 MASS_FIELDS = frozenset({"status", "description", "groups", "templates", "templates_clear", "inventory_mode"})
-BATCH_SIZE = 100  # hosts per call: one failing host fails its whole call, which is then retried host by host
+BATCH_SIZE = 100  # hosts per array call: one failing host fails its whole call, which is then retried host by host
+MASS_SIZE = 500  # hosts per host.massupdate: one statement per table, cheap however many hosts
 
 WriteKind = Literal["single", "create", "update", "massupdate"]
 
@@ -48,7 +49,7 @@ def _chunks(kind: WriteKind, plans: list[Plan], size: int) -> list[Write]:
     return [Write(kind=kind, plans=tuple(plans[i : i + size])) for i in range(0, len(plans), size)]
 
 
-def group_writes(plans: Iterable[Plan], size: int = BATCH_SIZE) -> list[Write]:
+def group_writes(plans: Iterable[Plan], size: int = BATCH_SIZE, mass_size: int = MASS_SIZE) -> list[Write]:
     """Group plans into as few write calls as possible: creates into array host.create calls, updates
     with identical mass-updatable changes into host.massupdate calls, other updates into array
     host.update calls; everything else (deletes, maintenance, no-ops) stays one plan per `Write`."""
@@ -68,7 +69,7 @@ def group_writes(plans: Iterable[Plan], size: int = BATCH_SIZE) -> list[Write]:
     writes = [*singles, *_chunks("create", creates, size)]
     for group in same.values():
         if len(group) > 1:
-            writes.extend(_chunks("massupdate", group, size))
+            writes.extend(_chunks("massupdate", group, mass_size))
         else:
             updates.extend(group)
     writes.extend(_chunks("update", updates, size))

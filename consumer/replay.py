@@ -64,7 +64,7 @@ async def replay(
     job = Job(producer, cfg, "backfill", trigger="cli")
     await job.publish("running")
     worker = EventConsumer(cfg, engine, producer, group=group, **consumer_overrides)
-    consumer = AIOKafkaConsumer(**worker._consumer_kwargs)
+    consumer = AIOKafkaConsumer(**worker.consumer_kwargs)
     worker.consumer = consumer
     await consumer.start()
     try:

@@ -94,7 +94,8 @@ class EventConsumer:
         self.last_poll = 0.0
         self.batches = 0
         c = cfg.consumer
-        self._consumer_kwargs: dict[str, Any] = {
+        # What every consumer of this group is built with (replay builds its own from it).
+        self.consumer_kwargs: dict[str, Any] = {
             **client_kwargs(cfg),
             "group_id": self.group,
             "client_id": f"{cfg.kafka.client_id}-consumer",
@@ -111,7 +112,7 @@ class EventConsumer:
 
     async def run(self) -> None:
         """Consume until `stopping` is set; then leave the group cleanly."""
-        self.consumer = AIOKafkaConsumer(**self._consumer_kwargs)
+        self.consumer = AIOKafkaConsumer(**self.consumer_kwargs)
         self.consumer.subscribe([self.topic], listener=_Revocations(self))
         await self.consumer.start()
         log.info("consumer_started", group=self.group, topic=self.topic)

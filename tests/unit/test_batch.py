@@ -55,3 +55,5 @@ def test_batches_are_capped() -> None:
     writes = group_writes([create(i) for i in range(250)], size=100)
     assert sorted(len(w.plans) for w in writes) == [50, 100, 100]
     assert {p.host_key for w in writes for p in w.plans} == {f"dcim.device:{i}" for i in range(250)}
+    mass = group_writes([update(i, status=1) for i in range(700)], size=100, mass_size=500)
+    assert sorted((w.kind, len(w.plans)) for w in mass) == [("massupdate", 200), ("massupdate", 500)]
