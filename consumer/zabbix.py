@@ -79,6 +79,7 @@ class Zabbix:
         self._cache_lock = asyncio.Lock()
         self._groups_lock = asyncio.Lock()
         self._login_lock = asyncio.Lock()
+        self._logins = 0  # sessions opened so far: tells a caller whether its expired one was renewed
         self.templates: dict[str, str] = {}
         self.groups: dict[str, str] = {}
         self.proxies: dict[str, str] = {}
@@ -94,7 +95,6 @@ class Zabbix:
         """Connect, detect the API version and log in (token, or user and password)."""
         connector = aiohttp.TCPConnector(limit=self._cfg.zabbix.concurrency * 2, ssl=self._cfg.zabbix.verify_tls)
         self._session = aiohttp.ClientSession(connector=connector)
-        sec = self._cfg.secrets
         try:
             # The constructor asks apiinfo.version with a blocking request: keep it off the loop.
             self._api = await asyncio.to_thread(
@@ -105,14 +105,19 @@ class Zabbix:
                 validate_certs=self._cfg.zabbix.verify_tls,
             )
             self.version = ZabbixVersion(str(self._api.version))
-            if sec.zabbix_token:
-                await self._api.login(token=sec.zabbix_token)
-            else:
-                await self._api.login(user=sec.zabbix_user, password=sec.zabbix_password)
+            await self._login()
         except (ProcessingError, APIRequestError, aiohttp.ClientError, OSError) as exc:
             await self.close()
             raise ZabbixError(f"cannot log in to Zabbix at {self.url}: {exc}", transient=True) from exc
         log.info("zabbix_connected", url=self.url, version=self.version.text)
+
+    async def _login(self) -> None:
+        sec = self._cfg.secrets
+        if sec.zabbix_token:
+            await self._api.login(token=sec.zabbix_token)
+        else:
+            await self._api.login(user=sec.zabbix_user, password=sec.zabbix_password)
+        self._logins += 1
 
     async def close(self) -> None:
         """Close the HTTP session (a token login needs no logout)."""
@@ -130,6 +135,7 @@ class Zabbix:
         relogged = False
         for attempt in range(1, DB_RETRIES + 2):
             api = await self._logged_in()
+            login = self._logins
             try:
                 async with self.budget.slot():
                     resp = await self._send(api, method, params)
@@ -137,7 +143,7 @@ class Zabbix:
                 text = str(exc)
                 if not relogged and ("re-login" in text or "Not authorised" in text):
                     relogged = True  # the session expired (or the DB was reset): log in again, once
-                    await self._relogin(api)
+                    await self._relogin(login)
                     continue
                 transient = any(t in text.lower() for t in _TRANSIENT_TEXT)
                 if transient and attempt <= DB_RETRIES:
@@ -172,12 +178,15 @@ class Zabbix:
                 await self.start()
             return self._api
 
-    async def _relogin(self, stale: Any) -> None:
-        """Replace the client whose session `stale` expired; callers that lost the race reuse the new one."""
+    async def _relogin(self, seen: int) -> None:
+        """A new session on the same HTTP client, so requests in flight are not cut off; callers whose
+        session expired at the same time find it already renewed (`seen` is the login they used)."""
         async with self._login_lock:
-            if self._api is stale:
-                await self.close()
-                await self.start()
+            if self._logins == seen:
+                try:
+                    await self._login()
+                except (ProcessingError, APIRequestError, aiohttp.ClientError, OSError) as exc:
+                    raise ZabbixError(f"cannot log in to Zabbix at {self.url}: {exc}", transient=True) from exc
 
     @property
     def write_calls(self) -> int:

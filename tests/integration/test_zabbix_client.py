@@ -25,24 +25,16 @@ async def test_concurrent_calls_on_an_expired_session_log_in_once_and_all_succee
     zabbix = Zabbix(make_config())
     await zabbix.start()
     try:
-        logins = 0
-        login = zabbix.start
-
-        async def counted_login() -> None:
-            nonlocal logins
-            logins += 1
-            await login()
-
-        zabbix.start = counted_login  # type: ignore[method-assign]
-        stale = zabbix._api
-        await asyncio.to_thread(_kill_session, stale._AsyncZabbixAPI__session_id)
+        logins = zabbix._logins
+        stale = zabbix._api._AsyncZabbixAPI__session_id
+        await asyncio.to_thread(_kill_session, stale)
 
         results = await asyncio.gather(
             *(zabbix.call("hostgroup.get", {"output": ["name"], "limit": 1}) for _ in range(8))
         )
 
         assert all(isinstance(r, list) and r for r in results), results
-        assert zabbix._api is not stale, "a new session replaced the dead one"
-        assert logins == 1, "eight callers on one dead session log in once"
+        assert zabbix._api._AsyncZabbixAPI__session_id != stale, "a new session replaced the dead one"
+        assert zabbix._logins == logins + 1, "eight callers on one dead session log in once"
     finally:
         await zabbix.close()
