@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -72,9 +73,10 @@ class NetBox:
         self.api.http_session.mount("http://", adapter)
         self.api.http_session.mount("https://", adapter)
         self._pool = ThreadPoolExecutor(cfg.netbox.threads, thread_name_prefix="netbox")
-        # For full listings (reconcile): pynetbox fetches the pages of one listing in parallel.
-        self.bulk_api = pynetbox.api(cfg.netbox.url, token=cfg.secrets.netbox_token or None, threading=True)
-        self.bulk_api.http_session = self.api.http_session
+        self._headers = {"Accept": "application/json"}
+        if token := cfg.secrets.netbox_token:
+            # v2 tokens (NetBox >= 4.5, "nbt_<key>.<secret>") are Bearer tokens; v1 ones use "Token".
+            self._headers["Authorization"] = f"{'Bearer' if token.startswith('nbt_') else 'Token'} {token}"
         self.requests = 0
 
     def close(self) -> None:
@@ -119,15 +121,34 @@ class NetBox:
                 status=400,
             ) from exc
 
-    def _list(self, object_type: str, ids: list[int], filters: dict[str, Any]) -> list[dict[str, Any]]:
+    def _page(self, object_type: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of a listing as plain JSON. pynetbox's Record objects, turned back into dicts, give
+        the same data at a quarter of a millisecond of CPU per device: too much at 20,000 devices."""
         app, endpoint = ENDPOINTS[object_type]
-        ep = getattr(getattr(self.api, app), endpoint)
+        self.requests += 1
+        resp = self.api.http_session.get(
+            f"{self.base_url}/api/{app}/{endpoint.replace('_', '-')}/",
+            params=params,
+            headers=self._headers,
+            timeout=self._cfg.netbox.timeout_s,
+        )
+        if not resp.ok:
+            raise pynetbox.RequestError(resp)
+        body: dict[str, Any] = resp.json()
+        return body
+
+    def _params(self, filters: dict[str, Any]) -> dict[str, Any]:
         params = dict(filters)
         if not self._cfg.host.use_config_context:
             params["exclude"] = "config_context"
-        self.requests += 1
+        return params
+
+    def _list(self, object_type: str, ids: list[int], filters: dict[str, Any]) -> list[dict[str, Any]]:
         # One page for the whole chunk: NetBox's default page is 50, which would double the round trips.
-        return [dict(r) for r in ep.filter(id=ids, limit=len(ids), **params)]
+        rows: list[dict[str, Any]] = self._page(object_type, {**self._params(filters), "id": ids, "limit": len(ids)})[
+            "results"
+        ]
+        return rows
 
     def _scope(self, object_type: str) -> ScopeRule:
         s = self._cfg.scope
@@ -163,21 +184,40 @@ class NetBox:
                     out[f"{object_type}:{int(r['id'])}"] = OUT_OF_SCOPE
         return out
 
-    def _all(self, object_type: str, extra_filter: dict[str, Any]) -> list[dict[str, Any]]:
-        app, endpoint = ENDPOINTS[object_type]
-        ep = getattr(getattr(self.bulk_api, app), endpoint)
-        params = merge_filters(self._scope(object_type).filter, extra_filter)
-        if not self._cfg.host.use_config_context:
-            params["exclude"] = "config_context"
-        self.requests += 1
-        return [dict(r) for r in ep.filter(limit=PAGE, **params)]
-
     async def all_objects(self, object_type: str, extra_filter: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Every in-scope object of a type, pages fetched in parallel (pynetbox threading)."""
+        """Every in-scope object of a type.
+
+        Offset paging skips an object whenever one before it is deleted meanwhile, and reconcile would
+        take the skipped one for an orphan. So: the first page by id, then the id range after it split
+        into parts read in parallel, each by keyset paging (`id__gt`), which cannot skip anything.
+        """
         if not self._scope(object_type).enabled:
             return []
-        rows: list[dict[str, Any]] = await self._filtered(self._all, object_type, extra_filter or {})
-        return rows
+        params = {**self._params(merge_filters(self._scope(object_type).filter, extra_filter or {})), "ordering": "id"}
+        first = await self._filtered(self._page, object_type, {**params, "limit": PAGE})
+        rows: list[dict[str, Any]] = first["results"]
+        if first["next"] is None:
+            return rows
+        newest = await self._filtered(self._page, object_type, {**params, "ordering": "-id", "limit": 1, "brief": 1})
+        lo, hi = int(rows[-1]["id"]), int(newest["results"][0]["id"])
+        parts = max(1, min(self._cfg.netbox.threads, math.ceil((first["count"] - len(rows)) / PAGE)))
+        bounds = [lo + (hi - lo) * i // parts for i in range(parts)] + [hi]
+        ranges = await asyncio.gather(
+            *(self._id_range(object_type, params, bounds[i], bounds[i + 1]) for i in range(parts))
+        )
+        return rows + [r for part in ranges for r in part]
+
+    async def _id_range(self, object_type: str, params: dict[str, Any], after: int, upto: int) -> list[dict[str, Any]]:
+        """Objects with after < id <= upto, page by page."""
+        out: list[dict[str, Any]] = []
+        while True:
+            page = await self._filtered(
+                self._page, object_type, {**params, "id__gt": after, "id__lte": upto, "limit": PAGE}
+            )
+            out.extend(page["results"])
+            if page["next"] is None:
+                return out
+            after = int(page["results"][-1]["id"])
 
     def _ids(self, object_type: str, filters: dict[str, Any]) -> list[int]:
         app, endpoint = ENDPOINTS[object_type]

@@ -1,0 +1,71 @@
+"""The NetBox edge against the stack's real NetBox: full listings and batched reads by id."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import consumer.netbox
+from consumer.netbox import OUT_OF_SCOPE, NetBox
+from tests.conftest import make_config
+
+
+def _devices(nb: Any, base: dict[str, Any], count: int) -> list[Any]:
+    b = base
+    return list(
+        nb.dcim.devices.create(
+            [
+                {
+                    "name": f"{b['tag']}-{i:02d}",
+                    "device_type": b["device_type"].id,
+                    "role": b["role"].id,
+                    "site": b["site"].id,
+                    "status": "active" if i % 2 == 0 else "planned",
+                }
+                for i in range(count)
+            ]
+        )
+    )
+
+
+async def test_a_listing_misses_nothing_when_objects_are_deleted_while_it_pages(
+    netbox_api: Any, netbox_objects: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = netbox_objects("pages")
+    devs = await asyncio.to_thread(_devices, netbox_api, base, 12)
+    monkeypatch.setattr(consumer.netbox, "PAGE", 3)  # four pages and more
+    netbox = NetBox(make_config(netbox={"threads": 2}, scope={"devices": {"filter": {"site_id": base["site"].id}}}))
+    read_page = netbox._page
+    deleted: list[int] = []
+
+    def page_then_delete(object_type: str, params: dict[str, Any]) -> dict[str, Any]:
+        page = read_page(object_type, params)
+        if not deleted:  # after the first page: offsets of every later page shift by one
+            deleted.append(devs[0].id)
+            netbox_api.dcim.devices.delete([devs[0].id])
+        return page
+
+    monkeypatch.setattr(netbox, "_page", page_then_delete)
+    try:
+        rows = await netbox.all_objects("dcim.device")
+    finally:
+        netbox.close()
+    ids = [int(r["id"]) for r in rows]
+    assert len(ids) == len(set(ids)), "no object twice"
+    assert {d.id for d in devs[1:]} <= set(ids), "every object that existed throughout is listed"
+    assert rows[0]["site"]["id"] == base["site"].id and "primary_ip4" in rows[0], "full objects, as the API gives"
+
+
+async def test_reads_by_id_tell_in_scope_out_of_scope_and_gone(netbox_api: Any, netbox_objects: Any) -> None:
+    base = netbox_objects("byid")
+    devs = await asyncio.to_thread(_devices, netbox_api, base, 4)
+    netbox = NetBox(make_config(scope={"devices": {"filter": {"site_id": base["site"].id, "status": "active"}}}))
+    try:
+        found = await netbox.objects([f"dcim.device:{d.id}" for d in devs] + ["dcim.device:999999999"])
+    finally:
+        netbox.close()
+    assert [found[f"dcim.device:{d.id}"] is OUT_OF_SCOPE for d in devs] == [False, True, False, True]
+    assert found[f"dcim.device:{devs[0].id}"]["name"] == devs[0].name  # type: ignore[index]
+    assert found["dcim.device:999999999"] is None
