@@ -116,7 +116,8 @@ class NetBox:
             # Usually the filter names an object that no longer exists (a deleted site or tag). Every
             # host would fail the same way: keep the messages (transient, retried) until it is fixed.
             raise NetBoxError(
-                f"NetBox rejected the scope filter {self._scope(object_type).filter} (scope.{kind}.filter): {exc}",
+                f"NetBox rejected a filter on {kind}: check scope.{kind}.filter {self._scope(object_type).filter}"
+                f" (and a reconcile's --scope filter, if one was given): {exc}",
                 transient=True,
                 status=400,
             ) from exc
@@ -199,6 +200,8 @@ class NetBox:
         if first["next"] is None:
             return rows
         newest = await self._filtered(self._page, object_type, {**params, "ordering": "-id", "limit": 1, "brief": 1})
+        if not newest["results"]:
+            return rows  # everything after the first page was deleted meanwhile
         lo, hi = int(rows[-1]["id"]), int(newest["results"][0]["id"])
         parts = max(1, min(self._cfg.netbox.threads, math.ceil((first["count"] - len(rows)) / PAGE)))
         bounds = [lo + (hi - lo) * i // parts for i in range(parts)] + [hi]
