@@ -245,12 +245,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(msgspec.to_builtins(rows), indent=2))
         return 0
-    print(f"{'ID':36}  {'KIND':11}  {'STATUS':9}  {'TRIGGER':8}  {'CREATED':19}  {'DURATION':>8}  RESULTS")
+    print(f"{'ID':36}  {'KIND':19}  {'STATUS':9}  {'TRIGGER':8}  {'CREATED':19}  {'DURATION':>8}  RESULTS")
     for r in rows:
         counts = " ".join(f"{k}={v}" for k, v in r.results.items() if isinstance(v, int) and not isinstance(v, bool))
         dur = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
         print(
-            f"{r.job_id:36}  {r.job_kind:11}  {r.status:9}  {r.trigger:8}  {r.created[:19]:19}  {dur:>8}  "
+            f"{r.job_id:36}  {r.job_kind:19}  {r.status:9}  {r.trigger:8}  {r.created[:19]:19}  {dur:>8}  "
             f"{counts or (r.error or '')[:60]}"
         )
     return 0

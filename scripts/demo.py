@@ -5,15 +5,18 @@ Run by scripts/run once the receiver and the consumer are up. Idempotent: existi
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
+import urllib.request
 
 import pynetbox
 from zabbix_utils import ZabbixAPI
 
 NETBOX = os.environ.get("NBZX_NETBOX_URL", "http://127.0.0.1:8000")
 ZABBIX = os.environ.get("NBZX_ZABBIX_URL", "http://127.0.0.1:8081")
+RECEIVER = os.environ.get("NBZX_RECEIVER_URL", "http://127.0.0.1:8090")
 
 
 def get_or_create(endpoint: object, lookup: dict[str, object], **fields: object) -> object:
@@ -67,10 +70,26 @@ def seed(nb: pynetbox.api) -> list[str]:
     return keys
 
 
+def request_reconcile() -> str:
+    """Objects from an earlier run send no webhook (nothing changed in NetBox), while Zabbix may have lost
+    their hosts meanwhile (a reset): ask the receiver for a reconcile of the demo site, as an operator
+    would with POST /reconcile. Scoped by a filter, it fills in and never deletes anything else."""
+    req = urllib.request.Request(
+        f"{RECEIVER}/reconcile",
+        data=json.dumps({"filter": {"site": "demo-lab"}}).encode(),
+        headers={"Authorization": f"Bearer {os.environ['NBZX_API_TOKEN']}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return str(json.load(resp)["job_id"])
+
+
 def main() -> int:
     nb = pynetbox.api(NETBOX, token=os.environ["NETBOX_TOKEN"])
     print("[run] creating sample devices and VMs in NetBox (tag 'monitored', site 'Demo Lab')", flush=True)
     keys = seed(nb)
+    job_id = request_reconcile()
+    print(f"[run] reconcile of site 'Demo Lab' requested (POST /reconcile, job {job_id}; see 'nbzx jobs')", flush=True)
     z = ZabbixAPI(url=f"{ZABBIX}/api_jsonrpc.php")
     z.login(user=os.environ.get("ZABBIX_USER", "Admin"), password=os.environ.get("ZABBIX_PASSWORD", "zabbix"))
     deadline = time.monotonic() + 90
