@@ -124,7 +124,28 @@ def netbox_api() -> Any:
     import pynetbox
 
     ensure_stack("netbox")
-    return pynetbox.api(NETBOX_URL, token=NETBOX_TOKEN)
+    api = pynetbox.api(NETBOX_URL, token=NETBOX_TOKEN)
+    sweep_leftovers(api)
+    return api
+
+
+TEST_MARK = "made by the nbzx test suite"  # the description of every site the tests create
+
+
+def sweep_leftovers(nb: Any) -> None:
+    """Remove the sites (and their devices and VMs) of earlier runs that were killed before their
+    teardown ran: NetBox is not reset between runs, and their objects would pile up."""
+    import pynetbox
+
+    for site in nb.dcim.sites.filter(description=TEST_MARK):
+        try:
+            for endpoint in (nb.dcim.devices, nb.virtualization.virtual_machines):
+                ids = [o.id for o in endpoint.filter(site_id=site.id)]
+                if ids:
+                    endpoint.delete(ids)
+            site.delete()
+        except pynetbox.RequestError as exc:  # something else still uses it: leave it, say so
+            print(f"[tests] could not sweep leftover site {site.name}: {exc}")
 
 
 @pytest.fixture
@@ -168,7 +189,7 @@ def netbox_objects(netbox_api: Any) -> Iterator[Callable[[str], dict[str, Any]]]
 
     def base(prefix: str) -> dict[str, Any]:
         tag = f"{prefix}-{uuid.uuid4().hex[:6]}"
-        site = netbox_api.dcim.sites.create(name=tag, slug=tag)
+        site = netbox_api.dcim.sites.create(name=tag, slug=tag, description=TEST_MARK)
         manu = netbox_api.dcim.manufacturers.create(name=tag, slug=tag)
         dtype = netbox_api.dcim.device_types.create(manufacturer=manu.id, model=tag, slug=tag)
         role = netbox_api.dcim.device_roles.create(name=f"{tag}-role", slug=f"{tag}-role", color="9e9e9e")

@@ -14,7 +14,7 @@ from consumer.netbox import NetBox
 from consumer.sync import SyncEngine
 from consumer.zabbix import Zabbix
 from nbzx.config import Config
-from tests.conftest import create_device, lab_ip, make_config
+from tests.conftest import TEST_MARK, create_device, lab_ip, make_config
 
 
 class Env:
@@ -103,7 +103,9 @@ async def test_resite_retag_status_and_ip_changes(env: Env) -> None:
     dev = await asyncio.to_thread(env.device, f"sync-{uuid.uuid4().hex[:6]}")
     key = f"dcim.device:{dev.id}"
     await env.sync(key)
-    other = await asyncio.to_thread(env.nb.dcim.sites.create, name=f"{env.base['tag']}-b", slug=f"{env.base['tag']}-b")
+    other = await asyncio.to_thread(
+        env.nb.dcim.sites.create, name=f"{env.base['tag']}-b", slug=f"{env.base['tag']}-b", description=TEST_MARK
+    )
     try:
         tag = await asyncio.to_thread(env.nb.extras.tags.get, slug="monitored") or await asyncio.to_thread(
             env.nb.extras.tags.create, name="monitored", slug="monitored"
