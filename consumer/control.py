@@ -1,8 +1,9 @@
-"""The control loop: reconcile requests from the control topic, one reconcile at a time.
+"""The control loop: reconcile requests from the control topic, one reconcile at a time, and the
+system jobs (`maintenance_cleanup`, `settings_import`) on their intervals.
 
 The control topic has one partition and its own consumer group, so across all consumer replicas
-exactly one process runs reconciles. A request that arrives while one runs is recorded as
-`skipped`, naming the running job.
+exactly one process runs reconciles and system jobs. A request that arrives while a reconcile runs
+is recorded as `skipped`, naming the running job.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer.reconcile import Reconciler, maintenance_cleanup
+from consumer.reconcile import Reconciler
+from consumer.sync import SyncEngine
+from consumer.system_jobs import maintenance_cleanup, settings_import
 from nbzx.config import Config
 from nbzx.jobs import publish_record
 from nbzx.kafka import Producer, client_kwargs
@@ -23,6 +27,24 @@ from nbzx.logging import get_logger
 from schemas.messages import JobRecord, ReconcileRequest, decode, utc_now
 
 log = get_logger(component="control")
+
+
+class _Periodic:
+    """A system job started every `every_s` seconds (the first soon after start), never two at once."""
+
+    def __init__(self, every_s: float, run: Callable[[SyncEngine, Producer], Awaitable[JobRecord]]) -> None:
+        self.every_s, self.run = every_s, run
+        self.last = time.monotonic() - every_s
+        self.task: asyncio.Task[JobRecord] | None = None
+
+    def maybe_start(self, engine: SyncEngine, producer: Producer) -> None:
+        if time.monotonic() - self.last >= self.every_s and (self.task is None or self.task.done()):
+            self.last = time.monotonic()
+            self.task = asyncio.ensure_future(self.run(engine, producer))
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
 
 class ControlLoop:
@@ -53,16 +75,16 @@ class ControlLoop:
         consumer = AIOKafkaConsumer(self.cfg.kafka.topics.control, **self._kwargs)
         await consumer.start()
         pending_commit: dict[TopicPartition, int] = {}
-        cleanup_every = self.cfg.host.maintenance.cleanup_interval * 60
-        last_cleanup = time.monotonic() - cleanup_every  # first one soon after start
-        cleanup: asyncio.Task[Any] | None = None
+        system_jobs = [
+            _Periodic(self.cfg.host.maintenance.cleanup_interval * 60, maintenance_cleanup),
+            _Periodic(self.cfg.zabbix.settings_import_interval * 60, settings_import),
+        ]
         try:
             while not self.stopping.is_set():
-                # Only the member that holds the control partition cleans up: one job, not one per replica.
-                due = time.monotonic() - last_cleanup >= cleanup_every
-                if due and consumer.assignment() and (cleanup is None or cleanup.done()):
-                    last_cleanup = time.monotonic()
-                    cleanup = asyncio.create_task(maintenance_cleanup(self.cfg, self.reconciler.engine, self.producer))
+                # Only the member that holds the control partition runs them: one job, not one per replica.
+                if consumer.assignment():
+                    for job in system_jobs:
+                        job.maybe_start(self.reconciler.engine, self.producer)
                 batch = await consumer.getmany(timeout_ms=500)
                 for tp, recs in batch.items():
                     for rec in recs:
@@ -75,8 +97,8 @@ class ControlLoop:
                             await consumer.commit(dict(pending_commit))
                         pending_commit.clear()
         finally:
-            if cleanup is not None and not cleanup.done():
-                cleanup.cancel()
+            for job in system_jobs:
+                job.cancel()
             if self.running is not None:
                 self.running[1].cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -48,19 +48,6 @@ def grace_expired(deleted_on: str, grace: str | None, today: str) -> bool:
     return days * 86400 >= parse_duration(grace)
 
 
-async def maintenance_cleanup(cfg: Config, engine: SyncEngine, producer: Producer) -> JobRecord:
-    """The `maintenance_cleanup` job: remove the expired maintenance windows we own."""
-    job = Job(producer, cfg, "maintenance_cleanup", trigger="schedule", interval=cfg.host.maintenance.cleanup_interval)
-    await job.publish("running")
-    try:
-        removed = await engine.zabbix.cleanup_maintenance()
-    except Exception as exc:
-        job.note("maintenance_cleanup_errored", error=str(exc))
-        return await job.publish("errored", error=f"{type(exc).__name__}: {exc}")
-    job.note("maintenance_cleanup_done", removed=removed)
-    return await job.publish("completed", results={"removed": removed})
-
-
 class Reconciler:
     """Runs one reconcile end to end and records it as a job."""
 

@@ -72,6 +72,7 @@ class ZabbixConfig(_Base):
     concurrency: PositiveInt = 8
     timeout_s: PositiveFloat = 30.0
     verify_tls: bool = True
+    settings_import_interval: PositiveInt = 60  # minutes between settings_import jobs
 
 
 class TopicsConfig(_Base):

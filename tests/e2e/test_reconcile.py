@@ -24,7 +24,7 @@ from consumer.replay import replay
 from consumer.service import EventConsumer
 from consumer.sync import SyncEngine
 from consumer.zabbix import Zabbix
-from nbzx.config import Config
+from nbzx.config import Config, TemplateRule
 from nbzx.jobs import read_jobs
 from nbzx.kafka import Producer, create_topics
 from nbzx.scheduler import parse_time, run_scheduler
@@ -242,6 +242,8 @@ async def test_scheduler_runs_on_schedule_after_failures_and_jobs_are_served(env
     )
     env.cfg.reconcile.max_delete = 0
     env.cfg.reconcile.interval = 1
+    # A rule that matches no host but names a template Zabbix lacks: settings_import must say so.
+    env.cfg.host.templates.append(TemplateRule(match={"role": "no-such-role"}, templates=["No Such Template 42"]))
     env.cfg.reconcile.start_at = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
     stopping = asyncio.Event()
     control = ControlLoop(
@@ -275,6 +277,9 @@ async def test_scheduler_runs_on_schedule_after_failures_and_jobs_are_served(env
         assert (await client.get("/jobs")).status == 401
         cleanups = (await (await client.get("/jobs?kind=maintenance_cleanup", headers=auth)).json())["jobs"]
         assert cleanups and cleanups[0]["status"] == "completed", "the control loop runs maintenance_cleanup too"
+        imports = (await (await client.get("/jobs?kind=settings_import", headers=auth)).json())["jobs"]
+        assert imports and imports[0]["status"] == "failed", "and settings_import, which checks the config"
+        assert "No Such Template 42" in imports[0]["error"] and imports[0]["results"]["templates"] > 0
     finally:
         stopping.set()
         for t in tasks:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from consumer.reconcile import delete_cap, grace_expired
+from consumer.system_jobs import missing_settings
+from nbzx.config import parse_config
 from nbzx.jobs import materialise, newest_first
 from nbzx.scheduler import first_slot_after, next_run, parse_time
 from schemas.messages import JobRecord
@@ -56,3 +60,26 @@ def test_latest_record_per_job_wins() -> None:
     jobs = materialise([a1, b, a2])
     assert jobs["a"].status == "completed"
     assert [j.job_id for j in newest_first(jobs)] == ["b", "a"]
+
+
+def test_settings_import_names_what_the_config_wants_and_zabbix_lacks() -> None:
+    host = parse_config(
+        json.dumps(
+            {
+                "host": {
+                    "templates": [
+                        {"match": {"role": "server"}, "templates": ["Linux by Zabbix agent", "Gone A"]},
+                        {"match": {"role": "switch"}, "templates": ["Gone B"]},
+                    ],
+                    "proxy": "proxy-1",
+                }
+            }
+        ),
+        {},
+    ).host
+    have = ["Linux by Zabbix agent"]
+    assert missing_settings(host, have, ["proxy-1"], None) == {"templates": ["Gone A", "Gone B"]}
+    assert missing_settings(host, [*have, "Gone A", "Gone B"], [], None) == {"proxies": ["proxy-1"]}
+    templated = msgspec.structs.replace(host, templates=[], proxy="{site.slug}-proxy", proxy_group="pg")
+    assert missing_settings(templated, have, [], None) == {}, "a templated proxy depends on the host; 6.0 has no groups"
+    assert missing_settings(templated, have, [], ["other"]) == {"proxy_groups": ["pg"]}
