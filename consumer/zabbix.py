@@ -316,11 +316,7 @@ class Zabbix:
     async def apply_maintenance(self, plan: Plan, hostid: str | None, duration_s: int) -> None:
         """Open or remove the host's maintenance window as the plan says."""
         if plan.maintenance_id is not None:  # "end", or an expired window replaced by a new one
-            try:
-                await self.call("maintenance.delete", [plan.maintenance_id])
-            except ZabbixError as exc:
-                if "does not exist" not in str(exc):
-                    raise
+            await self._delete("maintenance.delete", plan.maintenance_id)
         if plan.maintenance == "start" and hostid is not None:
             now = int(time.time())
             await self.call(
@@ -364,7 +360,7 @@ class Zabbix:
         return out
 
     async def apply_batch(self, kind: str, plans: Sequence[Plan]) -> list[str]:
-        """Carry out many plans in one call (see `consumer.batch`); returns their hostids in order.
+        """Carry out one or many plans in one call (see `consumer.batch`); returns their hostids in order.
 
         `create`: one host.create with an array; `update`: one host.update with an array;
         `massupdate`: one host.massupdate of plans that all carry the same changes.
@@ -384,20 +380,17 @@ class Zabbix:
 
     async def apply(self, plan: Plan) -> str | None:
         """Carry out one plan; returns the hostid (None after a delete)."""
-        if plan.action == "create":
-            ids = await self.resolve(plan.changes)
-            res = await self.call("host.create", write_params(self.version, plan.changes, ids))
-            return str(res["hostids"][0])
-        if plan.action == "update":
-            ids = await self.resolve(plan.changes)
-            params = write_params(self.version, plan.changes, ids)
-            await self.call("host.update", {"hostid": plan.hostid, **params})
-            return plan.hostid
+        if plan.action in ("create", "update"):
+            return (await self.apply_batch(plan.action, [plan]))[0]
         if plan.action == "delete":
-            try:
-                await self.call("host.delete", [plan.hostid])
-            except ZabbixError as exc:
-                if "does not exist" not in str(exc):  # already gone: the delete is done
-                    raise
+            await self._delete("host.delete", plan.hostid)
             return None
         return plan.hostid
+
+    async def _delete(self, method: str, objectid: str | None) -> None:
+        """Delete one object; one that is already gone counts as deleted."""
+        try:
+            await self.call(method, [objectid])
+        except ZabbixError as exc:
+            if "does not exist" not in str(exc):
+                raise
