@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
 from prometheus_client import Gauge
 
-from consumer.model import ActualHost, Plan
-from consumer.netbox import ENDPOINTS, split_key
-from consumer.sync import SyncEngine, check_name_collisions, plan_host
+from consumer.model import Plan
+from consumer.netbox import ENDPOINTS, Found, split_key
+from consumer.sync import SyncEngine, check_name_collisions
 from nbzx.config import Config, parse_duration
 from nbzx.jobs import Job
 from nbzx.kafka import Producer
@@ -63,27 +62,22 @@ class Reconciler:
         t_zbx = time.perf_counter()
         owned = await self.engine.zabbix.all_owned_hosts()
         windows = await self.engine.zabbix.maintenance_windows(None)
-        now = int(time.time())
         self.timings["zabbix_host_get_s"] = time.perf_counter() - t_zbx
         listings = await netbox_task
         self.timings["netbox_read_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        objects = {f"{t}:{o['id']}": o for t, rows in zip(types, listings, strict=True) for o in rows}
+        objects: dict[str, Found] = {f"{t}:{o['id']}": o for t, rows in zip(types, listings, strict=True) for o in rows}
         owned = {k: h for k, h in owned.items() if split_key(k)[0] in types}
         cfg = self.engine.effective_config()
         today = self.engine.today()
-
-        def plan(k: str, by_name: Mapping[str, ActualHost]) -> Plan:
-            url = self.engine.netbox.object_url(k)
-            return plan_host(k, objects[k], owned.get(k), by_name, cfg, today, url, windows.get(k), now)
-
+        plan = self.engine.planner(objects, owned, windows)
         plans = {k: plan(k, {}) for k in objects}
         await check_name_collisions(self.engine.zabbix, plans, plan)
         orphans = sorted(set(owned) - set(objects))
         if orphans and not req.scope.filter:  # a filtered reconcile cannot tell an orphan from a filtered-out host
-            found = await self.engine.netbox.objects(orphans)
+            objects.update(await self.engine.netbox.objects(orphans))  # gone, out of scope, or back meanwhile
             for k in orphans:
-                plans[k] = plan_host(k, found.get(k), owned[k], {}, cfg, today, "", windows.get(k), now)
+                plans[k] = plan(k, {})
         for k, h in owned.items():  # archived hosts past the grace period: hard delete
             if (
                 h.deleted_on

@@ -133,17 +133,22 @@ class SyncEngine:
         objects, actual, windows = await asyncio.gather(
             self.netbox.objects(keys), self.zabbix.hosts_by_key(keys), self.zabbix.maintenance_windows(keys)
         )
-        now = int(time.time())
-        cfg = self.effective_config()
-        today = self.today()
+        plan = self.planner(objects, actual, windows)
+        plans = {k: plan(k, {}) for k in keys}
+        await check_name_collisions(self.zabbix, plans, plan)
+        return plans
+
+    def planner(
+        self, objects: Mapping[str, Found], actual: Mapping[str, ActualHost], windows: Mapping[str, Window]
+    ) -> Callable[[str, Mapping[str, ActualHost]], Plan]:
+        """`plan(host_key, hosts_by_name)` over what one batch or one reconcile read from both sides."""
+        cfg, today, now = self.effective_config(), self.today(), int(time.time())
 
         def plan(k: str, by_name: Mapping[str, ActualHost]) -> Plan:
             url = self.netbox.object_url(k) if k.rpartition(":")[0] in ENDPOINTS else ""
             return plan_host(k, objects.get(k), actual.get(k), by_name, cfg, today, url, windows.get(k), now)
 
-        plans = {k: plan(k, {}) for k in keys}
-        await check_name_collisions(self.zabbix, plans, plan)
-        return plans
+        return plan
 
     def effective_config(self) -> Config:
         if self.zabbix.version.proxy_v7 or self.cfg.host.proxy_group is None:
