@@ -189,20 +189,17 @@ class SyncEngine:
             log.warning("batch_write_split", kind=write.kind, hosts=len(write.plans), error=str(exc))
             return list(await asyncio.gather(*(self._apply(p, dry_run) for p in write.plans)))
         return [
-            self._finish(
-                SyncResult(
-                    host_key=p.host_key,
-                    action=p.action,
-                    result="ok",
-                    hostid=hostid,
-                    changed=sorted(p.changes),
-                    reason=p.reason,
-                ),
-                t0,
-                batched=len(write.plans),
-            )
+            self._succeeded(p, hostid, sorted(p.changes), t0, batched=len(write.plans))
             for p, hostid in zip(write.plans, hostids, strict=True)
         ]
+
+    def _succeeded(
+        self, plan: Plan, hostid: str | None, changed: list[str], t0: float, batched: int | None = None
+    ) -> SyncResult:
+        res = SyncResult(
+            host_key=plan.host_key, action=plan.action, result="ok", hostid=hostid, changed=changed, reason=plan.reason
+        )
+        return self._finish(res, t0, batched=batched)
 
     def _failed(self, plan: Plan, exc: ZabbixError, t0: float, batched: int | None = None) -> SyncResult:
         res = SyncResult(
@@ -257,14 +254,7 @@ class SyncEngine:
                         plan, hostid, parse_duration(self.cfg.host.maintenance.duration)
                     )
                     changed = [*changed, f"maintenance:{plan.maintenance}"]
-                res = SyncResult(
-                    host_key=plan.host_key,
-                    action=plan.action,
-                    result="ok",
-                    hostid=hostid,
-                    changed=changed,
-                    reason=plan.reason,
-                )
             except ZabbixError as exc:
                 return self._failed(plan, exc, t0)
+            return self._succeeded(plan, hostid, changed, t0)
         return self._finish(res, t0, dry_run)
