@@ -49,10 +49,13 @@ def _chunks(kind: WriteKind, plans: list[Plan], size: int) -> list[Write]:
     return [Write(kind=kind, plans=tuple(plans[i : i + size])) for i in range(0, len(plans), size)]
 
 
-def group_writes(plans: Iterable[Plan], size: int = BATCH_SIZE, mass_size: int = MASS_SIZE) -> list[Write]:
+def group_writes(
+    plans: Iterable[Plan], size: int = BATCH_SIZE, mass_size: int = MASS_SIZE, massupdate: bool = True
+) -> list[Write]:
     """Group plans into as few write calls as possible: creates into array host.create calls, updates
-    with identical mass-updatable changes into host.massupdate calls, other updates into array
-    host.update calls; everything else (deletes, maintenance, no-ops) stays one plan per `Write`."""
+    with identical mass-updatable changes into host.massupdate calls (when `massupdate`: Zabbix 8.0
+    has none), other updates into array host.update calls; everything else (deletes, maintenance,
+    no-ops) stays one plan per `Write`."""
     singles: list[Write] = []
     creates: list[Plan] = []
     same: dict[str, list[Plan]] = {}
@@ -62,7 +65,7 @@ def group_writes(plans: Iterable[Plan], size: int = BATCH_SIZE, mass_size: int =
             singles.append(Write(kind="single", plans=(plan,)))
         elif plan.action == "create":
             creates.append(plan)
-        elif (shared := _shared_changes(plan)) is not None:
+        elif massupdate and (shared := _shared_changes(plan)) is not None:
             same.setdefault(shared, []).append(plan)
         else:
             updates.append(plan)

@@ -288,7 +288,7 @@ def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str
     )
 
     tag_names, managed_templates, managed_macros = managed_names(host)
-    proxy = zctx.get("proxy") or host.proxy
+    proxy, proxy_group = _monitored_by(zctx, host, obj)
     return DesiredHost(
         host_key=host_key,
         host=safe_host_name(name, fallback),
@@ -302,8 +302,8 @@ def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str
         inventory_mode=inventory_mode,
         inventory=inventory,
         description=render(host.description, obj),
-        proxy=render(str(proxy), obj) if proxy else None,
-        proxy_group=host.proxy_group,
+        proxy=proxy,
+        proxy_group=proxy_group,
         maintenance=mapped == "maintenance" or bool(_names(obj.get("tags")) & set(host.maintenance.tags)),
         managed_tag_names=tag_names | {str(k) for k in (ctx_tags or {})}
         if isinstance(ctx_tags, Mapping)
@@ -313,6 +313,17 @@ def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str
         managed_group_prefixes=tuple(host.managed_group_prefixes),
         authoritative=frozenset(host.authoritative),
     )
+
+
+def _monitored_by(zctx: Mapping[str, Any], host: HostConfig, obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(proxy, proxy group): at most one, the object's config context before the global config."""
+    if zctx.get("proxy"):
+        return render(str(zctx["proxy"]), obj), None
+    if zctx.get("proxy_group"):
+        return None, render(str(zctx["proxy_group"]), obj)
+    if host.proxy_group:
+        return None, host.proxy_group
+    return (render(host.proxy, obj) if host.proxy else None), None
 
 
 def is_ours(tag_name: str, desired: DesiredHost) -> bool:

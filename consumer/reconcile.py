@@ -68,7 +68,7 @@ class Reconciler:
         t1 = time.perf_counter()
         objects: dict[str, Found] = {f"{t}:{o['id']}": o for t, rows in zip(types, listings, strict=True) for o in rows}
         owned = {k: h for k, h in owned.items() if split_key(k)[0] in types}
-        cfg = self.engine.effective_config()
+        cfg = self.engine.cfg
         today = self.engine.today()
         plan = self.engine.planner(objects, owned, windows)
         plans = {k: plan(k, {}) for k in objects}

@@ -57,9 +57,13 @@ def plan_host(
     netbox_url: str = "",
     window: Window | None = None,
     now: int = 0,
+    proxy_groups: bool = True,
 ) -> Plan:
-    """The plan for one host key from what both sides hold, its maintenance window included. Pure."""
-    plan, desired = _host_plan(host_key, found, actual, by_name, cfg, today, netbox_url)
+    """The plan for one host key from what both sides hold, its maintenance window included. Pure.
+
+    `proxy_groups` is False on a Zabbix without them (6.0): a proxy group the config asks for is
+    then left out, or the host would differ from it forever."""
+    plan, desired = _host_plan(host_key, found, actual, by_name, cfg, today, netbox_url, proxy_groups)
     wanted = desired is not None and desired.maintenance and plan.action in ("create", "update", "noop")
     plan.maintenance, plan.maintenance_id = maintenance_op(wanted, window, now)
     if plan.maintenance == "start" and plan.action == "delete":
@@ -75,6 +79,7 @@ def _host_plan(
     cfg: Config,
     today: str,
     netbox_url: str,
+    proxy_groups: bool,
 ) -> tuple[Plan, DesiredHost | None]:
     """The host's plan, and its desired state when it has one."""
     object_type = host_key.rpartition(":")[0]
@@ -95,6 +100,8 @@ def _host_plan(
         if skip.delete:
             return plan_absent(host_key, actual, cfg.delete, today, skip.reason), None
         return Plan(host_key=host_key, action="skip", reason=skip.reason), None
+    if desired.proxy_group and not proxy_groups:
+        desired = msgspec.structs.replace(desired, proxy_group=None)
     other = by_name.get(desired.host)
     if other is not None and (actual is None or other.hostid != actual.hostid):
         if actual is None and other.host_key is None and cfg.host.adopt:
@@ -142,19 +149,15 @@ class SyncEngine:
         self, objects: Mapping[str, Found], actual: Mapping[str, ActualHost], windows: Mapping[str, Window]
     ) -> Callable[[str, Mapping[str, ActualHost]], Plan]:
         """`plan(host_key, hosts_by_name)` over what one batch or one reconcile read from both sides."""
-        cfg, today, now = self.effective_config(), self.today(), int(time.time())
+        cfg, today, now = self.cfg, self.today(), int(time.time())
+        proxy_groups = self.zabbix.caps.proxy_groups
 
         def plan(k: str, by_name: Mapping[str, ActualHost]) -> Plan:
             url = self.netbox.object_url(k) if k.rpartition(":")[0] in ENDPOINTS else ""
-            return plan_host(k, objects.get(k), actual.get(k), by_name, cfg, today, url, windows.get(k), now)
+            obj, host, window = objects.get(k), actual.get(k), windows.get(k)
+            return plan_host(k, obj, host, by_name, cfg, today, url, window, now, proxy_groups)
 
         return plan
-
-    def effective_config(self) -> Config:
-        if self.zabbix.version.proxy_v7 or self.cfg.host.proxy_group is None:
-            return self.cfg
-        # Zabbix before 7.0 has no proxy groups: asking for one would be a change forever.
-        return msgspec.structs.replace(self.cfg, host=msgspec.structs.replace(self.cfg.host, proxy_group=None))
 
     async def sync(self, host_keys: Iterable[str], dry_run: bool = False) -> list[SyncResult]:
         """Bring Zabbix in line with NetBox for these host keys; one result per key."""
@@ -167,7 +170,10 @@ class SyncEngine:
                 SyncResult(host_key=k, action="read", result="error", error=str(exc), transient=exc.transient)
                 for k in keys
             ]
-        writes = [Write(kind="single", plans=(p,)) for p in plans.values()] if dry_run else group_writes(plans.values())
+        if dry_run:
+            writes = [Write(kind="single", plans=(p,)) for p in plans.values()]
+        else:
+            writes = group_writes(plans.values(), massupdate=self.zabbix.caps.host_massupdate)
         done = await asyncio.gather(*(self._write(w, dry_run) for w in writes))
         order = {k: i for i, k in enumerate(keys)}
         results = sorted((r for rs in done for r in rs), key=lambda r: order[r.host_key])

@@ -58,7 +58,7 @@ async def settings_import(engine: SyncEngine, producer: Producer) -> JobRecord:
     except Exception as exc:
         job.note("settings_import_errored", error=str(exc))
         return await job.publish("errored", error=f"{type(exc).__name__}: {exc}")
-    groups = zabbix.proxy_groups if zabbix.version.proxy_v7 else None
+    groups = zabbix.proxy_groups if zabbix.caps.proxy_groups else None
     missing = missing_settings(cfg.host, zabbix.templates.keys(), zabbix.proxies.keys(), groups)
     results: dict[str, object] = {
         "templates": len(zabbix.templates),

@@ -10,13 +10,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
+import msgspec
 from prometheus_client import Counter, Histogram
 from zabbix_utils import AsyncZabbixAPI
 from zabbix_utils.exceptions import APIRequestError, ProcessingError
 
 from consumer.model import MAINTENANCE_PREFIX, OWNER_TAG, ActualHost, Plan, Window
 from consumer.ratelimit import Budget
-from consumer.zabbix_payloads import ZabbixVersion, host_get_params, normalise_host, write_params
+from consumer.zabbix_payloads import host_get_params, normalise_host, write_params
+from consumer.zabbix_versions import Capabilities, UnsupportedZabbix, capabilities, row
 from nbzx.config import Config
 from nbzx.logging import get_logger
 
@@ -66,14 +68,21 @@ DB_RETRIES = 3
 
 
 class Zabbix:
-    """A long-lived client. Every call goes through the budget and is counted by method."""
+    """A long-lived client. Every call goes through the budget and is counted by method.
 
-    def __init__(self, cfg: Config, budget: Budget | None = None, cache_ttl_s: float = 300.0) -> None:
+    `caps` is the server's row of the capability table once `start()` has run; `force_row` ("8.0")
+    makes the client use another row's code path on this server (tests run 8.0's writes on 7.0).
+    """
+
+    def __init__(
+        self, cfg: Config, budget: Budget | None = None, cache_ttl_s: float = 300.0, force_row: str | None = None
+    ) -> None:
         self._cfg = cfg
         self.budget = budget or Budget(cfg.zabbix.rate_per_s, cfg.zabbix.concurrency)
         self._session: aiohttp.ClientSession | None = None
         self._api: Any = None
-        self.version = ZabbixVersion("6.0")
+        self._force_row = force_row
+        self.caps: Capabilities = row(force_row or "6.0")
         self._cache_ttl = cache_ttl_s
         self._cache_at = 0.0
         self._cache_lock = asyncio.Lock()
@@ -92,7 +101,11 @@ class Zabbix:
         return base if base.endswith("api_jsonrpc.php") else f"{base}/api_jsonrpc.php"
 
     async def start(self) -> None:
-        """Connect, detect the API version and log in (token, or user and password)."""
+        """Connect, pick the server's row of the capability table and log in (token, or user and password).
+
+        Any Zabbix from 6.0 on is accepted (our table decides, not the library's own version gate); an
+        older one is a permanent `ZabbixError` naming its version.
+        """
         connector = aiohttp.TCPConnector(limit=self._cfg.zabbix.concurrency * 2, ssl=self._cfg.zabbix.verify_tls)
         self._session = aiohttp.ClientSession(connector=connector)
         try:
@@ -103,13 +116,28 @@ class Zabbix:
                 client_session=self._session,
                 timeout=int(self._cfg.zabbix.timeout_s),
                 validate_certs=self._cfg.zabbix.verify_tls,
+                skip_version_check=True,
             )
-            self.version = ZabbixVersion(str(self._api.version))
+            version = str(self._api.version)
+            self.caps = capabilities(version)
+            if self._force_row:
+                self.caps = msgspec.structs.replace(row(self._force_row), version=version)
             await self._login()
+        except UnsupportedZabbix as exc:
+            await self.close()
+            raise ZabbixError(f"Zabbix at {self.url}: {exc}", transient=False) from exc
         except (ProcessingError, APIRequestError, aiohttp.ClientError, OSError) as exc:
             await self.close()
             raise ZabbixError(f"cannot log in to Zabbix at {self.url}: {exc}", transient=True) from exc
-        log.info("zabbix_connected", url=self.url, version=self.version.text)
+        if self.caps.newer_than_known:
+            log.warning(
+                "zabbix_newer_than_known",
+                url=self.url,
+                version=self.caps.version,
+                assumed=self.caps.row,
+                hint="this Zabbix is newer than any this release was tested on; it is used as the newest known one",
+            )
+        log.info("zabbix_connected", url=self.url, version=self.caps.version, capabilities=self.caps.row)
 
     async def _login(self) -> None:
         sec = self._cfg.secrets
@@ -202,13 +230,13 @@ class Zabbix:
                 return
             templates = await self.call("template.get", {"output": ["templateid", "host", "name"]})
             groups = await self.call("hostgroup.get", {"output": ["groupid", "name"]})
-            name_field = self.version.proxy_name_field
+            name_field = self.caps.proxy_name_field
             proxies = await self.call("proxy.get", {"output": ["proxyid", name_field]})
             self.templates = {t["name"]: t["templateid"] for t in templates}
             self.templates.update({t["host"]: t["templateid"] for t in templates if t["host"] not in self.templates})
             self.groups = {g["name"]: g["groupid"] for g in groups}
             self.proxies = {p[name_field]: p["proxyid"] for p in proxies}
-            if self.version.proxy_v7:
+            if self.caps.proxy_groups:
                 pgs = await self.call("proxygroup.get", {"output": ["proxy_groupid", "name"]})
                 self.proxy_groups = {p["name"]: p["proxy_groupid"] for p in pgs}
             self._cache_at = time.monotonic()
@@ -270,13 +298,13 @@ class Zabbix:
         if not keys:
             return {}
         await self.refresh_settings()  # proxy ids -> names
-        rows = await self.call("host.get", host_get_params(self.version, host_keys=keys))
+        rows = await self.call("host.get", host_get_params(self.caps, host_keys=keys))
         return self._by_key(rows)
 
     async def all_owned_hosts(self) -> dict[str, ActualHost]:
         """Every host carrying our ownership tag, in one host.get."""
         await self.refresh_settings()
-        return self._by_key(await self.call("host.get", host_get_params(self.version)))
+        return self._by_key(await self.call("host.get", host_get_params(self.caps)))
 
     async def host_keys_with_tag(self, tag: str, values: list[str]) -> list[str]:
         """Keys of owned hosts carrying `tag` with one of `values`."""
@@ -326,7 +354,7 @@ class Zabbix:
                     "active_since": now,
                     "active_till": now + duration_s,
                     "maintenance_type": 0,  # with data collection
-                    "hosts": [{"hostid": hostid}],
+                    self.caps.maintenance_hosts_param: [{"hostid": hostid}],
                     "timeperiods": [{"timeperiod_type": 0, "start_date": now, "period": duration_s}],
                     "description": "Opened by netbox-zabbix-stream: the NetBox object is in maintenance.",
                 },
@@ -345,36 +373,35 @@ class Zabbix:
         names = sorted(set(names))
         if not names:
             return {}
-        rows = await self.call("host.get", host_get_params(self.version, names=names))
+        rows = await self.call("host.get", host_get_params(self.caps, names=names))
         await self.refresh_settings()
-        proxies = {v: k for k, v in self.proxies.items()}
-        return {h.host: h for h in (normalise_host(self.version, r, proxies) for r in rows)}
+        return {h.host: h for h in self._normalise(rows)}
 
     def _by_key(self, rows: list[dict[str, Any]]) -> dict[str, ActualHost]:
+        return {h.host_key: h for h in self._normalise(rows) if h.host_key}
+
+    def _normalise(self, rows: list[dict[str, Any]]) -> list[ActualHost]:
         proxies = {v: k for k, v in self.proxies.items()}
-        out: dict[str, ActualHost] = {}
-        for row in rows:
-            h = normalise_host(self.version, row, proxies)
-            if h.host_key:
-                out[h.host_key] = h
-        return out
+        proxy_groups = {v: k for k, v in self.proxy_groups.items()}
+        return [normalise_host(self.caps, r, proxies, proxy_groups) for r in rows]
 
     async def apply_batch(self, kind: str, plans: Sequence[Plan]) -> list[str]:
         """Carry out one or many plans in one call (see `consumer.batch`); returns their hostids in order.
 
         `create`: one host.create with an array; `update`: one host.update with an array;
-        `massupdate`: one host.massupdate of plans that all carry the same changes.
+        `massupdate`: one host.massupdate of plans that all carry the same changes (an array
+        host.update where the server's row has no host.massupdate).
         """
         ids = await self.resolve(*(p.changes for p in plans))
         if kind == "create":
-            res = await self.call("host.create", [write_params(self.version, p.changes, ids) for p in plans])
+            res = await self.call("host.create", [write_params(self.caps, p.changes, ids) for p in plans])
             return [str(h) for h in res["hostids"]]
         hostids = [str(p.hostid) for p in plans]
-        if kind == "massupdate":
-            params = write_params(self.version, plans[0].changes, ids)
+        if kind == "massupdate" and self.caps.host_massupdate:
+            params = write_params(self.caps, plans[0].changes, ids)
             await self.call("host.massupdate", {"hosts": [{"hostid": h} for h in hostids], **params})
         else:
-            rows = [{"hostid": p.hostid, **write_params(self.version, p.changes, ids)} for p in plans]
+            rows = [{"hostid": p.hostid, **write_params(self.caps, p.changes, ids)} for p in plans]
             await self.call("host.update", rows)
         return hostids
 

@@ -1,8 +1,8 @@
 """Zabbix API request payloads and response normalisation, per API version. Pure.
 
-6.0 LTS names: `selectGroups`, `proxy_hostid`; 6.2+ returns groups as `hostgroups` for
-`selectHostGroups`; 7.0+: `proxyid`, `proxy_groupid`, `monitored_by`, and proxies have `name`
-instead of `host`. 6.0 silently ignores the names of other versions, so the right set matters.
+Which names to send and read comes from the server's row of the capability table
+(`consumer.zabbix_versions`). Zabbix silently ignores names of other versions (6.0 ignores
+`proxyid`, 7.0 ignores `proxy_hostid`, 7.2+ ignores `selectGroups`), so the right set matters.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from consumer.model import OWNER_TAG, ActualHost, ActualInterface, ActualMacro, Interface
+from consumer.zabbix_versions import Capabilities
 
 _SNMP_KEYS = {
     1: ("version", "bulk", "community"),
@@ -30,39 +31,16 @@ _SNMP_KEYS = {
 HOST_OUTPUT = ["hostid", "host", "name", "status", "description", "inventory_mode"]
 
 
-class ZabbixVersion:
-    """What differs between the API versions we support."""
-
-    def __init__(self, version: str) -> None:
-        parts = [int(p) for p in version.split(".")[:2]]
-        self.text = version
-        self.major, self.minor = parts[0], parts[1] if len(parts) > 1 else 0
-
-    @property
-    def host_groups_param(self) -> str:
-        return "selectHostGroups" if (self.major, self.minor) >= (6, 2) else "selectGroups"
-
-    @property
-    def host_groups_key(self) -> str:
-        return "hostgroups" if (self.major, self.minor) >= (6, 2) else "groups"
-
-    @property
-    def proxy_v7(self) -> bool:
-        return self.major >= 7
-
-    @property
-    def proxy_name_field(self) -> str:
-        return "name" if self.proxy_v7 else "host"
-
-
 def host_get_params(
-    v: ZabbixVersion, *, host_keys: Iterable[str] | None = None, names: Iterable[str] | None = None
+    caps: Capabilities, *, host_keys: Iterable[str] | None = None, names: Iterable[str] | None = None
 ) -> dict[str, Any]:
     """host.get with everything the diff needs, by owner tag (exact match) or technical name."""
-    output = [*HOST_OUTPUT, *(["proxyid", "proxy_groupid", "monitored_by"] if v.proxy_v7 else ["proxy_hostid"])]
+    proxy_fields = (
+        ["monitored_by", "proxyid", "proxy_groupid"] if caps.proxy_fields == "monitored_by" else ["proxy_hostid"]
+    )
     params: dict[str, Any] = {
-        "output": output,
-        v.host_groups_param: ["name"],
+        "output": [*HOST_OUTPUT, *proxy_fields],
+        caps.host_groups_select: ["name"],
         "selectParentTemplates": ["templateid", "name"],
         "selectInterfaces": ["interfaceid", "type", "main", "useip", "ip", "dns", "port", "details"],
         "selectTags": ["tag", "value"],
@@ -102,16 +80,40 @@ def _interface(raw: Mapping[str, Any]) -> ActualInterface:
     )
 
 
-def normalise_host(v: ZabbixVersion, raw: Mapping[str, Any], proxies_by_id: Mapping[str, str]) -> ActualHost:
+def _monitored_by(
+    caps: Capabilities,
+    raw: Mapping[str, Any],
+    proxies_by_id: Mapping[str, str],
+    proxy_groups_by_id: Mapping[str, str],
+) -> tuple[str | None, str | None]:
+    """(proxy name, proxy group name) of a host.get row; at most one is set."""
+    if caps.proxy_fields == "proxy_hostid":
+        proxy_id = str(raw.get("proxy_hostid") or "0")
+        return (proxies_by_id.get(proxy_id) if proxy_id != "0" else None), None
+    # 7.0+: `proxyid` may also hold the proxy a proxy group picked; `monitored_by` says which one is set.
+    monitored_by = str(raw.get("monitored_by", "0"))
+    if monitored_by == "1":
+        return proxies_by_id.get(str(raw.get("proxyid"))), None
+    if monitored_by == "2":
+        return None, proxy_groups_by_id.get(str(raw.get("proxy_groupid")))
+    return None, None
+
+
+def normalise_host(
+    caps: Capabilities,
+    raw: Mapping[str, Any],
+    proxies_by_id: Mapping[str, str],
+    proxy_groups_by_id: Mapping[str, str] | None = None,
+) -> ActualHost:
     """A host.get row -> `ActualHost` (strings to ints, lists to sorted tuples, ids to names)."""
     inventory = raw.get("inventory")
-    proxy_id = str(raw.get("proxyid" if v.proxy_v7 else "proxy_hostid") or "0")
+    proxy, proxy_group = _monitored_by(caps, raw, proxies_by_id, proxy_groups_by_id or {})
     return ActualHost(
         hostid=str(raw["hostid"]),
         host=str(raw["host"]),
         name=str(raw.get("name", raw["host"])),
         status=int(raw.get("status", 0)),
-        groups=tuple(sorted(g["name"] for g in raw.get(v.host_groups_key) or [])),
+        groups=tuple(sorted(g["name"] for g in raw.get(caps.host_groups_key) or [])),
         templates=tuple(sorted(t["name"] for t in raw.get("parentTemplates") or [])),
         interfaces=tuple(_interface(i) for i in raw.get("interfaces") or []),
         tags=tuple(sorted((t["tag"], t.get("value", "")) for t in raw.get("tags") or [])),
@@ -128,11 +130,14 @@ def normalise_host(v: ZabbixVersion, raw: Mapping[str, Any], proxies_by_id: Mapp
         inventory_mode=int(raw.get("inventory_mode", -1)),
         inventory={k: str(val) for k, val in inventory.items()} if isinstance(inventory, Mapping) else {},
         description=str(raw.get("description", "")),
-        proxy=proxies_by_id.get(proxy_id) if proxy_id != "0" else None,
+        proxy=proxy,
+        proxy_group=proxy_group,
     )
 
 
-def write_params(v: ZabbixVersion, changes: Mapping[str, Any], ids: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+def write_params(
+    caps: Capabilities, changes: Mapping[str, Any], ids: Mapping[str, Mapping[str, str]]
+) -> dict[str, Any]:
     """host.create / host.update params from a plan's name-level changes.
 
     `ids` resolves names: {"groups": {name: id}, "templates": {...}, "proxies": {...}, "proxy_groups": {...}}.
@@ -143,16 +148,22 @@ def write_params(v: ZabbixVersion, changes: Mapping[str, Any], ids: Mapping[str,
             params["groups"] = [{"groupid": ids["groups"][g]} for g in value]
         elif key in ("templates", "templates_clear"):
             params[key] = [{"templateid": ids["templates"][t]} for t in value]
-        elif key == "proxy":
-            if v.proxy_v7:
-                params["monitored_by"] = 1 if value else 0
-                params["proxyid"] = ids["proxies"][value] if value else "0"
-            else:
-                params["proxy_hostid"] = ids["proxies"][value] if value else "0"
-        elif key == "proxy_group":
-            if v.proxy_v7:  # proxy groups exist from 7.0 on; 6.0 has nothing to send
-                params["monitored_by"] = 2 if value else params.get("monitored_by", 0)
-                params["proxy_groupid"] = ids["proxy_groups"][value] if value else "0"
-        else:
+        elif key not in ("proxy", "proxy_group"):
             params[key] = value
+    if "proxy" in changes or ("proxy_group" in changes and caps.proxy_groups):
+        params.update(_proxy_params(caps, changes.get("proxy"), changes.get("proxy_group"), ids))
     return params
+
+
+def _proxy_params(
+    caps: Capabilities, proxy: str | None, proxy_group: str | None, ids: Mapping[str, Mapping[str, str]]
+) -> dict[str, Any]:
+    """Who monitors the host, in the row's fields. The planner gives a host at most one of the two,
+    so a plan that changes one and not the other leaves the other unset."""
+    if caps.proxy_fields == "proxy_hostid":
+        return {"proxy_hostid": ids["proxies"][proxy] if proxy else "0"}
+    if proxy_group and caps.proxy_groups:
+        return {"monitored_by": 2, "proxy_groupid": ids["proxy_groups"][proxy_group]}
+    if proxy:
+        return {"monitored_by": 1, "proxyid": ids["proxies"][proxy]}
+    return {"monitored_by": 0}

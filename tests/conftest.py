@@ -24,6 +24,9 @@ HOOK_SECRET = "hook-secret-123"
 
 KAFKA_BOOTSTRAP = os.environ.get("NBZX_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 ZABBIX_URL = os.environ.get("NBZX_ZABBIX_URL", "http://127.0.0.1:8081")
+ZABBIX7_URL = os.environ.get("NBZX_ZABBIX7_URL", "http://127.0.0.1:8082")
+# Every real Zabbix the stack runs: capability row -> (API base URL, scripts/stack service).
+ZABBIX_SERVERS = {"6.0": (ZABBIX_URL, "zabbix"), "7.0": (ZABBIX7_URL, "zabbix7")}
 NETBOX_URL = os.environ.get("NBZX_NETBOX_URL", "http://127.0.0.1:8000")
 # The stack's deterministic local token (scripts/lib/netbox.sh); loopback only.
 NETBOX_TOKEN = os.environ.get("NETBOX_TOKEN", "nbt_nbzxlocal001.NbzxLocalToken0123456789abcdefghijABCDEF")
@@ -115,6 +118,41 @@ def zabbix_api() -> Iterator[Any]:
     api = ZabbixAPI(url=f"{ZABBIX_URL}/api_jsonrpc.php")
     api.login(user="Admin", password="zabbix")
     yield api
+    api.logout()
+
+
+class ZabbixServer:
+    """One of the stack's real Zabbix servers: its URL, its capability row and a logged-in sync client."""
+
+    def __init__(self, row: str, url: str, api: Any) -> None:
+        from consumer.zabbix_versions import capabilities
+
+        self.row, self.url, self.api = row, url, api
+        self.caps = capabilities(str(api.api_version()))
+
+    def config(self, **overrides: Any) -> Config:
+        """`make_config` pointing at this server."""
+        zabbix = {"url": self.url, **overrides.pop("zabbix", {})}
+        return make_config(zabbix=zabbix, **overrides)
+
+    def host_groups(self, row: dict[str, Any]) -> set[str]:
+        """Group names of a host.get row read with `self.caps.host_groups_select`."""
+        return {g["name"] for g in row[self.caps.host_groups_key]}
+
+
+@pytest.fixture(scope="session", params=list(ZABBIX_SERVERS), ids=lambda row: f"zabbix{row}")
+def zabbix_server(request: pytest.FixtureRequest) -> Iterator[ZabbixServer]:
+    """Each real Zabbix of the stack in turn (6.0 LTS, 7.0 LTS): tests that take it run once per server."""
+    from zabbix_utils import ZabbixAPI
+
+    row = str(request.param)
+    url, service = ZABBIX_SERVERS[row]
+    ensure_stack(service)
+    api = ZabbixAPI(url=f"{url}/api_jsonrpc.php")
+    api.login(user="Admin", password="zabbix")
+    server = ZabbixServer(row, url, api)
+    assert server.caps.row == row, f"{url} answers Zabbix {server.caps.version}, not {row}"
+    yield server
     api.logout()
 
 

@@ -1,4 +1,5 @@
-"""sync() against the real NetBox and Zabbix of the stack: the Zabbix host is checked field by field."""
+"""sync() against the real NetBox and each real Zabbix of the stack (6.0 LTS and 7.0 LTS): the Zabbix
+host is checked field by field."""
 
 from __future__ import annotations
 
@@ -14,14 +15,15 @@ from consumer.netbox import NetBox
 from consumer.sync import SyncEngine
 from consumer.zabbix import Zabbix
 from nbzx.config import Config
-from tests.conftest import TEST_MARK, create_device, lab_ip, make_config
+from tests.conftest import TEST_MARK, ZabbixServer, create_device, lab_ip
 
 
 class Env:
     """A sync engine plus the raw clients the assertions read with."""
 
-    def __init__(self, cfg: Config, engine: SyncEngine, nb: Any, zapi: Any, base: dict[str, Any]) -> None:
-        self.cfg, self.engine, self.nb, self.zapi, self.base = cfg, engine, nb, zapi, base
+    def __init__(self, cfg: Config, engine: SyncEngine, nb: Any, server: ZabbixServer, base: dict[str, Any]) -> None:
+        self.cfg, self.engine, self.nb, self.server, self.base = cfg, engine, nb, server, base
+        self.zapi = server.api
 
     async def sync(self, *keys: str) -> list[Any]:
         return await self.engine.sync(keys)
@@ -30,35 +32,40 @@ class Env:
         rows = self.zapi.host.get(
             tags=[{"tag": "netbox:key", "value": host_key, "operator": 1}],
             output=["hostid", "host", "name", "status", "inventory_mode", "description"],
-            selectGroups=["name"],
             selectParentTemplates=["name"],
             selectTags=["tag", "value"],
             selectInterfaces=["type", "ip", "port", "main", "useip"],
             selectInventory=["serialno_a"],
+            selectMacros=["macro", "value", "type"],
+            **{self.server.caps.host_groups_select: ["name"]},
         )
         assert len(rows) <= 1, f"more than one host owns {host_key}"
-        return rows[0] if rows else None
+        if not rows:
+            return None
+        rows[0]["groups"] = rows[0].pop(self.server.caps.host_groups_key)
+        return rows[0]
 
     def device(self, name: str, ip: str | None = lab_ip(50), **fields: Any) -> Any:
         return create_device(self.nb, self.base, name, ip, **fields)
 
 
 @pytest.fixture
-async def env(netbox_api: Any, zabbix_api: Any, netbox_objects: Any) -> AsyncIterator[Env]:
+async def env(netbox_api: Any, zabbix_server: ZabbixServer, netbox_objects: Any) -> AsyncIterator[Env]:
     base = netbox_objects("sync")
-    cfg = make_config(
+    cfg = zabbix_server.config(
         host={
             "groups": ["NetBox/{site.name}", "NetBox/{role.name}"],
             "templates": [{"match": {"role": base["role"].slug}, "templates": ["ICMP Ping"]}],
             "tags": {"from_netbox_tags": True, "extra": {"site": "{site.slug}"}},
             "inventory": {"mode": "automatic", "fields": {"serialno_a": "{serial}"}},
+            "macros": {"{$NBZX_SITE}": {"value": "{site.slug}"}},
         },
         delete={"mode": "soft"},
     )
     zabbix = Zabbix(cfg)
     await zabbix.start()
     netbox = NetBox(cfg)
-    yield Env(cfg, SyncEngine(cfg, netbox, zabbix), netbox_api, zabbix_api, base)
+    yield Env(cfg, SyncEngine(cfg, netbox, zabbix), netbox_api, zabbix_server, base)
     await zabbix.close()
     netbox.close()
 
@@ -86,6 +93,7 @@ async def test_create_then_noop_then_rename_keeps_the_host(env: Env) -> None:
     assert {("netbox:key", key), ("site", b["site"].slug)} <= tags
     assert ("netbox:url", f"{env.cfg.netbox.url}/dcim/devices/{dev.id}/") in tags
     assert h["inventory_mode"] == "1" and h["inventory"]["serialno_a"] == "SN-42"
+    assert [(m["macro"], m["value"], m["type"]) for m in h["macros"]] == [("{$NBZX_SITE}", b["site"].slug, "0")]
 
     writes = env.engine.zabbix.write_calls
     [again] = await env.sync(key)
@@ -297,7 +305,7 @@ async def test_one_bad_host_in_a_batch_does_not_hold_back_the_others(env: Env) -
 
 async def test_a_scope_filter_netbox_rejects_is_a_retried_configuration_error(env: Env) -> None:
     dev = await asyncio.to_thread(env.device, f"scope-{uuid.uuid4().hex[:6]}", None)
-    cfg = make_config(scope={"devices": {"filter": {"site": f"gone-{uuid.uuid4().hex[:6]}"}}})
+    cfg = env.server.config(scope={"devices": {"filter": {"site": f"gone-{uuid.uuid4().hex[:6]}"}}})
     netbox = NetBox(cfg)
     try:
         [res] = await SyncEngine(cfg, netbox, env.engine.zabbix).sync([f"dcim.device:{dev.id}"])
@@ -305,3 +313,92 @@ async def test_a_scope_filter_netbox_rejects_is_a_retried_configuration_error(en
         netbox.close()
     assert (res.result, res.transient) == ("error", True), "kept and retried, not dead-lettered"
     assert "scope.devices.filter" in (res.error or "") and "400" in (res.error or "")
+
+
+def _proxy_and_group(env: Env) -> tuple[str, str, str | None, str | None]:
+    """A proxy (and on 7.0+ a proxy group) made in this Zabbix: (proxy name, proxyid, group name, groupid)."""
+    tag = uuid.uuid4().hex[:6]
+    name = f"nbzx-px-{tag}"
+    if env.server.caps.proxy_fields == "monitored_by":
+        proxyid = env.zapi.proxy.create(name=name, operating_mode=0)["proxyids"][0]
+    else:
+        proxyid = env.zapi.proxy.create(host=name, status=5)["proxyids"][0]
+    if not env.server.caps.proxy_groups:
+        return name, proxyid, None, None
+    group = f"nbzx-pg-{tag}"
+    groupid = env.zapi.proxygroup.create(name=group, failover_delay="1m", min_online="1")["proxy_groupids"][0]
+    return name, proxyid, group, groupid
+
+
+def _monitored_by(env: Env, key: str) -> dict[str, str]:
+    """Who monitors the host, as this Zabbix stores it."""
+    v7 = env.server.caps.proxy_fields == "monitored_by"
+    fields = ["monitored_by", "proxyid", "proxy_groupid"] if v7 else ["proxy_hostid"]
+    [row] = env.zapi.host.get(tags=[{"tag": "netbox:key", "value": key, "operator": 1}], output=fields)
+    return {f: row[f] for f in fields}
+
+
+async def test_proxy_and_proxy_group_are_written_read_back_and_then_a_noop(env: Env) -> None:
+    proxy, proxyid, group, groupid = _proxy_and_group(env)
+    v7 = env.server.caps.proxy_fields == "monitored_by"
+    dev = await asyncio.to_thread(env.device, f"px-{uuid.uuid4().hex[:6]}", None)
+    key = f"dcim.device:{dev.id}"
+    try:
+        await asyncio.to_thread(dev.update, {"local_context_data": {"zabbix": {"proxy": proxy}}})
+        [res] = await env.sync(key)
+        assert (res.action, res.result) == ("create", "ok")
+        want = {"monitored_by": "1", "proxyid": proxyid, "proxy_groupid": "0"} if v7 else {"proxy_hostid": proxyid}
+        assert _monitored_by(env, key) == want
+        writes = env.engine.zabbix.write_calls
+        [again] = await env.sync(key)
+        assert again.action == "noop" and env.engine.zabbix.write_calls == writes, "a proxy is read back"
+
+        if group is not None:
+            await asyncio.to_thread(dev.update, {"local_context_data": {"zabbix": {"proxy_group": group}}})
+            [moved] = await env.sync(key)
+            assert moved.action == "update" and moved.changed == ["proxy", "proxy_group"]
+            assert _monitored_by(env, key)["monitored_by"] == "2"
+            assert _monitored_by(env, key)["proxy_groupid"] == groupid
+            writes = env.engine.zabbix.write_calls
+            [again] = await env.sync(key)
+            assert again.action == "noop" and env.engine.zabbix.write_calls == writes, "a proxy group is read back"
+
+        await asyncio.to_thread(dev.update, {"local_context_data": {}})
+        [cleared] = await env.sync(key)
+        assert cleared.action == "update"
+        assert _monitored_by(env, key) == (
+            {"monitored_by": "0", "proxyid": "0", "proxy_groupid": "0"} if v7 else {"proxy_hostid": "0"}
+        )
+    finally:
+        hosts = env.zapi.host.get(tags=[{"tag": "netbox:key", "value": key, "operator": 1}], output=["hostid"])
+        if hosts:
+            env.zapi.host.delete(*[h["hostid"] for h in hosts])
+        env.zapi.proxy.delete(proxyid)
+        if groupid is not None:
+            env.zapi.proxygroup.delete(groupid)
+
+
+@pytest.mark.parametrize("zabbix_server", ["7.0"], indirect=True)
+async def test_the_80_write_path_on_a_real_server_batches_shared_changes_as_one_array_update(env: Env) -> None:
+    """Zabbix 8.0 has no host.massupdate: its capability row, forced on the real 7.0 server."""
+    zabbix = Zabbix(env.cfg, force_row="8.0")
+    await zabbix.start()
+    try:
+        assert (zabbix.caps.row, zabbix.caps.host_massupdate) == ("8.0", False)
+        engine = SyncEngine(env.cfg, env.engine.netbox, zabbix)
+        tag = uuid.uuid4().hex[:6]
+        devs = [await asyncio.to_thread(env.device, f"v8-{tag}-{i}", lab_ip(130 + i)) for i in range(5)]
+        keys = [f"dcim.device:{d.id}" for d in devs]
+        assert {(r.action, r.result) for r in await engine.sync(keys)} == {("create", "ok")}
+        assert zabbix.calls.get("host.create") == 1
+
+        await asyncio.to_thread(env.nb.dcim.devices.update, [{"id": d.id, "status": "offline"} for d in devs])
+        results = await engine.sync(keys)
+        assert {(r.action, tuple(r.changed), r.result) for r in results} == {("update", ("status",), "ok")}
+        assert zabbix.calls.get("host.massupdate", 0) == 0 and zabbix.calls.get("host.update") == 1
+        assert {env.zhost(k)["status"] for k in keys} == {"1"}  # type: ignore[index]
+
+        writes = zabbix.write_calls
+        assert {r.action for r in await engine.sync(keys)} == {"noop"} and zabbix.write_calls == writes
+    finally:
+        await zabbix.close()

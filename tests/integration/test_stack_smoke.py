@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from nbzx.config import Config
-from tests.conftest import FAST_GROUP, ZABBIX_URL
+from tests.conftest import FAST_GROUP, ZabbixServer
 
 
 async def test_kafka_keyed_produce_and_group_consume(kafka_config: Config) -> None:
@@ -93,7 +93,8 @@ def _host_params(name: str, group_id: str) -> dict[str, Any]:
     }
 
 
-def test_zabbix_sync_client_create_read_delete(zabbix_api: Any) -> None:
+def test_zabbix_sync_client_create_read_delete(zabbix_server: ZabbixServer) -> None:
+    zabbix_api = zabbix_server.api
     assert zabbix_api.api_version() >= 6.0
     gid = zabbix_api.hostgroup.get(filter={"name": "Linux servers"})[0]["groupid"]
     name = f"smoke-{uuid.uuid4().hex[:8]}"
@@ -105,13 +106,14 @@ def test_zabbix_sync_client_create_read_delete(zabbix_api: Any) -> None:
     assert zabbix_api.host.get(hostids=[hostid]) == []
 
 
-async def test_zabbix_async_client_create_read_delete(zabbix_api: Any) -> None:
+async def test_zabbix_async_client_create_read_delete(zabbix_server: ZabbixServer) -> None:
     import aiohttp
     from zabbix_utils import AsyncZabbixAPI
 
+    zabbix_api = zabbix_server.api
     gid = zabbix_api.hostgroup.get(filter={"name": "Linux servers"})[0]["groupid"]
     async with aiohttp.ClientSession() as session:
-        api = AsyncZabbixAPI(url=f"{ZABBIX_URL}/api_jsonrpc.php", client_session=session)
+        api = AsyncZabbixAPI(url=f"{zabbix_server.url}/api_jsonrpc.php", client_session=session)
         await api.login(user="Admin", password="zabbix")
         name = f"smoke-async-{uuid.uuid4().hex[:8]}"
         hostid = (await api.host.create(**_host_params(name, gid)))["hostids"][0]

@@ -1,4 +1,5 @@
-"""The Zabbix client against the stack's real Zabbix: session expiry under concurrent calls."""
+"""The Zabbix client against each real Zabbix of the stack (6.0 LTS, 7.0 LTS): connecting picks the
+server's capability row, and an expired session is renewed once under concurrent calls."""
 
 from __future__ import annotations
 
@@ -7,27 +8,43 @@ import json
 import urllib.request
 
 from consumer.zabbix import Zabbix
-from tests.conftest import ZABBIX_URL, ensure_stack, make_config
+from tests.conftest import ZabbixServer
 
 
-def _kill_session(session_id: str) -> None:
+def _kill_session(server: ZabbixServer, session_id: str) -> None:
     """End a session server-side, as a Zabbix restart, a DB reset or an admin would."""
-    body = json.dumps({"jsonrpc": "2.0", "method": "user.logout", "params": [], "auth": session_id, "id": 1})
-    req = urllib.request.Request(
-        f"{ZABBIX_URL}/api_jsonrpc.php", data=body.encode(), headers={"Content-Type": "application/json-rpc"}
-    )
+    doc = {"jsonrpc": "2.0", "method": "user.logout", "params": [], "id": 1}
+    headers = {"Content-Type": "application/json-rpc"}
+    if server.caps.token_transport == "header":
+        headers["Authorization"] = f"Bearer {session_id}"
+    else:
+        doc["auth"] = session_id
+    req = urllib.request.Request(f"{server.url}/api_jsonrpc.php", data=json.dumps(doc).encode(), headers=headers)
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert json.load(resp).get("result") is True
 
 
-async def test_concurrent_calls_on_an_expired_session_log_in_once_and_all_succeed() -> None:
-    ensure_stack("zabbix")
-    zabbix = Zabbix(make_config())
+async def test_connecting_picks_the_servers_capability_row(zabbix_server: ZabbixServer) -> None:
+    zabbix = Zabbix(zabbix_server.config())
+    await zabbix.start()
+    try:
+        assert zabbix.caps.row == zabbix_server.row
+        assert zabbix.caps.version.startswith(f"{zabbix_server.row}.")
+        await zabbix.refresh_settings(force=True)
+        assert "ICMP Ping" in zabbix.templates and "Linux servers" in zabbix.groups
+    finally:
+        await zabbix.close()
+
+
+async def test_concurrent_calls_on_an_expired_session_log_in_once_and_all_succeed(
+    zabbix_server: ZabbixServer,
+) -> None:
+    zabbix = Zabbix(zabbix_server.config())
     await zabbix.start()
     try:
         logins = zabbix._logins
         stale = zabbix._api._AsyncZabbixAPI__session_id
-        await asyncio.to_thread(_kill_session, stale)
+        await asyncio.to_thread(_kill_session, zabbix_server, stale)
 
         results = await asyncio.gather(
             *(zabbix.call("hostgroup.get", {"output": ["name"], "limit": 1}) for _ in range(8))

@@ -57,3 +57,9 @@ def test_batches_are_capped() -> None:
     assert {p.host_key for w in writes for p in w.plans} == {f"dcim.device:{i}" for i in range(250)}
     mass = group_writes([update(i, status=1) for i in range(700)], size=100, mass_size=500)
     assert sorted((w.kind, len(w.plans)) for w in mass) == [("massupdate", 200), ("massupdate", 500)]
+
+
+def test_without_massupdate_the_same_changes_go_out_as_one_array_update() -> None:
+    # Zabbix 8.0 removed host.massupdate: the group that would have been one becomes one array host.update.
+    plans = [update(i, status=1) for i in range(4)] + [update(9, name="x")]
+    assert sorted((w.kind, len(w.plans)) for w in group_writes(plans, massupdate=False)) == [("update", 5)]

@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 
 from consumer.diff import create_changes, macro_description, plan_absent, plan_sync
 from consumer.model import AGENT, SNMP, DesiredHost, Interface, Macro
-from consumer.zabbix_payloads import ZabbixVersion, normalise_host
+from consumer.zabbix_payloads import normalise_host
+from consumer.zabbix_versions import capabilities
 from nbzx.config import DeleteConfig
 
-V60 = ZabbixVersion("6.0.14")
+V60 = capabilities("6.0.14")
 
 
 def zabbix_row(changes: dict[str, Any], hostid: str = "10500") -> dict[str, Any]:

@@ -1,0 +1,162 @@
+# Zabbix 7.0 LTS next to the 6.0 one: Debian's own 7.0 packages (trixie-backports, the newest 7.0
+# Debian builds) in a minimal trixie chroot cached under $STACK_HOME, its database in the shared
+# PostgreSQL (database "zabbix7"), and the frontend's JSON-RPC API served by the chroot's PHP
+# built-in server on its own port. No zabbix_server: every API call the service makes works
+# without one (only history.push needs it). Sourced by scripts/stack.
+
+ZABBIX7_ROOT="$STACK_HOME/zabbix7/root-trixie"
+ZABBIX7_LOG="$LOG_DIR/zabbix7-php.log"
+ZABBIX7_URL="http://127.0.0.1:$ZABBIX7_PORT/api_jsonrpc.php"
+ZABBIX7_SUITE=trixie
+ZABBIX7_BACKPORTS=trixie-backports
+
+zabbix7_api() {
+  curl -s -m 5 -H 'Content-Type: application/json-rpc' -d "$1" "$ZABBIX7_URL"
+}
+zabbix7_api_ready() { zabbix7_api '{"jsonrpc":"2.0","method":"apiinfo.version","params":{},"id":1}' | grep -q '"result"'; }
+zabbix7_login_ok() {
+  zabbix7_api '{"jsonrpc":"2.0","method":"user.login","params":{"username":"Admin","password":"zabbix"},"id":1}' \
+    | grep -q '"result"'
+}
+
+# The Debian mirror this machine already uses (read at run time, never written down).
+debian_mirror() {
+  awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null \
+    || awk '$1=="deb" {print $2; exit}' /etc/apt/sources.list
+}
+
+zabbix7_chroot() { chroot "$ZABBIX7_ROOT" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
+
+zabbix7_install() {
+  [ -f "$ZABBIX7_ROOT/.nbzx-ready" ] && return 0
+  local t0 mirror partial="$ZABBIX7_ROOT.partial"; t0=$(now)
+  mirror=$(debian_mirror); [ -n "$mirror" ] || die "zabbix7: no Debian mirror found in /etc/apt/sources.list.d/debian.sources"
+  apt_install debootstrap curl
+  # A chroot is never removed while its /proc is mounted (rm would walk into the host's /proc).
+  umount "$partial/proc" 2>/dev/null || true
+  rm -rf "$partial"; mkdir -p "$(dirname "$partial")"
+  log "zabbix7: debootstrap $ZABBIX7_SUITE (minbase) into the cache (~30-60 s, once)"
+  debootstrap --variant=minbase "$ZABBIX7_SUITE" "$partial" "$mirror" >"$LOG_DIR/zabbix7-debootstrap.log" 2>&1 \
+    || { tail -n 20 "$LOG_DIR/zabbix7-debootstrap.log" >&2; die "debootstrap $ZABBIX7_SUITE failed"; }
+  cp /etc/resolv.conf "$partial/etc/resolv.conf" 2>/dev/null || true
+  # Nothing starts by itself inside; no recommends; PHP without Apache or FPM; Zabbix from backports.
+  printf '#!/bin/sh\nexit 101\n' > "$partial/usr/sbin/policy-rc.d"; chmod 755 "$partial/usr/sbin/policy-rc.d"
+  printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' > "$partial/etc/apt/apt.conf.d/99nbzx"
+  cat > "$partial/etc/apt/sources.list.d/debian.sources" <<SRC
+Types: deb
+URIs: $mirror
+Suites: $ZABBIX7_SUITE $ZABBIX7_BACKPORTS
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  rm -f "$partial/etc/apt/sources.list"
+  # The backports Release file names itself "stable-backports": pin by codename (n=), not archive (a=).
+  cat > "$partial/etc/apt/preferences.d/nbzx" <<'PIN'
+Package: apache2* libapache2-mod-php* php*-fpm
+Pin: release *
+Pin-Priority: -1
+
+Package: zabbix-*
+Pin: release n=trixie-backports
+Pin-Priority: 990
+PIN
+  mount -t proc proc "$partial/proc"
+  log "zabbix7: installing zabbix-frontend-php and zabbix-server-pgsql 7.0 in the chroot (~60-100 s, once)"
+  local rc=0
+  ZABBIX7_ROOT=$partial zabbix7_chroot sh -c 'apt-get update -q && apt-get install -y -q zabbix-frontend-php zabbix-server-pgsql php-cli php-cgi php-pgsql' \
+    >"$LOG_DIR/zabbix7-apt.log" 2>&1 || rc=$?
+  umount "$partial/proc"
+  [ "$rc" = 0 ] || { tail -n 20 "$LOG_DIR/zabbix7-apt.log" >&2; die "installing Zabbix 7.0 in the chroot failed"; }
+  ZABBIX7_ROOT=$partial zabbix7_chroot apt-get clean
+  touch "$partial/.nbzx-ready"
+  mv "$partial" "$ZABBIX7_ROOT"
+  log "zabbix7: chroot ready in $(elapsed "$t0")s ($(zabbix7_package_version))"
+}
+
+zabbix7_package_version() {
+  zabbix7_chroot dpkg-query -W -f='zabbix-frontend-php ${Version}' zabbix-frontend-php 2>/dev/null || echo "version unknown"
+}
+
+zabbix7_db() {
+  db_exists zabbix7_pristine && db_exists zabbix7 && return 0
+  local t0 f; t0=$(now)
+  log "zabbix7: creating database zabbix7 and loading the 7.0 schema (~20 s)"
+  psql_admin <<'SQL'
+SELECT 'CREATE ROLE zabbix LOGIN PASSWORD ''zabbix''' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname='zabbix') \gexec
+DROP DATABASE IF EXISTS zabbix7 WITH (FORCE);
+DROP DATABASE IF EXISTS zabbix7_pristine WITH (FORCE);
+CREATE DATABASE zabbix7 OWNER zabbix ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;
+SQL
+  for f in schema images data; do
+    log "  loading $f.sql"
+    zcat "$ZABBIX7_ROOT/usr/share/zabbix-server-pgsql/$f.sql.gz" \
+      | PGPASSWORD=zabbix psql -X -h 127.0.0.1 -U zabbix -d zabbix7 -q -v ON_ERROR_STOP=1 -o /dev/null
+  done
+  psql_admin -d zabbix7 -c ANALYZE  # see zabbix.sh: an un-analysed copy is ~20x slower
+  psql_admin -c 'CREATE DATABASE zabbix7_pristine TEMPLATE zabbix7 OWNER zabbix'
+  log "zabbix7: database ready in $(elapsed "$t0")s"
+}
+
+zabbix7_configure() {
+  # The chroot's own copy of the fixed path the Debian frontend reads.
+  cat > "$ZABBIX7_ROOT/etc/zabbix/zabbix.conf.php" <<'PHP'
+<?php
+$DB['TYPE'] = 'POSTGRESQL';
+$DB['SERVER'] = '127.0.0.1';
+$DB['PORT'] = '5432';
+$DB['DATABASE'] = 'zabbix7';
+$DB['USER'] = 'zabbix';
+$DB['PASSWORD'] = 'zabbix';
+$DB['SCHEMA'] = '';
+$DB['ENCRYPTION'] = false;
+$DB['KEY_FILE'] = '';
+$DB['CERT_FILE'] = '';
+$DB['CA_FILE'] = '';
+$DB['VERIFY_HOST'] = false;
+$DB['CIPHER_LIST'] = '';
+$DB['VAULT_URL'] = '';
+$DB['VAULT_DB_PATH'] = '';
+$DB['VAULT_TOKEN'] = '';
+$DB['VAULT_CERT_FILE'] = '';
+$DB['VAULT_KEY_FILE'] = '';
+$DB['DOUBLE_IEEE754'] = true;
+$ZBX_SERVER_NAME = 'nbzx-local-7';
+$IMAGE_FORMAT_DEFAULT = IMAGE_FORMAT_PNG;
+PHP
+  chmod 644 "$ZABBIX7_ROOT/etc/zabbix/zabbix.conf.php"
+}
+
+zabbix7_up() {
+  local t0; t0=$(now)
+  if pid_alive "$(state_pid zabbix7-php)" && zabbix7_api_ready; then
+    log "zabbix7: already running on :$ZABBIX7_PORT"; return 0
+  fi
+  zabbix7_install
+  zabbix7_db
+  zabbix7_configure
+  if ! pid_alive "$(state_pid zabbix7-php)"; then
+    port_open "$ZABBIX7_PORT" && die "port $ZABBIX7_PORT is taken by a process the stack did not start"
+    log "zabbix7: starting the API (php -S in the chroot, 4 workers) on :$ZABBIX7_PORT"
+    start_bg zabbix7-php "$ZABBIX7_PORT" "$ZABBIX7_LOG" \
+      chroot "$ZABBIX7_ROOT" env -i PATH=/usr/bin:/bin PHP_CLI_SERVER_WORKERS=4 \
+      php -S "127.0.0.1:$ZABBIX7_PORT" -t /usr/share/zabbix
+  fi
+  wait_for "zabbix7 apiinfo.version" 60 "$ZABBIX7_LOG" zabbix7_api_ready || die "zabbix7 API did not answer"
+  wait_for "zabbix7 Admin login" 30 "$ZABBIX7_LOG" zabbix7_login_ok || die "zabbix7 Admin could not log in"
+  log "zabbix7: up in $(elapsed "$t0")s (API $ZABBIX7_URL, Admin/zabbix, $(zabbix7_package_version))"
+}
+
+# stop_service ends the whole process group: killing only the master would leave the workers listening.
+zabbix7_down() { stop_service zabbix7-php; }
+
+zabbix7_reset() {
+  log "zabbix7: resetting the database from zabbix7_pristine"
+  psql_admin -c 'DROP DATABASE IF EXISTS zabbix7 WITH (FORCE)' -c 'CREATE DATABASE zabbix7 TEMPLATE zabbix7_pristine OWNER zabbix'
+  zabbix7_up
+}
+
+zabbix7_status() {
+  local pid; pid=$(state_pid zabbix7-php)
+  if pid_alive "$pid" && zabbix7_api_ready; then echo "zabbix7   up    :$ZABBIX7_PORT pid $pid ($ZABBIX7_URL)"
+  else echo "zabbix7   down"; fi
+}
