@@ -316,14 +316,14 @@ def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str
 
 
 def _monitored_by(zctx: Mapping[str, Any], host: HostConfig, obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """(proxy, proxy group): at most one, the object's config context before the global config."""
+    """(proxy, proxy group), the object's config context before the global config. Both may be set:
+    the planner keeps the group where Zabbix has proxy groups and the proxy where it has not."""
     if zctx.get("proxy"):
         return render(str(zctx["proxy"]), obj), None
+    proxy = render(host.proxy, obj) if host.proxy else None
     if zctx.get("proxy_group"):
-        return None, render(str(zctx["proxy_group"]), obj)
-    if host.proxy_group:
-        return None, host.proxy_group
-    return (render(host.proxy, obj) if host.proxy else None), None
+        return proxy, render(str(zctx["proxy_group"]), obj)
+    return proxy, host.proxy_group
 
 
 def is_ours(tag_name: str, desired: DesiredHost) -> bool:

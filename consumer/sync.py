@@ -62,7 +62,8 @@ def plan_host(
     """The plan for one host key from what both sides hold, its maintenance window included. Pure.
 
     `proxy_groups` is False on a Zabbix without them (6.0): a proxy group the config asks for is
-    then left out, or the host would differ from it forever."""
+    then left out (the proxy, if one is configured too, is used instead), or the host would differ
+    from it forever."""
     plan, desired = _host_plan(host_key, found, actual, by_name, cfg, today, netbox_url, proxy_groups)
     wanted = desired is not None and desired.maintenance and plan.action in ("create", "update", "noop")
     plan.maintenance, plan.maintenance_id = maintenance_op(wanted, window, now)
@@ -100,8 +101,8 @@ def _host_plan(
         if skip.delete:
             return plan_absent(host_key, actual, cfg.delete, today, skip.reason), None
         return Plan(host_key=host_key, action="skip", reason=skip.reason), None
-    if desired.proxy_group and not proxy_groups:
-        desired = msgspec.structs.replace(desired, proxy_group=None)
+    if desired.proxy_group:  # a host has one of the two: the group where Zabbix has groups (7.0+)
+        desired = msgspec.structs.replace(desired, **({"proxy": None} if proxy_groups else {"proxy_group": None}))
     other = by_name.get(desired.host)
     if other is not None and (actual is None or other.hostid != actual.hostid):
         if actual is None and other.host_key is None and cfg.host.adopt:

@@ -224,10 +224,6 @@ class HostConfig(_Base):
     adopt: bool = False
     authoritative: list[Literal["groups", "tags", "templates", "macros"]] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        if self.proxy and self.proxy_group:
-            raise ValueError("proxy and proxy_group are exclusive: a Zabbix host is monitored by one or the other")
-
 
 class DeleteConfig(_Base):
     mode: Literal["disable", "soft", "hard"] = "soft"

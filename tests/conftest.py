@@ -19,7 +19,8 @@ import pytest
 from nbzx.config import Config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
-WEBHOOK_DIR = ROOT.parent / "shared" / "netbox-webhooks"
+# Real NetBox 4.7.3 deliveries, byte-exact (secret hook-secret-123), copied into the repository.
+WEBHOOK_DIR = ROOT / "tests" / "fixtures" / "netbox-webhooks"
 HOOK_SECRET = "hook-secret-123"
 
 KAFKA_BOOTSTRAP = os.environ.get("NBZX_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -36,7 +37,7 @@ FAST_GROUP = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 200, "rebalan
 
 
 def captures() -> list[dict[str, Any]]:
-    """The real NetBox 4.7.3 deliveries in shared/netbox-webhooks, with their file names."""
+    """The real NetBox 4.7.3 deliveries in tests/fixtures/netbox-webhooks, with their file names."""
     out = []
     for f in sorted(WEBHOOK_DIR.glob("*.json")):
         doc = json.loads(f.read_text())

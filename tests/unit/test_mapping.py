@@ -241,3 +241,24 @@ def test_virtual_chassis_as_one_host_is_named_after_the_chassis_on_the_master() 
         map_host(device(name="sw-2", virtual_chassis=vc), "dcim.device:2", one)
     apart = map_host(device(name="sw-2", virtual_chassis=vc), "dcim.device:2", cfg())
     assert apart.host == "sw-2", "by default every member is its own host"
+
+
+def test_a_proxy_group_wins_where_zabbix_has_groups_and_the_proxy_is_the_fallback_on_60() -> None:
+    from consumer.sync import plan_host
+
+    conf = cfg(host={"proxy": "px-{site.slug}", "proxy_group": "pg-main"})
+    obj = device(config_context={})
+    d = map_host(obj, "dcim.device:1", conf, "")
+    assert (d.proxy, d.proxy_group) == ("px-lab-site", "pg-main")
+    on_70 = plan_host("dcim.device:1", obj, None, {}, conf, "2026-11-29", proxy_groups=True)
+    on_60 = plan_host("dcim.device:1", obj, None, {}, conf, "2026-11-29", proxy_groups=False)
+    assert (on_70.changes.get("proxy"), on_70.changes["proxy_group"]) == (None, "pg-main")
+    assert (on_60.changes["proxy"], on_60.changes.get("proxy_group")) == ("px-lab-site", None)
+
+
+def test_a_config_context_proxy_or_proxy_group_overrides_the_global_one() -> None:
+    conf = cfg(host={"proxy_group": "pg-main"})
+    mine = map_host(device(config_context={"zabbix": {"proxy": "px-9"}}), "dcim.device:1", conf, "")
+    assert (mine.proxy, mine.proxy_group) == ("px-9", None)
+    group = map_host(device(config_context={"zabbix": {"proxy_group": "pg-{site.slug}"}}), "dcim.device:1", conf, "")
+    assert (group.proxy, group.proxy_group) == (None, "pg-lab-site")
