@@ -58,7 +58,7 @@ async def env(netbox_api: Any, zabbix_server: ZabbixServer, netbox_objects: Any)
             "templates": [{"match": {"role": base["role"].slug}, "templates": ["ICMP Ping"]}],
             "tags": {"from_netbox_tags": True, "extra": {"site": "{site.slug}"}},
             "inventory": {"mode": "automatic", "fields": {"serialno_a": "{serial}"}},
-            "macros": {"{$NBZX_SITE}": {"value": "{site.slug}"}},
+            "macros": {"{$NBZX_ROLE}": {"value": "{role.slug}"}},
         },
         delete={"mode": "soft"},
     )
@@ -93,7 +93,7 @@ async def test_create_then_noop_then_rename_keeps_the_host(env: Env) -> None:
     assert {("netbox:key", key), ("site", b["site"].slug)} <= tags
     assert ("netbox:url", f"{env.cfg.netbox.url}/dcim/devices/{dev.id}/") in tags
     assert h["inventory_mode"] == "1" and h["inventory"]["serialno_a"] == "SN-42"
-    assert [(m["macro"], m["value"], m["type"]) for m in h["macros"]] == [("{$NBZX_SITE}", b["site"].slug, "0")]
+    assert [(m["macro"], m["value"], m["type"]) for m in h["macros"]] == [("{$NBZX_ROLE}", b["role"].slug, "0")]
 
     writes = env.engine.zabbix.write_calls
     [again] = await env.sync(key)
@@ -341,7 +341,7 @@ def _monitored_by(env: Env, key: str) -> dict[str, str]:
 async def test_proxy_and_proxy_group_are_written_read_back_and_then_a_noop(env: Env) -> None:
     proxy, proxyid, group, groupid = _proxy_and_group(env)
     v7 = env.server.caps.proxy_fields == "monitored_by"
-    dev = await asyncio.to_thread(env.device, f"px-{uuid.uuid4().hex[:6]}", None)
+    dev = await asyncio.to_thread(env.device, f"px-{uuid.uuid4().hex[:6]}", lab_ip(60))
     key = f"dcim.device:{dev.id}"
     try:
         await asyncio.to_thread(dev.update, {"local_context_data": {"zabbix": {"proxy": proxy}}})
