@@ -31,7 +31,9 @@ async def connect_zabbix(zabbix: Zabbix, stopping: asyncio.Event) -> bool:
             await zabbix.start()
             return True
         except ZabbixError as exc:
-            log.warning("zabbix_unavailable_at_start", error=str(exc), retry_in_s=delay)
+            # A Zabbix older than 6.0 is no outage: say so as an error, and keep trying (it may be upgraded).
+            event = "zabbix_unavailable_at_start" if exc.transient else "zabbix_unsupported"
+            (log.warning if exc.transient else log.error)(event, error=str(exc), retry_in_s=delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), delay)
             delay = min(delay * 2, 30.0)
