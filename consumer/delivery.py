@@ -51,7 +51,7 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
 
 def backoff_s(attempts: int, policy: Policy, jitter: float = 1.0) -> float:
     """Delay before attempt `attempts + 1`: exponential, capped, scaled by `jitter` (0.5-1.0)."""
-    return min(policy.retry_max_s, policy.retry_base_s * 2 ** max(0, attempts - 1)) * jitter
+    return float(min(policy.retry_max_s, policy.retry_base_s * 2.0 ** max(0, attempts - 1)) * jitter)
 
 
 def decide(

@@ -7,6 +7,7 @@ rules can produce. Whatever people added by hand in Zabbix outside that stays.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from consumer.mapping import group_is_managed, is_ours, safe_host_name, secret_digest
@@ -21,7 +22,7 @@ from consumer.model import (
     Macro,
     Plan,
 )
-from nbzx.config import DeleteConfig
+from nbzx.config import DeleteConfig, parse_duration
 
 
 def interface_payload(iface: Interface, interfaceid: str | None = None) -> dict[str, Any]:
@@ -175,13 +176,17 @@ def plan_absent(host_key: str, a: ActualHost | None, cfg: DeleteConfig, today: s
 
     `disable` sets status disabled and tags `netbox:deleted=<date>`; `soft` also renames it
     `<name> (archived <date>)` and moves it to the graveyard group (the NetBox Zabbix plugin's soft
-    delete); `hard` deletes it. A host already archived is left as it is, so repeats are no-ops.
+    delete); `hard` deletes it. A host already archived is left as it is, so repeats are no-ops,
+    until `delete.grace` has passed since its archive date: then it is deleted.
     """
     if a is None:
         return Plan(host_key=host_key, action="noop", reason=f"{reason}; no host in Zabbix")
     if cfg.mode == "hard":
         return Plan(host_key=host_key, action="delete", hostid=a.hostid, reason=reason, removes=True)
     if a.deleted_on is not None:
+        if grace_expired(a.deleted_on, cfg.grace, today):
+            why = f"{reason}; archived {a.deleted_on}, past delete.grace {cfg.grace}"
+            return Plan(host_key=host_key, action="delete", hostid=a.hostid, reason=why, removes=True)
         return Plan(host_key=host_key, action="noop", hostid=a.hostid, reason=f"{reason}; archived {a.deleted_on}")
     tags = sorted({*a.tags, (DELETED_TAG, today)})
     changes: dict[str, Any] = {"status": 1, "tags": [{"tag": t, "value": v} for t, v in tags]}
@@ -191,3 +196,14 @@ def plan_absent(host_key: str, a: ActualHost | None, cfg: DeleteConfig, today: s
         changes["name"] = f"{a.name} (archived {today})"
         changes["groups"] = [cfg.graveyard_group]
     return Plan(host_key=host_key, action="update", hostid=a.hostid, changes=changes, reason=reason, removes=True)
+
+
+def grace_expired(deleted_on: str, grace: str | None, today: str) -> bool:
+    """Whether a host archived on `deleted_on` is past `delete.grace` and may be hard-deleted."""
+    if grace is None:
+        return False
+    try:
+        days = (date.fromisoformat(today) - date.fromisoformat(deleted_on)).days
+    except ValueError:
+        return False
+    return days * 86400 >= parse_duration(grace)

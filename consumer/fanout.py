@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from consumer.netbox import NetBox
+from consumer.model import OWNER_TAG, URL_TAG, ActualHost
+from consumer.netbox import NetBox, NetBoxError
 from consumer.zabbix import Zabbix
+from nbzx.logging import get_logger
 from schemas.messages import ChangeEvent
+
+log = get_logger(component="fanout")
 
 # object type -> (device filter, VM filter); None where that kind of host cannot depend on it.
 DEPENDENCY_FILTERS: dict[str, tuple[str | None, str | None]] = {
@@ -57,15 +61,11 @@ def fanout_filters(ev: ChangeEvent) -> tuple[dict[str, Any] | None, dict[str, An
     dev_key, vm_key = DEPENDENCY_FILTERS[ev.object_type]
     value: Any = ev.object_id
     if ev.object_type == "extras.tag":
-        slugs = {s for s in (_slug(body.get("data")), _slug((body.get("snapshots") or {}).get("prechange"))) if s}
+        slugs = _identifiers(body, "slug")
         if not slugs:
             return None, None
         value = sorted(slugs)
     return ({dev_key: value} if dev_key else None), ({vm_key: value} if vm_key else None)
-
-
-def _slug(obj: Any) -> str | None:
-    return str(obj["slug"]) if isinstance(obj, Mapping) and obj.get("slug") else None
 
 
 def _context_filters(body: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -84,19 +84,40 @@ def _context_filters(body: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[
 
 
 async def dependent_host_keys(netbox: NetBox, zabbix: Zabbix, ev: ChangeEvent) -> list[str]:
-    """The hosts that depend on the changed object: in-scope ones from NetBox, and for a tag also
-    the Zabbix hosts we own that still carry it (a deleted tag is gone from NetBox's objects)."""
+    """The hosts that depend on the changed object: in-scope ones from NetBox; for a tag also the
+    Zabbix hosts we own that still carry it; and for an object NetBox no longer knows (deleted, or
+    a filter on it refused), the hosts we own that carry its name or slug in a tag. Never an error
+    for a dependency that is gone: the periodic reconcile catches what no tag shows."""
     dev_filter, vm_filter = fanout_filters(ev)
     keys: set[str] = set()
+    gone = ev.event == "deleted"
     for object_type, flt in (("dcim.device", dev_filter), ("virtualization.virtualmachine", vm_filter)):
-        if flt is not None:
+        if flt is None:
+            continue
+        try:
             keys.update(f"{object_type}:{i}" for i in await netbox.ids(object_type, flt))
+        except NetBoxError as exc:
+            if exc.status != 400:
+                raise
+            gone = True  # NetBox refuses a filter on an object it no longer has
+    body = ev.body_json()
+    names = _identifiers(body, "name")
     if ev.object_type == "extras.tag":
-        body = ev.body_json()
-        names = {n for n in (_name(body.get("data")), _name((body.get("snapshots") or {}).get("prechange"))) if n}
         keys.update(await zabbix.host_keys_with_tag("netbox:tag", sorted(names)))
+    if gone:
+        carried = hosts_carrying(await zabbix.all_owned_hosts(), names | _identifiers(body, "slug"))
+        log.info("fanout_dependency_gone", dependency=ev.host_key, hosts=len(carried))
+        keys.update(carried)
     return sorted(keys)
 
 
-def _name(obj: Any) -> str | None:
-    return str(obj["name"]) if isinstance(obj, Mapping) and obj.get("name") else None
+def hosts_carrying(owned: Mapping[str, ActualHost], values: set[str]) -> list[str]:
+    """Keys of owned hosts with a tag whose value is one of `values` (other than our own `netbox:key`
+    and `netbox:url`, whose values are never a name). Pure."""
+    return sorted(k for k, h in owned.items() if any(v in values for t, v in h.tags if t not in (OWNER_TAG, URL_TAG)))
+
+
+def _identifiers(body: Mapping[str, Any], attr: str) -> set[str]:
+    """`attr` (name or slug) of the object, before and after the change."""
+    sides = (body.get("data"), (body.get("snapshots") or {}).get("prechange"))
+    return {str(s[attr]) for s in sides if isinstance(s, Mapping) and s.get(attr)}

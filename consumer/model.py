@@ -18,7 +18,8 @@ URL_TAG = "netbox:url"
 DELETED_TAG = "netbox:deleted"
 SECRET_HASH_PREFIX = "nbzx:sha256:"
 
-Action = Literal["noop", "create", "update", "delete", "conflict", "skip"]
+# "error": the key could not be planned (its data broke mapping); the reason says why.
+Action = Literal["noop", "create", "update", "delete", "conflict", "skip", "error"]
 
 
 class Interface(Struct, frozen=True, kw_only=True, order=True):
@@ -131,7 +132,7 @@ class Plan(Struct, kw_only=True):
     @property
     def empty(self) -> bool:
         """True when nothing needs writing to Zabbix."""
-        return self.action in ("noop", "skip", "conflict") and self.maintenance is None
+        return self.action in ("noop", "skip", "conflict", "error") and self.maintenance is None
 
 
 class Window(Struct, frozen=True, kw_only=True):

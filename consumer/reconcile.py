@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from datetime import date
 from typing import Any
 
 from prometheus_client import Gauge
@@ -19,7 +18,7 @@ from prometheus_client import Gauge
 from consumer.model import Plan
 from consumer.netbox import ENDPOINTS, Found, split_key
 from consumer.sync import SyncEngine, check_name_collisions
-from nbzx.config import Config, parse_duration
+from nbzx.config import Config
 from nbzx.jobs import Job
 from nbzx.kafka import Producer
 from nbzx.logging import get_logger
@@ -34,17 +33,6 @@ def delete_cap(max_delete: str | int, owned: int) -> int:
     if isinstance(max_delete, int) or not str(max_delete).endswith("%"):
         return int(max_delete)
     return max(1, int(owned * float(str(max_delete)[:-1]) / 100))
-
-
-def grace_expired(deleted_on: str, grace: str | None, today: str) -> bool:
-    """Whether a host archived on `deleted_on` is past `delete.grace` and may be hard-deleted."""
-    if grace is None:
-        return False
-    try:
-        days = (date.fromisoformat(today) - date.fromisoformat(deleted_on)).days
-    except ValueError:
-        return False
-    return days * 86400 >= parse_duration(grace)
 
 
 class Reconciler:
@@ -68,8 +56,6 @@ class Reconciler:
         t1 = time.perf_counter()
         objects: dict[str, Found] = {f"{t}:{o['id']}": o for t, rows in zip(types, listings, strict=True) for o in rows}
         owned = {k: h for k, h in owned.items() if split_key(k)[0] in types}
-        cfg = self.engine.cfg
-        today = self.engine.today()
         plan = self.engine.planner(objects, owned, windows)
         plans = {k: plan(k, {}) for k in objects}
         await check_name_collisions(self.engine.zabbix, plans, plan)
@@ -78,19 +64,6 @@ class Reconciler:
             objects.update(await self.engine.netbox.objects(orphans))  # gone, out of scope, or back meanwhile
             for k in orphans:
                 plans[k] = plan(k, {})
-        for k, h in owned.items():  # archived hosts past the grace period: hard delete
-            if (
-                h.deleted_on
-                and plans.get(k, Plan(host_key=k, action="noop")).action == "noop"
-                and grace_expired(h.deleted_on, cfg.delete.grace, today)
-            ):
-                plans[k] = Plan(
-                    host_key=k,
-                    action="delete",
-                    hostid=h.hostid,
-                    removes=True,
-                    reason=f"archived {h.deleted_on}, past delete.grace",
-                )
         self.timings["map_diff_s"] = time.perf_counter() - t1
         self.owned_count = len(owned)
         return plans
@@ -122,7 +95,7 @@ class Reconciler:
             "delete": counts["delete"],
             "conflicts": counts["conflict"],
             "skipped": counts["skipped"],
-            "errors": 0,
+            "errors": counts["error"],
             **{k: round(v, 3) for k, v in self.timings.items()},
         }
         by_action: dict[str, list[str]] = {}
@@ -158,8 +131,10 @@ class Reconciler:
 def _bucket(p: Plan) -> str:
     if p.action == "noop":
         return "in_sync"
-    if p.action in ("skip",):
+    if p.action == "skip":
         return "skipped"
+    if p.action == "error":
+        return "error"
     if p.action == "conflict":
         return "conflict"
     if p.removes:

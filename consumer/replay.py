@@ -6,6 +6,7 @@ at start (or at `until`). Because sync re-reads NetBox, a replay converges to th
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from datetime import datetime
@@ -13,6 +14,7 @@ from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer
 
+from consumer.delivery import due, next_due_in
 from consumer.service import EventConsumer
 from consumer.sync import SyncEngine
 from nbzx.config import Config
@@ -89,20 +91,25 @@ async def replay(
         for tp in tps:
             consumer.seek(tp, begin[tp])
         progress = Progress(total, out)
-        applied = 0
-        while todo:
-            batch = await consumer.getmany(*todo, timeout_ms=1000, max_records=cfg.consumer.max_batch)
+        done = dead = 0
+        while todo or worker.parked:
+            if todo:
+                batch = await consumer.getmany(*todo, timeout_ms=1000, max_records=cfg.consumer.max_batch)
+            else:  # everything read; keys that failed transiently are still waiting for their retry
+                await asyncio.sleep(min(1.0, next_due_in(worker.parked, time.time()) or 0.0))
+                batch = {}
             batch = {tp: [r for r in recs if r.offset < ends[tp]] for tp, recs in batch.items()}
             batch = {tp: recs for tp, recs in batch.items() if recs}
-            if batch:
-                await worker.handle(batch)
-                n = sum(len(r) for r in batch.values())
-                applied += n
-                progress.advance(n)
+            if batch or due(worker.parked, time.time()):
+                stats = await worker.handle(batch)
+                await worker.commit()
+                done, dead = done + stats.done, dead + stats.dead
+                progress.advance(sum(len(r) for r in batch.values()))
             todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
         progress.advance(0, force=True)
-        job.note("replay_done", messages=applied, batches=worker.batches)
-        return await job.publish("completed", results={"messages": applied, "batches": worker.batches})
+        results = {"messages": total, "applied": done, "dead_lettered": dead, "rounds": worker.rounds}
+        job.note("replay_done", **results)
+        return await job.publish("completed", results=results)
     except Exception as exc:
         job.note("replay_errored", error=str(exc))
         return await job.publish("errored", error=f"{type(exc).__name__}: {exc}")

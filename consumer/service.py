@@ -1,19 +1,20 @@
 """The consumer process: a Kafka consumer group on `netbox.events` that drives `sync()`.
 
-At least once, in order, without losing a change:
-- each fetched batch collapses to one sync per host key (state is re-read, so the latest wins);
-- offsets are committed only after every message up to them was applied or dead-lettered;
-- transient errors (NetBox/Zabbix down, 5xx, timeouts) retry with exponential backoff and jitter
-  while the batch's partitions are paused and their offsets held;
-- permanent errors, unknown envelope versions and undecodable messages go to the DLQ, and the
-  partition moves on.
+The shell around the delivery policy (`consumer/delivery.py`, DESIGN §4 "Delivery"):
+- each round collapses its records to one sync per host key (state is re-read, so the latest wins);
+- a key that fails transiently is parked with its records and retried on its own backoff, while
+  every other key and partition goes on; a round in which every key failed transiently is an outage,
+  and the partitions are paused until a retry succeeds;
+- a permanent failure dead-letters that key's records only; records that cannot be read (null,
+  undecodable, unknown version, malformed host key) are dead-lettered once, at the edge;
+- a partition is committed only up to its oldest record that is neither applied nor stored as a
+  dead letter; on revoke, the round in flight is finished first and the state of the revoked
+  partitions is dropped (their next owner re-reads from the committed offset).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -23,11 +24,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 
+from consumer.delivery import Decision, KeyState, Policy, commit_offset, decide, due, is_outage, next_due_in
 from consumer.fanout import dependent_host_keys
 from consumer.netbox import NetBoxError
-from consumer.sync import SyncEngine, SyncResult
+from consumer.sync import SyncEngine
 from consumer.zabbix import ZabbixError
-from nbzx.config import DEPENDENCY_OBJECT_TYPES, Config
+from nbzx.config import DEPENDENCY_OBJECT_TYPES, Config, parse_duration
 from nbzx.kafka import Producer, ProduceUnavailable, client_kwargs
 from nbzx.logging import get_logger
 from schemas.messages import ChangeEvent, DeadLetter, SyncRequest, UnknownVersion, decode, encode
@@ -37,6 +39,7 @@ log = get_logger(component="consumer")
 CONSUMED = Counter("nbzx_events_consumed_total", "Messages consumed from the events topic", ["kind"])
 LAG = Gauge("nbzx_consumer_lag", "Messages behind the end of the partition", ["partition"])
 DLQ = Counter("nbzx_dlq_total", "Messages sent to the dead-letter topic", ["reason"])
+PARKED = Gauge("nbzx_parked_keys", "Host keys waiting to retry a transient failure")
 EVENT_TO_ZABBIX = Histogram(
     "nbzx_event_to_zabbix_seconds",
     "Webhook received by the receiver -> change applied in Zabbix",
@@ -46,15 +49,26 @@ CONFLICTS = Counter("nbzx_conflicts_total", "Hosts not synced because a same-nam
 _APPLIED = frozenset({"create", "update", "delete"})
 
 
+class Round(msgspec.Struct, kw_only=True):
+    """What one round did with its records: applied (or settled), parked for a retry, dead-lettered."""
+
+    done: int = 0
+    parked: int = 0
+    dead: int = 0
+
+
 class _Work:
-    """One batch: what to sync, what to fan out, and which records each host key stands for."""
+    """One round: what to sync, what to fan out, and which records each key stands for."""
 
     def __init__(self) -> None:
         self.records_by_key: dict[str, list[Any]] = {}
         self.fanouts: list[tuple[ChangeEvent, Any]] = []
         self.previous_owners: list[tuple[ChangeEvent, Any]] = []
-        self.dead: list[tuple[Any, str, str]] = []  # (record, host key, error)
+        self.rejected: list[tuple[Any, str, str]] = []  # (record, key, why): letters from the edge
         self.received_at: dict[str, float] = {}
+
+    def add(self, key: str, rec: Any) -> None:
+        self.records_by_key.setdefault(key, []).append(rec)
 
 
 class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -62,12 +76,9 @@ class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        self.owner.revoked.update(revoked)
-        if revoked:
-            log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
+        await self.owner.release(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self.owner.revoked.difference_update(assigned)
         log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
 
 
@@ -90,10 +101,20 @@ class EventConsumer:
         self.group = group or cfg.kafka.group
         self.topic = topic or cfg.kafka.topics.events
         self.stopping = asyncio.Event()
-        self.revoked: set[TopicPartition] = set()
         self.last_poll = 0.0
-        self.batches = 0
+        self.rounds = 0
         c = cfg.consumer
+        self.policy = Policy(
+            retry_base_s=c.retry_base_s,
+            retry_max_s=c.retry_max_s,
+            transient_window_s=float(parse_duration(c.transient_window)),
+        )
+        self.parked: dict[str, KeyState] = {}
+        self.held: dict[str, list[Any]] = {}  # the unfinished records of each parked key
+        self.fetched_end: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+        self.outage = False
+        self._round_lock = asyncio.Lock()
         # What every consumer of this group is built with (replay builds its own from it).
         self.consumer_kwargs: dict[str, Any] = {
             **client_kwargs(cfg),
@@ -102,7 +123,7 @@ class EventConsumer:
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
             "fetch_max_wait_ms": c.fetch_max_wait_ms,
-            "max_poll_interval_ms": 3_600_000,  # long Zabbix outages are retried in-process, not rebalanced
+            "max_poll_interval_ms": 3_600_000,
             "session_timeout_ms": c.session_timeout_ms,
             "heartbeat_interval_ms": c.heartbeat_interval_ms,
             "rebalance_timeout_ms": c.rebalance_timeout_ms,
@@ -118,160 +139,224 @@ class EventConsumer:
         log.info("consumer_started", group=self.group, topic=self.topic)
         try:
             while not self.stopping.is_set():
-                batch = await self.consumer.getmany(timeout_ms=500, max_records=self.cfg.consumer.max_batch)
+                wait = next_due_in(self.parked, time.time())
+                timeout_ms = 500 if wait is None else max(10, int(min(0.5, wait) * 1000))
+                batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.cfg.consumer.max_batch)
                 self.last_poll = time.monotonic()
-                if batch:
+                if batch or due(self.parked, time.time()):
                     await self.handle(batch)
+                    await self.commit()
                     await self._update_lag()
         finally:
             await self.consumer.stop()  # leaves the group: partitions move at once, not after a timeout
-            log.info("consumer_stopped", group=self.group)
+            log.info("consumer_stopped", group=self.group, parked=len(self.parked))
 
-    # ---- one batch ----
+    # ---- one round ----
 
-    async def handle(self, batch: dict[TopicPartition, list[Any]]) -> bool:
-        """Process one fetched batch; True when its offsets were committed."""
-        self.batches += 1
-        batch = {tp: recs for tp, recs in batch.items() if tp not in self.revoked}
-        work = self._decode(batch)
-        pending = set(work.records_by_key)
-        attempt, paused = 0, False
-        while True:
-            attempt += 1
-            error = None
-            try:
-                await self._expand(work, pending)
-                results = await self.engine.sync(pending) if pending else []
-                pending = self._settle(work, results, attempt)
-                error = next((r.error for r in results if r.host_key in pending), None)
-            except (NetBoxError, ZabbixError, ProduceUnavailable) as exc:
-                if not getattr(exc, "transient", True) or attempt >= self._max_attempts:
-                    self._give_up(work, pending, f"still failing after {attempt} attempts: {exc}")
-                    pending = set()
-                error = str(exc)
-            if not pending and not work.fanouts and not work.previous_owners:
-                break
-            if self.stopping.is_set():
-                log.warning("batch_abandoned_on_shutdown", pending=len(pending))
-                return False  # nothing committed: whoever owns these partitions next redoes them
-            if not paused and self.consumer is not None:
-                self.consumer.pause(*batch)
-                paused = True
-            delay = min(self.cfg.consumer.retry_max_s, self.cfg.consumer.retry_base_s * 2 ** (attempt - 1))
-            delay *= random.uniform(0.5, 1.0)  # jitter: consumers do not retry in lockstep
-            log.warning("batch_retry", attempt=attempt, pending=len(pending), delay_s=round(delay, 2), error=error)
-            await self._sleep(delay)
-        if paused and self.consumer is not None:
-            self.consumer.resume(*batch)
+    async def handle(self, batch: dict[TopicPartition, list[Any]]) -> Round:
+        """One round: the fetched records plus the parked keys that are due. Never raises for one
+        key's sake; what it could not finish stays held (uncommitted) for a later round."""
+        async with self._round_lock:
+            return await self._round(batch)
+
+    async def _round(self, batch: dict[TopicPartition, list[Any]]) -> Round:
+        self.rounds += 1
+        assigned = self.consumer.assignment() if self.consumer is not None else set(batch)
+        records: list[Any] = []
+        for tp, recs in batch.items():
+            if tp in assigned and recs:
+                self.fetched_end[tp] = max(self.fetched_end.get(tp, 0), recs[-1].offset + 1)
+                records.extend(recs)
+        due_keys = due(self.parked, time.time())
+        for key in due_keys:
+            records.extend(self.held.pop(key, []))
+        work = self._decode(records)
+        for key in due_keys:  # a key parked without records of its own (an IP's previous owner)
+            if key not in work.records_by_key and not any(ev.host_key == key for ev, _ in work.fanouts):
+                work.records_by_key[key] = []
+        failed: dict[str, tuple[bool, str]] = {}  # key -> (transient, error) from fan-out or owner lookups
+        await self._expand(work, failed)
+        keys = set(work.records_by_key)
         try:
-            await self._dead_letter(work.dead, attempt)
-        except ProduceUnavailable as exc:
-            log.error("dlq_unavailable", error=str(exc))
-            return False
-        return await self._commit(batch)
+            results = await self.engine.sync(keys) if keys else []
+        except Exception as exc:  # the engine turns known errors into results; this is a bug, not a key's fault
+            log.exception("sync_crashed", keys=len(keys))
+            results = []
+            failed.update({k: (True, f"{type(exc).__name__}: {exc}") for k in keys})
+        now = time.time()
+        decisions: list[tuple[Decision, list[Any]]] = []
+        for r in results:
+            transient, error = r.transient, r.error
+            if r.host_key in failed and r.result != "error":
+                transient, error = failed.pop(r.host_key)
+                result = "error"
+            else:
+                failed.pop(r.host_key, None)
+                result = r.result
+            recs = work.records_by_key.get(r.host_key, [])
+            decisions.append(
+                (decide(r.host_key, result, transient, error, self.parked.get(r.host_key), now, self.policy), recs)
+            )
+            self._observe(r, work)
+        for key, (transient, error) in failed.items():  # fan-outs, and keys the engine never returned
+            recs = work.records_by_key.get(key, [])
+            decisions.append((decide(key, "error", transient, error, self.parked.get(key), now, self.policy), recs))
+        letters = [(rec, key, why) for rec, key, why in work.rejected]
+        stats = Round()
+        for d, recs in decisions:
+            if d.outcome == "retry":
+                assert d.state is not None
+                self.parked[d.host_key] = d.state
+                self.held.setdefault(d.host_key, []).extend(recs)
+                stats.parked += len(recs)
+                continue
+            self.parked.pop(d.host_key, None)
+            if d.outcome == "dead":
+                letters.extend((rec, d.host_key, d.reason) for rec in recs)
+            else:
+                stats.done += len(recs)
+        stats.dead = await self._dead_letter(letters, now)
+        if stats.parked:
+            log.warning("keys_parked", parked=len(self.parked), records=stats.parked)
+        PARKED.set(len(self.parked))
+        self._outage([d.outcome for d, _ in decisions])
+        return stats
 
-    def _give_up(self, work: _Work, pending: set[str], why: str) -> None:
-        for key in pending:
-            work.dead.extend((rec, key, why) for rec in work.records_by_key.get(key, []))
-        work.dead.extend((rec, ev.host_key, why) for ev, rec in [*work.fanouts, *work.previous_owners])
-        work.fanouts.clear()
-        work.previous_owners.clear()
+    def _observe(self, r: Any, work: _Work) -> None:
+        if r.result == "conflict":
+            CONFLICTS.inc()
+            log.warning("conflict", host_key=r.host_key, reason=r.reason)
+        elif r.action in _APPLIED and r.result == "ok" and r.host_key in work.received_at:
+            EVENT_TO_ZABBIX.observe(max(0.0, time.time() - work.received_at[r.host_key]))
 
-    @property
-    def _max_attempts(self) -> int:
-        return self.cfg.consumer.max_transient_attempts
+    def _outage(self, outcomes: list[Any]) -> None:
+        """Pause reading while every key fails transiently; resume at the first success."""
+        if self.consumer is None or not outcomes:
+            return
+        assigned = list(self.consumer.assignment())
+        if is_outage(outcomes):
+            if not self.outage:
+                log.warning("outage_paused", parked=len(self.parked))
+            self.outage = True
+            self.consumer.pause(*assigned)
+        elif self.outage and any(o == "done" for o in outcomes):
+            self.outage = False
+            self.consumer.resume(*assigned)
+            log.info("outage_over", parked=len(self.parked))
 
-    def _decode(self, batch: dict[TopicPartition, list[Any]]) -> _Work:
+    def _decode(self, records: list[Any]) -> _Work:
+        """Records -> work; what cannot be read is rejected here, once, with the reason."""
         work = _Work()
-        for records in batch.values():
-            for rec in records:
-                try:
-                    msg = decode(rec.value)
-                except UnknownVersion as exc:
-                    CONSUMED.labels("unknown_version").inc()
-                    work.dead.append((rec, _key(rec), str(exc)))
+        for rec in records:
+            if rec.value is None:
+                CONSUMED.labels("null").inc()
+                work.rejected.append((rec, _key(rec), "null record (a tombstone carries no event)"))
+                continue
+            try:
+                msg = decode(rec.value)
+            except UnknownVersion as exc:
+                CONSUMED.labels("unknown_version").inc()
+                work.rejected.append((rec, _key(rec), str(exc)))
+                continue
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                CONSUMED.labels("undecodable").inc()
+                work.rejected.append((rec, _key(rec), f"undecodable message: {exc}"))
+                continue
+            if isinstance(msg, ChangeEvent):
+                CONSUMED.labels("change_event").inc()
+                if msg.object_type in DEPENDENCY_OBJECT_TYPES:
+                    work.fanouts.append((msg, rec))
                     continue
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    CONSUMED.labels("undecodable").inc()
-                    work.dead.append((rec, _key(rec), f"undecodable message: {exc}"))
-                    continue
-                if isinstance(msg, ChangeEvent):
-                    CONSUMED.labels("change_event").inc()
-                    if msg.object_type in DEPENDENCY_OBJECT_TYPES:
-                        work.fanouts.append((msg, rec))
-                        continue
-                    if msg.previous_owner is not None:
-                        work.previous_owners.append((msg, rec))
-                    if msg.received_at:
-                        work.received_at[msg.host_key] = min(work.received_at.get(msg.host_key, 1e18), msg.received_at)
-                    work.records_by_key.setdefault(msg.host_key, []).append(rec)
-                elif isinstance(msg, SyncRequest):
-                    CONSUMED.labels("sync_request").inc()
-                    work.records_by_key.setdefault(msg.host_key, []).append(rec)
-                else:
-                    CONSUMED.labels("unexpected").inc()
-                    work.dead.append((rec, _key(rec), f"a {type(msg).__name__} does not belong on {self.topic}"))
+                if msg.previous_owner is not None:
+                    work.previous_owners.append((msg, rec))
+                if msg.received_at:
+                    work.received_at[msg.host_key] = min(work.received_at.get(msg.host_key, 1e18), msg.received_at)
+                work.add(msg.host_key, rec)
+            elif isinstance(msg, SyncRequest):
+                CONSUMED.labels("sync_request").inc()
+                work.add(msg.host_key, rec)
+            else:
+                CONSUMED.labels("unexpected").inc()
+                work.rejected.append((rec, _key(rec), f"a {type(msg).__name__} does not belong on {self.topic}"))
         return work
 
-    async def _expand(self, work: _Work, keys: set[str]) -> None:
-        """Fan out dependency changes (SyncRequests onto the events topic) and add IPs' previous owners.
-        Each item leaves its list once done, so a retry does not repeat it."""
-        while work.fanouts:
-            ev, _rec = work.fanouts[0]
-            host_keys = await dependent_host_keys(self.engine.netbox, self.engine.zabbix, ev)
-            for key in host_keys:
-                req = SyncRequest(host_key=key, reason="fanout", cause=f"{ev.object_type}:{ev.object_id}")
-                await self.producer.send(self.cfg.kafka.topics.events, key, encode(req))
-            log.info("fanout", cause=ev.host_key, hosts=len(host_keys))
-            work.fanouts.pop(0)
-        while work.previous_owners:
-            ev, _rec = work.previous_owners[0]
+    async def _expand(self, work: _Work, failed: dict[str, tuple[bool, str]]) -> None:
+        """Fan out dependency changes (SyncRequests onto the events topic) and add IPs' previous
+        owners. A failure is the failure of the event's own key (its records are parked with it)."""
+        for ev, rec in work.fanouts:
+            try:
+                host_keys = await dependent_host_keys(self.engine.netbox, self.engine.zabbix, ev)
+                for key in host_keys:
+                    req = SyncRequest(host_key=key, reason="fanout", cause=f"{ev.object_type}:{ev.object_id}")
+                    await self.producer.send(self.cfg.kafka.topics.events, key, encode(req))
+                log.info("fanout", cause=ev.host_key, hosts=len(host_keys))
+            except (NetBoxError, ZabbixError, ProduceUnavailable) as exc:
+                failed[ev.host_key] = (getattr(exc, "transient", True), f"fan-out of {ev.host_key}: {exc}")
+                work.add(ev.host_key, rec)
+        for ev, _rec in work.previous_owners:
             assert ev.previous_owner is not None
-            owner = await self.engine.netbox.previous_owner(
-                ev.previous_owner.content_type_id, ev.previous_owner.object_id
-            )
+            try:
+                owner = await self.engine.netbox.previous_owner(
+                    ev.previous_owner.content_type_id, ev.previous_owner.object_id
+                )
+            except NetBoxError as exc:
+                failed[ev.host_key] = (exc.transient, f"previous owner of {ev.host_key}: {exc}")
+                continue
             if owner and owner != ev.host_key:
-                keys.add(owner)
-            work.previous_owners.pop(0)
+                work.records_by_key.setdefault(owner, [])
 
-    def _settle(self, work: _Work, results: list[SyncResult], attempt: int) -> set[str]:
-        """Record results; return the keys to retry. Permanent errors and exhausted retries are dead-lettered."""
-        retry: set[str] = set()
-        now = time.time()
-        for r in results:
-            if r.result == "error" and r.transient and attempt < self._max_attempts:
-                retry.add(r.host_key)
-            elif r.result == "error":
-                why = f"still failing after {attempt} attempts: {r.error}" if r.transient else (r.error or "error")
-                for rec in work.records_by_key.get(r.host_key, []):
-                    work.dead.append((rec, r.host_key, why))
-            elif r.result == "conflict":
-                CONFLICTS.inc()
-                log.warning("conflict", host_key=r.host_key, reason=r.reason)
-            elif r.action in _APPLIED and r.host_key in work.received_at:
-                EVENT_TO_ZABBIX.observe(max(0.0, now - work.received_at[r.host_key]))
-        return retry
-
-    async def _dead_letter(self, dead: list[tuple[Any, str, str]], attempts: int) -> None:
-        for rec, host_key, error in dead:
+    async def _dead_letter(self, letters: list[tuple[Any, str, str]], now: float) -> int:
+        """Store the letters; one that cannot be stored keeps its record held (retried, never skipped)."""
+        stored = 0
+        for rec, host_key, error in letters:
             letter = DeadLetter(
                 host_key=host_key,
                 error=error,
-                attempts=attempts,
+                attempts=self.parked[host_key].attempts + 1 if host_key in self.parked else 1,
                 topic=rec.topic,
                 partition=rec.partition,
                 offset=rec.offset,
                 original=rec.value.decode("utf-8", "replace") if rec.value else "",
             )
-            await self.producer.send(self.cfg.kafka.topics.dlq, host_key, encode(letter))
+            try:
+                await self.producer.send(self.cfg.kafka.topics.dlq, host_key, encode(letter))
+            except ProduceUnavailable as exc:
+                log.error("dlq_unavailable", host_key=host_key, error=str(exc))
+                d = decide(
+                    host_key,
+                    "error",
+                    True,
+                    f"dead letter not stored: {exc}",
+                    self.parked.get(host_key),
+                    now,
+                    self.policy,
+                )
+                if d.state is not None:
+                    self.parked[host_key] = d.state
+                self.held.setdefault(host_key, []).append(rec)
+                continue
+            stored += 1
             DLQ.labels("error").inc()
             log.error("dead_lettered", host_key=host_key, error=error, partition=rec.partition, offset=rec.offset)
+        return stored
 
-    async def _commit(self, batch: dict[TopicPartition, list[Any]]) -> bool:
+    # ---- offsets and rebalances ----
+
+    def commit_offsets(self) -> dict[TopicPartition, int]:
+        """Per partition: up to its oldest held record, else past the last one fetched."""
+        held: dict[TopicPartition, list[int]] = {}
+        for recs in self.held.values():
+            for r in recs:
+                held.setdefault(TopicPartition(r.topic, r.partition), []).append(r.offset)
+        offsets = {tp: commit_offset(end, held.get(tp, [])) for tp, end in self.fetched_end.items()}
+        return {tp: off for tp, off in offsets.items() if off > self.committed.get(tp, -1)}
+
+    async def commit(self) -> bool:
+        """Commit what is finished; False when nothing could be (nothing new, or the partitions moved)."""
         if self.consumer is None:
             return False
         assigned = self.consumer.assignment()
-        offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items() if recs and tp in assigned}
+        offsets = {tp: off for tp, off in self.commit_offsets().items() if tp in assigned}
         if not offsets:
             return False
         try:
@@ -280,11 +365,23 @@ class EventConsumer:
             # Lost the partitions to a rebalance: their new owner re-applies; sync is idempotent.
             log.warning("commit_failed", error=repr(exc))
             return False
+        self.committed.update(offsets)
         return True
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
+    async def release(self, revoked: set[TopicPartition]) -> None:
+        """Before partitions move: finish the round in flight, commit, and forget their state."""
+        if not revoked:
+            return
+        async with self._round_lock:
+            await self.commit()
+            for key, recs in list(self.held.items()):
+                if any(TopicPartition(r.topic, r.partition) in revoked for r in recs):
+                    del self.held[key]
+                    self.parked.pop(key, None)
+            for tp in revoked:
+                self.fetched_end.pop(tp, None)
+                self.committed.pop(tp, None)
+        log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked), parked=len(self.parked))
 
     async def _update_lag(self) -> None:
         if self.consumer is None:

@@ -154,9 +154,12 @@ class SyncEngine:
         proxy_groups = self.zabbix.caps.proxy_groups
 
         def plan(k: str, by_name: Mapping[str, ActualHost]) -> Plan:
-            url = self.netbox.object_url(k) if k.rpartition(":")[0] in ENDPOINTS else ""
-            obj, host, window = objects.get(k), actual.get(k), windows.get(k)
-            return plan_host(k, obj, host, by_name, cfg, today, url, window, now, proxy_groups)
+            try:
+                url = self.netbox.object_url(k) if k.rpartition(":")[0] in ENDPOINTS else ""
+                obj, host, window = objects.get(k), actual.get(k), windows.get(k)
+                return plan_host(k, obj, host, by_name, cfg, today, url, window, now, proxy_groups)
+            except Exception as exc:  # one object's bad data (a malformed config context) is that key's error
+                return Plan(host_key=k, action="error", reason=f"cannot plan {k}: {type(exc).__name__}: {exc}")
 
         return plan
 
@@ -167,6 +170,10 @@ class SyncEngine:
         try:
             plans = await self.plans(keys)
         except (NetBoxError, ZabbixError) as exc:
+            if not exc.transient and len(keys) > 1:
+                # A refusal of the bulk read may come from one key: read each alone, so it fails alone.
+                log.warning("batch_read_split", keys=len(keys), error=str(exc))
+                return [r for rs in await asyncio.gather(*(self.sync([k], dry_run) for k in keys)) for r in rs]
             return [
                 SyncResult(host_key=k, action="read", result="error", error=str(exc), transient=exc.transient)
                 for k in keys
@@ -188,12 +195,13 @@ class SyncEngine:
         t0 = time.perf_counter()
         try:
             hostids = await self.zabbix.apply_batch(write.kind, write.plans)
-        except ZabbixError as exc:
-            if exc.transient:
-                return [self._failed(p, exc, t0, batched=len(write.plans)) for p in write.plans]
+        except (ZabbixError, ValueError, KeyError, TypeError) as exc:
+            err = _as_zabbix_error(exc)
+            if err.transient:
+                return [self._failed(p, err, t0, batched=len(write.plans)) for p in write.plans]
             # One bad host (a template gone, a name taken meanwhile) fails the whole call, and Zabbix
             # rolled it back: write them one by one, so every other host still lands.
-            log.warning("batch_write_split", kind=write.kind, hosts=len(write.plans), error=str(exc))
+            log.warning("batch_write_split", kind=write.kind, hosts=len(write.plans), error=str(err))
             return list(await asyncio.gather(*(self._apply(p, dry_run) for p in write.plans)))
         return [
             self._succeeded(p, hostid, sorted(p.changes), t0, batched=len(write.plans))
@@ -216,7 +224,9 @@ class SyncEngine:
             hostid=plan.hostid,
             changed=sorted(plan.changes),
             error=str(exc),
-            transient=exc.transient,
+            # A name taken since the plan was made (another consumer created it during a rebalance, or
+            # someone by hand): planning again finds the host, ours (update) or not (conflict).
+            transient=exc.transient or (plan.action == "create" and "already exists" in str(exc)),
         )
         return self._finish(res, t0, batched=batched)
 
@@ -244,6 +254,8 @@ class SyncEngine:
             res = SyncResult(
                 host_key=plan.host_key, action="conflict", result="conflict", hostid=plan.hostid, reason=plan.reason
             )
+        elif plan.action == "error":
+            res = SyncResult(host_key=plan.host_key, action="plan", result="error", error=plan.reason)
         elif plan.empty or dry_run:
             res = SyncResult(
                 host_key=plan.host_key,
@@ -261,7 +273,12 @@ class SyncEngine:
                         plan, hostid, parse_duration(self.cfg.host.maintenance.duration)
                     )
                     changed = [*changed, f"maintenance:{plan.maintenance}"]
-            except ZabbixError as exc:
-                return self._failed(plan, exc, t0)
+            except (ZabbixError, ValueError, KeyError, TypeError) as exc:
+                return self._failed(plan, _as_zabbix_error(exc), t0)
             return self._succeeded(plan, hostid, changed, t0)
         return self._finish(res, t0, dry_run)
+
+
+def _as_zabbix_error(exc: Exception) -> ZabbixError:
+    """A write that failed before or inside Zabbix, as that plan's error (a bad payload is permanent)."""
+    return exc if isinstance(exc, ZabbixError) else ZabbixError(f"{type(exc).__name__}: {exc}", transient=False)

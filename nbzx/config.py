@@ -112,9 +112,13 @@ class ConsumerConfig(_Base):
     fetch_max_wait_ms: PositiveInt = 100
     retry_base_s: PositiveFloat = 0.5
     retry_max_s: PositiveFloat = 30.0
-    # Transient errors (Zabbix/NetBox down) retry this many times before the message is dead-lettered,
-    # so nothing blocks a partition forever (60 tries at the 30 s cap is about half an hour).
-    max_transient_attempts: PositiveInt = 60
+    # A key failing transiently (Zabbix or NetBox down) is parked and retried, never dead-lettered
+    # while the cause lasts less than this; its partition is committed only up to its records.
+    transient_window: str = "24h"
+
+    def __post_init__(self) -> None:
+        parse_duration(self.transient_window)
+
     session_timeout_ms: PositiveInt = 10_000
     heartbeat_interval_ms: PositiveInt = 3_000
     rebalance_timeout_ms: PositiveInt = 30_000

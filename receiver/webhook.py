@@ -49,7 +49,8 @@ def signature_valid(secret: str, raw: bytes, header: str | None) -> bool:
     """Constant-time check of the signature header against the raw bytes (never re-serialised JSON)."""
     if not header or not secret:
         return False
-    return hmac.compare_digest(sign(secret, raw), header.strip().lower())
+    # As bytes: compare_digest refuses str with non-ASCII characters, and a header may hold any byte.
+    return hmac.compare_digest(sign(secret, raw).encode(), header.strip().lower().encode("utf-8", "replace"))
 
 
 def is_json_content_type(value: str | None) -> bool:

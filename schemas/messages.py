@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Struct, field
@@ -21,6 +21,8 @@ Event = Literal["created", "updated", "deleted"]
 JobKind = Literal["reconcile", "backfill", "settings_import", "maintenance_cleanup"]
 JobStatus = Literal["scheduled", "pending", "running", "completed", "errored", "failed", "skipped"]
 Trigger = Literal["schedule", "api", "cli"]
+# "<app>.<model>:<id>" of the host a message is about; a record with any other key is rejected at decode.
+HostKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*:[0-9]+$")]
 
 
 def new_id() -> str:
@@ -49,7 +51,7 @@ class PreviousOwner(Struct, kw_only=True):
 class ChangeEvent(_Envelope, tag="change_event"):
     """One NetBox change, from a webhook. A hint: consumers re-read NetBox for the state."""
 
-    host_key: str
+    host_key: HostKey
     event: Event
     object_type: str
     object_id: int
@@ -73,7 +75,7 @@ class ChangeEvent(_Envelope, tag="change_event"):
 class SyncRequest(_Envelope, tag="sync_request"):
     """Sync one host key now (from reconcile, dependency fan-out or a DLQ retry)."""
 
-    host_key: str
+    host_key: HostKey
     reason: Literal["reconcile", "fanout", "retry", "cli", "previous_owner"] = "reconcile"
     job_id: str | None = None
     cause: str | None = None  # e.g. the dependency that fanned out: "dcim.site:3"

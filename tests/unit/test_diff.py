@@ -198,6 +198,10 @@ def test_soft_delete_is_idempotent_and_resurrection_restores_the_host() -> None:
     assert archived.deleted_on == "2026-11-23"
     again = plan_absent("dcim.device:1", archived, DeleteConfig(mode="soft"), "2026-11-24", "gone")
     assert again.action == "noop"
+    grace = DeleteConfig(mode="soft", grace="30d")
+    assert plan_absent("dcim.device:1", archived, grace, "2026-12-22", "gone").action == "noop", "29 days"
+    late = plan_absent("dcim.device:1", archived, grace, "2026-12-23", "gone")
+    assert (late.action, late.hostid, late.removes) == ("delete", "10500", True), "past the grace: hard delete"
     back = plan_sync(BASE, archived)
     assert back.action == "update" and back.hostid == "10500"
     assert {"host", "name", "status", "groups", "tags"} <= set(back.changes)

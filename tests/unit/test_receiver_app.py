@@ -78,13 +78,14 @@ async def test_accepted_webhook_is_produced_keyed_by_host(client: Any) -> None:
     [
         (lambda raw, h: (raw, {**h, "X-Hook-Signature": "0" * 128}), 401),
         (lambda raw, h: (raw, {k: v for k, v in h.items() if k != "X-Hook-Signature"}), 401),
+        (lambda raw, h: (raw, {**h, "X-Hook-Signature": "é" + "0" * 127}), 401),
         (lambda raw, h: (raw + b" ", h), 401),
         (lambda raw, h: (raw, {**h, "Content-Type": "text/plain"}), 415),
         (lambda raw, h: (b"[1]", _headers(b"[1]")), 400),
         (lambda raw, h: (b"{oops", _headers(b"{oops")), 400),
         (lambda raw, h: (b"{" + b" " * 70000 + b"}", _headers(b"{" + b" " * 70000 + b"}")), 413),
     ],
-    ids=["bad-signature", "no-signature", "changed-body", "text-plain", "json-array", "bad-json", "too-large"],
+    ids=["bad-signature", "no-signature", "non-ascii-signature", "changed-body", "text-plain", "json-array", "bad-json", "too-large"],
 )
 async def test_refused_deliveries_produce_nothing(client: Any, mutate: Any, status: int) -> None:
     raw = CAP["raw_body"].encode()

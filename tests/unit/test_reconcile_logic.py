@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from consumer.reconcile import delete_cap, grace_expired
+from consumer.diff import grace_expired
+from consumer.reconcile import delete_cap
 from consumer.system_jobs import missing_settings
 from nbzx.config import parse_config
 from nbzx.jobs import materialise, newest_first
