@@ -30,7 +30,7 @@ from consumer.netbox import NetBoxError
 from consumer.sync import SyncEngine
 from consumer.zabbix import ZabbixError
 from nbzx.config import DEPENDENCY_OBJECT_TYPES, Config, parse_duration
-from nbzx.kafka import Producer, ProduceUnavailable, client_kwargs
+from nbzx.kafka import TOPIC_MAX_MESSAGE_BYTES, Producer, ProduceUnavailable, client_kwargs
 from nbzx.logging import get_logger
 from schemas.messages import ChangeEvent, DeadLetter, SyncRequest, UnknownVersion, decode, encode
 
@@ -127,6 +127,7 @@ class EventConsumer:
             "session_timeout_ms": c.session_timeout_ms,
             "heartbeat_interval_ms": c.heartbeat_interval_ms,
             "rebalance_timeout_ms": c.rebalance_timeout_ms,
+            "max_partition_fetch_bytes": TOPIC_MAX_MESSAGE_BYTES,
             **consumer_overrides,
         }
         self.consumer: AIOKafkaConsumer | None = None

@@ -18,6 +18,9 @@ from msgspec import Meta, Struct, field
 
 PositiveFloat = Annotated[float, Meta(gt=0)]
 PositiveInt = Annotated[int, Meta(gt=0)]
+# The largest webhook body the receiver takes: Kafka's producer and topic limits are set from it
+# (nbzx/kafka.py), so an accepted body always fits in its event and in its dead letter.
+MAX_BODY_BYTES = 1024 * 1024
 Port = Annotated[int, Meta(ge=1, le=65535)]
 
 # NetBox's own job intervals, in minutes.
@@ -100,7 +103,7 @@ class KafkaConfig(_Base):
 class ReceiverConfig(_Base):
     host: str = "127.0.0.1"
     port: Port = 8090
-    max_body_bytes: PositiveInt = 1024 * 1024
+    max_body_bytes: Annotated[int, Meta(gt=0, le=MAX_BODY_BYTES)] = MAX_BODY_BYTES
     # Which object types are turned into events; anything else gets 202 {"ignored": ...}.
     object_types: list[str] = field(default_factory=lambda: [*HOST_OBJECT_TYPES, *DEPENDENCY_OBJECT_TYPES])
     virtual_chassis_as_one_host: bool = False

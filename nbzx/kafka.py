@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from nbzx.config import Config
+from nbzx.config import MAX_BODY_BYTES, Config
 from nbzx.logging import get_logger
 
 log = get_logger(component="kafka")
@@ -73,6 +73,7 @@ class Producer:
                     linger_ms=1,
                     request_timeout_ms=max(timeout_ms, 1000),
                     metadata_max_age_ms=30_000,
+                    max_request_size=PRODUCER_MAX_REQUEST_BYTES,
                 )
                 try:
                     await asyncio.wait_for(p.start(), self._timeout)
@@ -141,28 +142,42 @@ async def read_to_end(consumer: Any, topic: str, timeout_s: float = 10.0) -> lis
     return records
 
 
+# Record sizes agree end to end: a webhook body (receiver.max_body_bytes, at most MAX_BODY_BYTES) fits
+# in a ChangeEvent, and that event, JSON-escaped, in a DeadLetter, under what the producer sends,
+# under what every topic (and the consumer's fetch) takes. DESIGN §3.
+PRODUCER_MAX_REQUEST_BYTES = 8 * MAX_BODY_BYTES
+TOPIC_MAX_MESSAGE_BYTES = PRODUCER_MAX_REQUEST_BYTES + 1024 * 1024
+
+
 def topic_specs(cfg: Config) -> list[NewTopic]:
     """The topics of DESIGN.md section 3 with their partitions, replication and cleanup policy."""
     k, t = cfg.kafka, cfg.kafka.topics
     day_ms = 24 * 3600 * 1000
+    size = {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)}
     return [
         NewTopic(
             t.events,
             k.partitions,
             k.replication,
-            topic_configs={"cleanup.policy": "delete", "retention.ms": str(7 * day_ms)},
+            topic_configs={"cleanup.policy": "delete", "retention.ms": str(7 * day_ms), **size},
         ),
         NewTopic(
-            t.control, 1, k.replication, topic_configs={"cleanup.policy": "delete", "retention.ms": str(7 * day_ms)}
+            t.control,
+            1,
+            k.replication,
+            topic_configs={"cleanup.policy": "delete", "retention.ms": str(7 * day_ms), **size},
         ),
         NewTopic(
-            t.jobs, 1, k.replication, topic_configs={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+            t.jobs,
+            1,
+            k.replication,
+            topic_configs={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", **size},
         ),
         NewTopic(
             t.dlq,
             k.partitions,
             k.replication,
-            topic_configs={"cleanup.policy": "delete", "retention.ms": str(30 * day_ms)},
+            topic_configs={"cleanup.policy": "delete", "retention.ms": str(30 * day_ms), **size},
         ),
     ]
 

@@ -123,3 +123,39 @@ async def test_broker_down_is_503_then_recovers_without_restart(receiver: Any) -
     records = await consume_all(cfg, cfg.kafka.topics.events, 2)
     seqs = sorted({int(decode(r.value).body_json()["data"]["comments"].split()[1]) for r in records})  # type: ignore[union-attr]
     assert 1 in seqs and 3 in seqs
+
+
+async def test_a_body_at_the_size_limit_is_stored_and_so_is_its_dead_letter(receiver: Any) -> None:
+    """Record sizes agree end to end: the largest body the receiver accepts fits its event on the
+    topic, and that event fits, JSON-escaped, in a dead letter (Kafka's default 1 MiB would refuse both)."""
+    from nbzx.kafka import Producer
+    from schemas import DeadLetter, encode
+
+    cfg = receiver.cfg
+    body = _device_update(9200, 0)
+    body["data"]["comments"] = ""
+    filler = cfg.receiver.max_body_bytes - len(json.dumps(body).encode())
+    body["data"]["comments"] = '"' * (filler // 2)  # escaped in the body, and escaped again in the letter
+    raw, headers = _signed(body)
+    assert cfg.receiver.max_body_bytes - 2 <= len(raw) <= cfg.receiver.max_body_bytes
+    resp = await receiver.post("/webhook", data=raw, headers=headers)
+    assert resp.status == 202, await resp.text()
+    [rec] = await consume_all(cfg, cfg.kafka.topics.events, 1)
+    assert len(rec.value) > cfg.receiver.max_body_bytes
+
+    producer = Producer(cfg, client_id="test-big-letter")
+    try:
+        letter = DeadLetter(
+            host_key="dcim.device:9200",
+            error="x",
+            attempts=1,
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            original=rec.value.decode(),
+        )
+        await producer.send(cfg.kafka.topics.dlq, "dcim.device:9200", encode(letter))
+    finally:
+        await producer.stop()
+    [stored] = await consume_all(cfg, cfg.kafka.topics.dlq, 1)
+    assert decode(stored.value).original == rec.value.decode()  # type: ignore[union-attr]

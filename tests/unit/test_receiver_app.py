@@ -85,7 +85,16 @@ async def test_accepted_webhook_is_produced_keyed_by_host(client: Any) -> None:
         (lambda raw, h: (b"{oops", _headers(b"{oops")), 400),
         (lambda raw, h: (b"{" + b" " * 70000 + b"}", _headers(b"{" + b" " * 70000 + b"}")), 413),
     ],
-    ids=["bad-signature", "no-signature", "non-ascii-signature", "changed-body", "text-plain", "json-array", "bad-json", "too-large"],
+    ids=[
+        "bad-signature",
+        "no-signature",
+        "non-ascii-signature",
+        "changed-body",
+        "text-plain",
+        "json-array",
+        "bad-json",
+        "too-large",
+    ],
 )
 async def test_refused_deliveries_produce_nothing(client: Any, mutate: Any, status: int) -> None:
     raw = CAP["raw_body"].encode()
