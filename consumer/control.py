@@ -3,7 +3,10 @@ system jobs (`maintenance_cleanup`, `settings_import`) on their intervals.
 
 The control topic has one partition and its own consumer group, so across all consumer replicas
 exactly one process runs reconciles and system jobs. A request that arrives while a reconcile runs
-is recorded as `skipped`, naming the running job.
+is recorded as `skipped`, naming the running job. A reconcile that raises is recorded as `errored`;
+the loop itself survives Kafka errors (logged, retried) and never takes the consumer down.
+A new control group reads from the earliest request (none is skipped), and requests older than
+`STALE_AFTER_S` are ignored: they belong to runs long gone, whose job records must stay as they are.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from nbzx.logging import get_logger
 from schemas.messages import JobRecord, ReconcileRequest, decode, utc_now
 
 log = get_logger(component="control")
+STALE_AFTER_S = 24 * 3600
 
 
 class _Periodic:
@@ -64,7 +68,7 @@ class ControlLoop:
             **client_kwargs(cfg),
             "group_id": f"{cfg.kafka.group}-control",
             "enable_auto_commit": False,
-            "auto_offset_reset": "latest",
+            "auto_offset_reset": "earliest",
             "max_poll_interval_ms": 3_600_000,
             "session_timeout_ms": cfg.consumer.session_timeout_ms,
             "heartbeat_interval_ms": cfg.consumer.heartbeat_interval_ms,
@@ -81,21 +85,12 @@ class ControlLoop:
         ]
         try:
             while not self.stopping.is_set():
-                # Only the member that holds the control partition runs them: one job, not one per replica.
-                if consumer.assignment():
-                    for job in system_jobs:
-                        job.maybe_start(self.reconciler.engine, self.producer)
-                batch = await consumer.getmany(timeout_ms=500)
-                for tp, recs in batch.items():
-                    for rec in recs:
-                        await self._handle(rec)
-                        pending_commit[tp] = rec.offset + 1
-                if self.running is None or self.running[1].done():
-                    self.running = None
-                    if pending_commit:  # committed only once no reconcile is in flight
-                        with contextlib.suppress(KafkaError):
-                            await consumer.commit(dict(pending_commit))
-                        pending_commit.clear()
+                try:
+                    await self._step(consumer, system_jobs, pending_commit)
+                except Exception as exc:  # Kafka away, a job record not stored: say so, go on
+                    log.error("control_loop_error", error=f"{type(exc).__name__}: {exc}")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), 2.0)
         finally:
             for job in system_jobs:
                 job.cancel()
@@ -105,6 +100,45 @@ class ControlLoop:
                     await self.running[1]
             await consumer.stop()
 
+    async def _step(
+        self, consumer: AIOKafkaConsumer, system_jobs: list[_Periodic], pending_commit: dict[TopicPartition, int]
+    ) -> None:
+        # Only the member that holds the control partition runs them: one job, not one per replica.
+        if consumer.assignment():
+            for job in system_jobs:
+                job.maybe_start(self.reconciler.engine, self.producer)
+        batch = await consumer.getmany(timeout_ms=500)
+        for tp, recs in batch.items():
+            for rec in recs:
+                await self._handle(rec)
+                pending_commit[tp] = rec.offset + 1
+        if self.running is None or self.running[1].done():
+            self.running = None
+            if pending_commit:  # committed only once no reconcile is in flight
+                with contextlib.suppress(KafkaError):
+                    await consumer.commit(dict(pending_commit))
+                pending_commit.clear()
+
+    async def _reconcile(self, req: ReconcileRequest) -> JobRecord:
+        """One reconcile; an exception anywhere in it is recorded as the job's `errored` state."""
+        try:
+            return await self.reconciler.run(req)
+        except Exception as exc:
+            log.exception("reconcile_crashed", job_id=req.job_id)
+            record = JobRecord(
+                job_id=req.job_id,
+                job_kind="reconcile",
+                status="errored",
+                trigger=req.trigger,
+                user=req.user,
+                completed=utc_now(),
+                scheduled_for=req.scheduled_for,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            with contextlib.suppress(Exception):  # Kafka may be what failed: the log line stays
+                await publish_record(self.producer, self.cfg, record)
+            return record
+
     async def _handle(self, rec: Any) -> None:
         try:
             req = decode(rec.value)
@@ -113,6 +147,9 @@ class ControlLoop:
             return
         if not isinstance(req, ReconcileRequest):
             log.error("control_message_unexpected", kind=type(req).__name__, offset=rec.offset)
+            return
+        if time.time() - rec.timestamp / 1000 > STALE_AFTER_S:
+            log.info("control_message_stale", job_id=req.job_id, offset=rec.offset)
             return
         if self.running is not None and not self.running[1].done():
             running = self.running[0]
@@ -133,4 +170,4 @@ class ControlLoop:
             )
             log.info("reconcile_skipped", job_id=req.job_id, running_job=running.job_id)
             return
-        self.running = (req, asyncio.create_task(self.reconciler.run(req)))
+        self.running = (req, asyncio.create_task(self._reconcile(req)))

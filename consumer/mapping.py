@@ -275,7 +275,13 @@ def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str
             tags[(str(tag_name), render(str(value), obj))] = None
 
     macros = [
-        Macro(macro=m, value=render(spec.value, obj), secret=spec.secret, description=spec.description)
+        # A secret comes from the environment as it is: rendering could change a value with braces in it.
+        Macro(
+            macro=m,
+            value=spec.value if spec.secret else render(spec.value, obj),
+            secret=spec.secret,
+            description=spec.description,
+        )
         for m, spec in host.macros.items()
     ]
     ctx_macros = zctx.get("macros")

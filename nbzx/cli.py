@@ -145,6 +145,7 @@ def cmd_netbox_register(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     """Sync host keys now and print each plan and result as JSON lines."""
     from consumer.netbox import NetBox
+    from consumer.redact import redacted
     from consumer.sync import SyncEngine
     from consumer.zabbix import Zabbix
 
@@ -163,7 +164,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             netbox.close()
         for r in results:
             plan = plans.get(r.host_key)
-            out = {"plan": msgspec.to_builtins(plan) if plan else None, "result": msgspec.to_builtins(r)}
+            out = redacted({"plan": msgspec.to_builtins(plan) if plan else None, "result": msgspec.to_builtins(r)})
             print(json.dumps(out, indent=2 if len(results) == 1 else None))
         return 0 if all(r.result in ("ok", "skipped") for r in results) else 1
 

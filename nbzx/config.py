@@ -153,10 +153,12 @@ class SnmpConfig(_Base):
     securityname: str = ""
     securitylevel: Literal["noAuthNoPriv", "authNoPriv", "authPriv"] = "noAuthNoPriv"
     authprotocol: Literal["MD5", "SHA1", "SHA224", "SHA256", "SHA384", "SHA512"] = "SHA1"
-    authpassphrase: str = ""
+    authpassphrase: str = ""  # a Zabbix user macro ("{$SNMPV3_AUTH}"), or from authpassphrase_env
     privprotocol: Literal["DES", "AES128", "AES192", "AES256", "AES192C", "AES256C"] = "AES128"
-    privpassphrase: str = ""
+    privpassphrase: str = ""  # a Zabbix user macro, or from privpassphrase_env
     contextname: str = ""
+    authpassphrase_env: str | None = None
+    privpassphrase_env: str | None = None
 
 
 class InterfacesConfig(_Base):
@@ -180,9 +182,10 @@ class InventoryConfig(_Base):
 
 
 class MacroConfig(_Base):
-    value: str
+    value: str = ""  # a template ("{site.slug}"); never the value of a secret macro
     secret: bool = False
     description: str = ""
+    value_env: str | None = None  # the environment variable that holds the value (secret macros)
 
 
 HostStatus = Literal["enabled", "disabled", "delete", "maintenance"]
@@ -317,7 +320,48 @@ SECRET_ENV = {
     "webhook_secret": "NBZX_WEBHOOK_SECRET",
     "api_token": "NBZX_API_TOKEN",
 }
-_SECRETISH = re.compile(r"(token|password|secret)$")
+# Keys whose literal value is a secret wherever they appear in the YAML. A Zabbix user macro
+# reference ("{$SNMP_COMMUNITY}") names a secret kept in Zabbix, and is fine.
+_SECRETISH = re.compile(r"(token|password|passphrase|secret|community)$", re.IGNORECASE)
+_MACRO_REF = re.compile(r"^\{\$[A-Z0-9_.]+(:.*)?\}$")
+
+
+def _refuse_secrets(node: Any, path: str) -> None:
+    """ConfigError for the first literal secret found anywhere in the YAML document."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _refuse_secrets(item, f"{path}[{i}]")
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("secret") is True and node.get("value"):
+        raise ConfigError(f"{path}.value: a secret macro's value is not read from the config file; use value_env")
+    for key, value in node.items():
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and _SECRETISH.search(key) and isinstance(value, str | dict | list):
+            if isinstance(value, str) and (not value or _MACRO_REF.match(value)):
+                continue
+            hint = f"use a Zabbix user macro or {key}_env" if key.endswith("passphrase") else "use the environment"
+            raise ConfigError(f"{where}: secrets are not read from the config file; {hint}")
+        _refuse_secrets(value, where)
+
+
+def _from_env(env: Mapping[str, str], var: str, where: str) -> str:
+    if not env.get(var):
+        raise ConfigError(f"{where}: environment variable {var} is not set")
+    return env[var]
+
+
+def _fill_env_secrets(cfg: Config, env: Mapping[str, str]) -> None:
+    """Secret macro values and SNMPv3 passphrases named by *_env keys, from the environment."""
+    for name, macro in cfg.host.macros.items():
+        if macro.value_env:
+            macro.value = _from_env(env, macro.value_env, f"host.macros.{name}.value_env")
+    snmp = cfg.host.interfaces.snmp
+    if snmp.authpassphrase_env:
+        snmp.authpassphrase = _from_env(env, snmp.authpassphrase_env, "host.interfaces.snmp.authpassphrase_env")
+    if snmp.privpassphrase_env:
+        snmp.privpassphrase = _from_env(env, snmp.privpassphrase_env, "host.interfaces.snmp.privpassphrase_env")
 
 
 def parse_config(text: str | bytes, env: Mapping[str, str] | None = None) -> Config:
@@ -332,16 +376,14 @@ def parse_config(text: str | bytes, env: Mapping[str, str] | None = None) -> Con
         raise ConfigError("config must be a YAML mapping at the top level")
     if "secrets" in raw:
         raise ConfigError("secrets: secrets are not read from the config file; set " + ", ".join(SECRET_ENV.values()))
-    for section, body in raw.items():
-        for key in body if isinstance(body, dict) else ():
-            if isinstance(key, str) and _SECRETISH.search(key):
-                raise ConfigError(f"{section}.{key}: secrets are not read from the config file; use the environment")
+    _refuse_secrets(raw, "")
     try:
         cfg = msgspec.convert(raw, Config)
     except msgspec.ValidationError as exc:
         raise ConfigError(_readable(str(exc))) from exc
     env = os.environ if env is None else env
     cfg.secrets = Secrets(**{name: env.get(var, "") for name, var in SECRET_ENV.items()})
+    _fill_env_secrets(cfg, env)
     return cfg
 
 

@@ -23,6 +23,22 @@ from nbzx.config import ConfigError, load_config, parse_config, parse_duration, 
         ("host: {templates: [{match: {role: x}, templates: 3}]}", "host.templates[0].templates: Expected `array`"),
         ("zabbix: {password: hunter2}", "zabbix.password: secrets are not read from the config file"),
         ("secrets: {api_token: x}", "secrets: secrets are not read from the config file"),
+        (
+            "host: {macros: {'{$PW}': {value: hunter2, secret: true}}}",
+            "host.macros.{$PW}.value: a secret macro's value is not read from the config file; use value_env",
+        ),
+        (
+            "host: {interfaces: {snmp: {version: 3, authpassphrase: hunter2}}}",
+            "host.interfaces.snmp.authpassphrase: secrets are not read from the config file; use a Zabbix user macro",
+        ),
+        ("host: {interfaces: {snmp: {community: public}}}", "host.interfaces.snmp.community: secrets are not read"),
+        ("netbox: {extra: [{api_token: abc}]}", "netbox.extra[0].api_token: secrets are not read"),
+        (
+            "host: {macros: {'{$PW}': {value_env: NOPE, secret: true}}}",
+            "host.macros.{$PW}.value_env: environment variable NOPE is not set",
+        ),
+        ("consumer: {transient_window: soon}", "'soon' is not a duration"),
+        ("receiver: {max_body_bytes: 2000000}", "receiver.max_body_bytes: Expected `int` <= 1048576"),
         ("- just a list", "config must be a YAML mapping"),
         ("kafka: [", "config is not valid YAML"),
     ],
@@ -31,6 +47,14 @@ def test_errors_name_the_key(yaml: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(yaml, {})
     assert message in str(err.value)
+
+
+def test_macro_references_name_secrets_kept_in_zabbix_and_are_accepted() -> None:
+    cfg = parse_config("host: {interfaces: {snmp: {community: '{$SNMP_COMMUNITY}', privpassphrase: '{$PRIV}'}}}", {})
+    assert (cfg.host.interfaces.snmp.community, cfg.host.interfaces.snmp.privpassphrase) == (
+        "{$SNMP_COMMUNITY}",
+        "{$PRIV}",
+    )
 
 
 def test_defaults_and_secrets_from_environment() -> None:

@@ -107,12 +107,12 @@ def test_snmp_v3_carries_every_parameter() -> None:
         "securityname": "{name}",
         "securitylevel": "authPriv",
         "authprotocol": "SHA256",
-        "authpassphrase": "a-pass",
+        "authpassphrase_env": "AUTH_VAR",
         "privprotocol": "AES256",
-        "privpassphrase": "p-pass",
+        "privpassphrase": "{$SNMPV3_PRIV}",
         "contextname": "ctx",
     }
-    c = cfg(host={"interfaces": {"default": "snmp", "snmp": snmp}})
+    c = parse_config(json.dumps({"host": {"interfaces": {"default": "snmp", "snmp": snmp}}}), {"AUTH_VAR": "a-pass"})
     [iface] = map_host(device(), "dcim.device:1", c).interfaces
     assert dict(iface.details) == {
         "version": "3",
@@ -122,7 +122,7 @@ def test_snmp_v3_carries_every_parameter() -> None:
         "authprotocol": "3",
         "authpassphrase": "a-pass",
         "privprotocol": "3",
-        "privpassphrase": "p-pass",
+        "privpassphrase": "{$SNMPV3_PRIV}",
         "contextname": "ctx",
     }
 
@@ -191,11 +191,12 @@ def test_inventory_mode_and_fields() -> None:
 
 
 def test_macros_text_secret_and_context() -> None:
-    c = cfg(host={"macros": {"{$SITE}": {"value": "{site.slug}"}, "{$PW}": {"value": "s3cret", "secret": True}}})
+    macros = {"{$SITE}": {"value": "{site.slug}"}, "{$PW}": {"value_env": "PW_VAR", "secret": True}}
+    c = parse_config(json.dumps({"host": {"macros": macros}}), {"PW_VAR": "s3{cr}et"})
     d = map_host(device(config_context={"zabbix": {"macros": {"{$CTX}": 5}}}), "dcim.device:1", c)
     assert [(m.macro, m.value, m.secret) for m in d.macros] == [
         ("{$CTX}", "5", False),
-        ("{$PW}", "s3cret", True),
+        ("{$PW}", "s3{cr}et", True),  # from the environment as it is: never rendered
         ("{$SITE}", "lab-site", False),
     ]
     assert secret_digest("s3cret") != secret_digest("s3cret2")
