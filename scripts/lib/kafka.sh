@@ -21,7 +21,7 @@ kafka_install() {
 
 kafka_configure() {
   mkdir -p "$KAFKA_STATE"
-  cat > "$KAFKA_STATE/server.properties" <<PROPS
+  cat > "$KAFKA_STATE/server.properties.new" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
@@ -47,9 +47,16 @@ num.io.threads=2
 num.recovery.threads.per.data.dir=1
 log.cleaner.threads=1
 log.cleaner.backoff.ms=1000
-log.segment.bytes=1048576
+# Small segments keep thousands of test partitions small on disk, yet larger than the biggest record
+# the service writes (nbzx/kafka.py TOPIC_MAX_MESSAGE_BYTES, 9 MiB): a batch over the segment size is
+# refused by the broker (RECORD_LIST_TOO_LARGE).
+log.segment.bytes=16777216
 log.retention.check.interval.ms=10000
 PROPS
+  # Whether the running broker was started with other settings (an older checkout of this script).
+  KAFKA_CONFIG_CHANGED=0
+  cmp -s "$KAFKA_STATE/server.properties.new" "$KAFKA_STATE/server.properties" || KAFKA_CONFIG_CHANGED=1
+  mv "$KAFKA_STATE/server.properties.new" "$KAFKA_STATE/server.properties"
   cat > "$KAFKA_STATE/log4j2.properties" <<'PROPS'
 status = warn
 appender.console.type = Console
@@ -75,12 +82,14 @@ kafka_ready() { python3 "$SCRIPTS_DIR/lib/kafka_ready.py" "127.0.0.1:$KAFKA_PORT
 
 kafka_up() {
   local t0; t0=$(now)
+  kafka_configure
   if pid_alive "$(state_pid kafka)" && kafka_ready >/dev/null 2>&1; then
-    log "kafka: already running on :$KAFKA_PORT"; return 0
+    if [ "$KAFKA_CONFIG_CHANGED" = 0 ]; then log "kafka: already running on :$KAFKA_PORT"; return 0; fi
+    log "kafka: its settings changed; restarting it"
+    kafka_down
   fi
   port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by a process the stack did not start"
   kafka_install
-  kafka_configure
   log "kafka: starting Apache Kafka $KAFKA_VERSION (KRaft) on :$KAFKA_PORT"
   start_bg kafka "$KAFKA_PORT" "$KAFKA_LOG" \
     java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
