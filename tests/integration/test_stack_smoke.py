@@ -76,7 +76,8 @@ async def test_kafka_offsets_for_times_replays_from_a_timestamp(kafka_config: Co
         found = await consumer.offsets_for_times({tp: since_ms})
         consumer.seek(tp, found[tp].offset)
         values: list[str] = []
-        while len(values) < 20:
+        deadline = time.monotonic() + 30
+        while len(values) < 20 and time.monotonic() < deadline:
             for msgs in (await consumer.getmany(tp, timeout_ms=500)).values():
                 values.extend(m.value.decode() for m in msgs)
     finally:

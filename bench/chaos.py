@@ -1,0 +1,475 @@
+"""bench/chaos: a soak of the whole pipeline under faults, then a check that nothing was lost.
+
+Against the real local stack (scripts/stack up): NetBox's own webhooks -> a receiver -> Kafka -> two
+or more real `nbzx consumer` processes -> Zabbix 6.0. For `--minutes`, a seeded random stream of NetBox
+changes (devices, VMs, interfaces and IPs, sites, tags, a config context; some with bad data that must
+be dead-lettered) runs while faults are injected at random: kill -9 of a consumer, consumers added and
+removed (rebalances), the broker stopped and restarted, Zabbix down, NetBox's API down. Then the faults stop
+and, without a reconcile, it checks:
+- every chaos object in NetBox is in Zabbix exactly as `map_host` of its present state wants (the
+  planner finds nothing to do), and the bad-data ones are absent;
+- nothing exists for deleted objects; one Zabbix host per key;
+- the dead-letter topic holds exactly the bad-data keys, each with its reason.
+It prints the changes made, the faults by kind, the time to converge after the last fault, the letters
+and every violated invariant with its key.
+
+    .venv/bin/python bench/chaos.py [--minutes 20] [--seed N] [--consumers 2]
+
+Not injected: a slow (rather than absent) Zabbix. Broker outages are kept under NetBox's webhook retry
+budget (RQ_RETRY_INTERVAL 2+5+10+30+60 s on the local stack): a webhook NetBox gives up on is a change
+only the periodic reconcile can recover, which this soak deliberately does not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import msgspec
+import pynetbox
+from aiohttp import web
+from zabbix_utils import ZabbixAPI
+
+from consumer.netbox import NetBox
+from consumer.sync import SyncEngine
+from consumer.zabbix import Zabbix
+from nbzx.config import Config
+from nbzx.kafka import create_topics
+from receiver.app import make_app
+from schemas import DeadLetter, decode
+from tests.conftest import HOOK_SECRET, NETBOX_TOKEN, NETBOX_URL, ROOT, TEST_MARK, consume_all, make_config
+from tests.e2e.pipeline import ConsumerProcess, free_port, pipeline_config_doc, write_config
+
+BAD_TAG = "chaos-bad"  # devices with it name a template Zabbix does not have: dead-lettered
+STATUSES = ["active", "offline", "planned", "active", "active"]
+
+
+class Report(msgspec.Struct, kw_only=True):
+    """What a soak did and found."""
+
+    seed: int
+    minutes: float
+    changes: dict[str, int]
+    faults: dict[str, int]
+    converge_s: float | None
+    letters: int
+    violations: list[str]
+
+
+def stack(*args: str) -> None:
+    subprocess.run([str(ROOT / "scripts" / "stack"), *args], check=True, capture_output=True)
+
+
+def stop_netbox_api() -> None:
+    """Stop NetBox's web process only (the one scripts/stack started, by its PID): its API is gone,
+    while its webhook worker and queue stay, as when a NetBox web node goes down."""
+    home = Path(os.environ.get("NBZX_STACK_HOME", Path.home() / ".cache" / "nbzx-stack"))
+    state = (home / "stack.state").read_text().split("\n")
+    pid = next(int(line.split()[1]) for line in state if line.startswith("netbox-web "))
+    os.killpg(pid, signal.SIGTERM)
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+
+
+def say(msg: str) -> None:
+    print(f"[chaos {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Chaos:
+    def __init__(self, seed: int, consumers: int, workdir: Path) -> None:
+        self.rng = random.Random(seed)
+        self.seed, self.min_consumers, self.workdir = seed, consumers, workdir
+        self.nb = pynetbox.api(NETBOX_URL, token=NETBOX_TOKEN)
+        self.tag = f"chaos-{uuid.uuid4().hex[:6]}"
+        self.cfg: Config = make_config(
+            host={
+                "groups": ["NetBox/{site.name}"],
+                "description": "{description}",
+                "templates": [{"match": {"tag": BAD_TAG}, "templates": ["No Such Template"]}],
+                "tags": {"from_netbox_tags": True},
+            },
+            delete={"mode": "hard"},
+        )
+        self.consumers: list[ConsumerProcess] = []
+        self.changes: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.devices: dict[int, Any] = {}  # live chaos devices by id
+        self.vms: dict[int, Any] = {}
+        self.ever: set[str] = set()  # every host key the soak created
+        self.bad: set[str] = set()
+        self.sites: list[Any] = []
+        self.empty_sites: list[Any] = []
+        self.tags: list[Any] = []
+        self.netbox_up = True
+
+    # ---- set-up ----
+
+    async def setup(self) -> None:
+        await create_topics(self.cfg)
+        t = self.tag
+        nb = self.nb
+        self.manu = nb.dcim.manufacturers.create(name=t, slug=t)
+        self.dtype = nb.dcim.device_types.create(manufacturer=self.manu.id, model=t, slug=t)
+        self.role = nb.dcim.device_roles.create(name=f"{t}-role", slug=f"{t}-role", color="9e9e9e")
+        self.sites = [nb.dcim.sites.create(name=f"{t}-s{i}", slug=f"{t}-s{i}", description=TEST_MARK) for i in range(2)]
+        self.ctype = nb.virtualization.cluster_types.create(name=t, slug=t)
+        self.cluster = nb.virtualization.clusters.create(name=t, type=self.ctype.id, site=self.sites[0].id)
+        bad = nb.extras.tags.get(slug=BAD_TAG) or nb.extras.tags.create(name=BAD_TAG, slug=BAD_TAG)
+        self.bad_tag = bad
+        self.context = nb.extras.config_contexts.create(
+            name=t, weight=1000, sites=[self.sites[1].id], data={"zabbix": {"tags": {"chaos": "v0"}}}
+        )
+        self.runner = web.AppRunner(make_app(self.cfg))
+        await self.runner.setup()
+        port = free_port()
+        await web.TCPSite(self.runner, "127.0.0.1", port).start()
+        self.webhook = nb.extras.webhooks.create(
+            name=t,
+            payload_url=f"http://127.0.0.1:{port}/webhook",
+            http_method="POST",
+            http_content_type="application/json",
+            secret=HOOK_SECRET,
+            ssl_verification=False,
+        )
+        types = [
+            "dcim.device",
+            "dcim.interface",
+            "ipam.ipaddress",
+            "virtualization.virtualmachine",
+            "dcim.site",
+            "extras.tag",
+            "extras.configcontext",
+        ]
+        self.rule = nb.extras.event_rules.create(
+            name=t,
+            object_types=types,
+            event_types=["object_created", "object_updated", "object_deleted"],
+            action_type="webhook",
+            action_object_type="extras.webhook",
+            action_object_id=self.webhook.id,
+            enabled=True,
+        )
+        self.doc = pipeline_config_doc(self.cfg, **msgspec.to_builtins(self.cfg.host))
+        self.doc["delete"] = {"mode": "hard"}
+        self.doc["consumer"]["retry_max_s"] = 2
+        for _ in range(self.min_consumers):
+            self.add_consumer()
+
+    def add_consumer(self) -> None:
+        doc = {**self.doc, "consumer": {**self.doc["consumer"], "http_port": free_port()}}
+        n = len(self.consumers)
+        path = write_config(doc, self.workdir / f"consumer{n}-{uuid.uuid4().hex[:4]}.yaml")
+        self.consumers.append(ConsumerProcess(path, self.workdir / f"consumer{n}.log"))
+
+    # ---- NetBox changes ----
+
+    def ip(self) -> str:
+        return f"10.{self.rng.randrange(200, 250)}.{self.rng.randrange(256)}.{self.rng.randrange(1, 255)}"
+
+    def change(self) -> None:
+        kind = self.rng.choices(
+            [
+                "dev_create",
+                "dev_update",
+                "dev_delete",
+                "vm_create",
+                "vm_update",
+                "vm_delete",
+                "ip_change",
+                "site_cycle",
+                "tag_cycle",
+                "context",
+                "bad_device",
+            ],
+            weights=[8, 10, 3, 3, 3, 1, 4, 1, 2, 1, 1],
+        )[0]
+        nb, rng = self.nb, self.rng
+        if kind == "dev_create" or (kind in ("dev_update", "dev_delete", "ip_change") and not self.devices):
+            kind = "dev_create"
+            site = rng.choice(self.sites)
+            dev = nb.dcim.devices.create(
+                name=f"{self.tag}-d{uuid.uuid4().hex[:5]}",
+                device_type=self.dtype.id,
+                role=self.role.id,
+                site=site.id,
+                status="active",
+            )
+            if rng.random() < 0.6:
+                iface = nb.dcim.interfaces.create(device=dev.id, name="eth0", type="1000base-t")
+                addr = nb.ipam.ip_addresses.create(
+                    address=f"{self.ip()}/24", assigned_object_type="dcim.interface", assigned_object_id=iface.id
+                )
+                dev.update({"primary_ip4": addr.id})
+            self.devices[dev.id] = dev
+            self.ever.add(f"dcim.device:{dev.id}")
+        elif kind == "dev_update":
+            dev = self.devices[rng.choice(sorted(self.devices))]
+            what = rng.choice(["description", "status", "name", "tags"])
+            if what == "description":
+                dev.update({"description": f"d{rng.randrange(1000)}"})
+            elif what == "status":
+                dev.update({"status": rng.choice(STATUSES)})
+            elif what == "name":
+                dev.update({"name": f"{self.tag}-d{uuid.uuid4().hex[:5]}"})
+            elif self.tags:
+                dev.update({"tags": [t.id for t in rng.sample(self.tags, k=min(len(self.tags), rng.randrange(3)))]})
+        elif kind == "dev_delete":
+            dev = self.devices.pop(rng.choice(sorted(self.devices)))
+            dev.delete()
+        elif kind == "ip_change":
+            dev = self.devices[rng.choice(sorted(self.devices))]
+            addrs = list(nb.ipam.ip_addresses.filter(device_id=dev.id))
+            if addrs:
+                addrs[0].update({"address": f"{self.ip()}/24"})
+        elif kind == "vm_create" or (kind in ("vm_update", "vm_delete") and not self.vms):
+            kind = "vm_create"
+            vm = nb.virtualization.virtual_machines.create(
+                name=f"{self.tag}-v{uuid.uuid4().hex[:5]}", cluster=self.cluster.id, status="active"
+            )
+            self.vms[vm.id] = vm
+            self.ever.add(f"virtualization.virtualmachine:{vm.id}")
+        elif kind == "vm_update":
+            self.vms[rng.choice(sorted(self.vms))].update({"description": f"v{rng.randrange(1000)}"})
+        elif kind == "vm_delete":
+            self.vms.pop(rng.choice(sorted(self.vms))).delete()
+        elif kind == "site_cycle":  # an empty site made and deleted: its deletion must cost nothing
+            if self.empty_sites and rng.random() < 0.6:
+                self.empty_sites.pop().delete()
+            else:
+                s = f"{self.tag}-e{uuid.uuid4().hex[:4]}"
+                self.empty_sites.append(nb.dcim.sites.create(name=s, slug=s, description=TEST_MARK))
+        elif kind == "tag_cycle":
+            if self.tags and rng.random() < 0.4:
+                self.tags.pop(rng.randrange(len(self.tags))).delete()  # hosts carrying it must lose it
+            else:
+                s = f"{self.tag}-t{uuid.uuid4().hex[:4]}"
+                self.tags.append(nb.extras.tags.create(name=s, slug=s))
+        elif kind == "context":
+            self.context.update({"data": {"zabbix": {"tags": {"chaos": f"v{rng.randrange(100)}"}}}})
+        elif kind == "bad_device":
+            dev = nb.dcim.devices.create(
+                name=f"{self.tag}-bad{uuid.uuid4().hex[:5]}",
+                device_type=self.dtype.id,
+                role=self.role.id,
+                site=self.sites[0].id,
+                status="active",
+                tags=[self.bad_tag.id],
+            )
+            self.bad.add(f"dcim.device:{dev.id}")
+            self.ever.add(f"dcim.device:{dev.id}")
+        self.changes[kind] += 1
+
+    # ---- faults ----
+
+    async def fault(self) -> None:
+        kind = self.rng.choice(["kill9", "add", "remove", "broker", "zabbix", "netbox"])
+        alive = [c for c in self.consumers if c.proc.poll() is None]
+        if kind == "kill9" and alive:
+            victim = self.rng.choice(alive)
+            victim.kill9()
+            self.consumers.remove(victim)
+            self.add_consumer()
+        elif kind == "add" and len(alive) < 4:
+            self.add_consumer()
+        elif kind == "remove" and len(alive) > self.min_consumers:
+            victim = self.rng.choice(alive)
+            await asyncio.to_thread(victim.stop)
+            self.consumers.remove(victim)
+        elif kind in ("broker", "zabbix", "netbox"):
+            service = {"broker": "kafka", "zabbix": "zabbix", "netbox": "netbox"}[kind]
+            down_s = self.rng.uniform(3, 10)
+            say(f"fault: {service} down for {down_s:.0f}s")
+            if kind == "netbox":
+                self.netbox_up = False
+                await asyncio.to_thread(stop_netbox_api)
+            else:
+                await asyncio.to_thread(stack, "down", service)
+            await asyncio.sleep(down_s)
+            await asyncio.to_thread(stack, "up", service)
+            self.netbox_up = True
+        else:
+            return
+        self.faults[kind] += 1
+        say(f"fault: {kind} ({len([c for c in self.consumers if c.proc.poll() is None])} consumers)")
+
+    # ---- the run ----
+
+    async def run(self, minutes: float) -> Report:
+        await self.setup()
+        say(f"seed {self.seed}: {minutes} min of changes and faults, {self.min_consumers}+ consumers")
+        end = time.monotonic() + minutes * 60
+        next_fault = time.monotonic() + self.rng.uniform(5, 15)
+        last_fault = time.monotonic()
+        last_progress = time.monotonic()
+        while time.monotonic() < end:
+            if time.monotonic() >= next_fault:
+                await self.fault()
+                last_fault = time.monotonic()
+                next_fault = last_fault + self.rng.uniform(8, 20)
+            if self.netbox_up:
+                try:
+                    await asyncio.to_thread(self.change)
+                except pynetbox.RequestError as exc:  # e.g. an IP drawn twice: NetBox refused, nothing changed
+                    self.changes["refused_by_netbox"] += 1
+                    say(f"NetBox refused a change: {str(exc)[:120]}")
+            await asyncio.sleep(self.rng.uniform(0.05, 0.4))
+            if time.monotonic() - last_progress > 30:
+                last_progress = time.monotonic()
+                say(f"{sum(self.changes.values())} changes, {sum(self.faults.values())} faults so far")
+        for c in self.consumers:
+            if c.proc.poll() is not None:
+                say(f"a consumer exited on its own (rc {c.proc.returncode}): see {c.log_path}")
+        say("faults stopped; waiting for convergence (no reconcile)")
+        converge_s, violations = await self.converge(last_fault)
+        letters = await self.letters()
+        report = Report(
+            seed=self.seed,
+            minutes=minutes,
+            changes=dict(self.changes),
+            faults=dict(self.faults),
+            converge_s=converge_s,
+            letters=len(letters),
+            violations=violations,
+        )
+        return report
+
+    async def converge(self, last_fault: float, timeout_s: float = 240) -> tuple[float | None, list[str]]:
+        deadline = time.monotonic() + timeout_s
+        violations: list[str] = []
+        while time.monotonic() < deadline:
+            violations = await self.check()
+            if not violations:
+                return time.monotonic() - last_fault, []
+            await asyncio.sleep(3)
+        return None, violations
+
+    async def check(self) -> list[str]:
+        """Every invariant, each violation named with its key."""
+        out: list[str] = []
+        live_devices = {f"dcim.device:{d.id}" for d in self.nb.dcim.devices.filter(site_id=[s.id for s in self.sites])}
+        live_vms = {
+            f"virtualization.virtualmachine:{v.id}"
+            for v in self.nb.virtualization.virtual_machines.filter(cluster_id=self.cluster.id)
+        }
+        live = (live_devices | live_vms) & self.ever
+        zapi = ZabbixAPI(url=f"{self.cfg.zabbix.url}/api_jsonrpc.php")
+        zapi.login(user="Admin", password="zabbix")
+        try:
+            rows = zapi.host.get(
+                output=["hostid"], selectTags=["tag", "value"], tags=[{"tag": "netbox:key", "operator": 4}]
+            )
+        finally:
+            zapi.logout()
+        per_key = Counter(next(t["value"] for t in r["tags"] if t["tag"] == "netbox:key") for r in rows)
+        for key, n in per_key.items():
+            if key in self.ever and n > 1:
+                out.append(f"{key}: {n} Zabbix hosts for one key")
+        for key in sorted(self.ever - live):
+            if per_key.get(key):
+                out.append(f"{key}: deleted in NetBox, still in Zabbix")
+        for key in sorted(live & self.bad):
+            if per_key.get(key):
+                out.append(f"{key}: bad data, yet in Zabbix")
+        good = sorted(live - self.bad)
+        zabbix, netbox = Zabbix(self.cfg), NetBox(self.cfg)
+        await zabbix.start()
+        try:
+            plans = await SyncEngine(self.cfg, netbox, zabbix).plans(good)
+        finally:
+            await zabbix.close()
+            netbox.close()
+        for key, plan in sorted(plans.items()):
+            if not plan.empty:
+                out.append(f"{key}: Zabbix differs from NetBox: {plan.action} {sorted(plan.changes)} {plan.reason}")
+        lettered = {d.host_key for d in await self.letters()}
+        for key in sorted(self.bad - lettered):
+            out.append(f"{key}: bad data, but no dead letter")
+        for key in sorted(lettered - self.bad):
+            out.append(f"{key}: dead-lettered, but its data was good")
+        return out
+
+    async def letters(self) -> list[DeadLetter]:
+        recs = await consume_all(self.cfg, self.cfg.kafka.topics.dlq, 100_000, timeout_s=3)
+        return [m for m in (decode(r.value) for r in recs) if isinstance(m, DeadLetter)]
+
+    async def teardown(self) -> None:
+        for c in self.consumers:
+            await asyncio.to_thread(c.stop)
+        await self.runner.cleanup()
+        for obj in (self.rule, self.webhook):
+            obj.delete()
+        ids = [d.id for s in self.sites for d in self.nb.dcim.devices.filter(site_id=s.id)]
+        if ids:
+            self.nb.dcim.devices.delete(ids)
+        vm_ids = [v.id for v in self.nb.virtualization.virtual_machines.filter(cluster_id=self.cluster.id)]
+        if vm_ids:
+            self.nb.virtualization.virtual_machines.delete(vm_ids)
+        for obj in [
+            self.context,
+            self.cluster,
+            self.ctype,
+            *self.empty_sites,
+            *self.sites,
+            self.dtype,
+            self.manu,
+            self.role,
+            *self.tags,
+        ]:
+            try:
+                obj.delete()
+            except pynetbox.RequestError as exc:
+                say(f"teardown: could not delete {obj}: {exc}")
+
+
+def print_report(r: Report) -> None:
+    print(f"chaos: seed {r.seed}, {r.minutes} min")
+    print(f"  changes made: {sum(r.changes.values())}  " + ", ".join(f"{k} {v}" for k, v in sorted(r.changes.items())))
+    print(f"  faults injected: {sum(r.faults.values())}  " + ", ".join(f"{k} {v}" for k, v in sorted(r.faults.items())))
+    conv = f"{r.converge_s:.1f} s" if r.converge_s is not None else "did not converge"
+    print(f"  time to converge after the last fault: {conv}")
+    print(f"  dead letters: {r.letters}")
+    print(f"  violated invariants: {len(r.violations)}")
+    for v in r.violations:
+        print(f"    {v}")
+
+
+async def soak(minutes: float, seed: int, consumers: int = 2) -> Report:
+    """One soak; the stack must be up (scripts/stack up)."""
+    with tempfile.TemporaryDirectory(prefix="nbzx-chaos-") as tmp:
+        chaos = Chaos(seed, consumers, Path(tmp))
+        try:
+            return await chaos.run(minutes)
+        finally:
+            await chaos.teardown()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=20.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--consumers", type=int, default=2)
+    args = ap.parse_args()
+    report = asyncio.run(soak(args.minutes, args.seed, args.consumers))
+    print_report(report)
+    return 0 if not report.violations else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

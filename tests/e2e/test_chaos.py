@@ -1,0 +1,20 @@
+"""A short chaos soak (bench/chaos.py) in the test command: two minutes of NetBox changes under
+consumer kills, rebalances, broker, Zabbix and NetBox outages, then every invariant, with no reconcile.
+`bench/chaos.py --minutes 20 --seed N` runs the long one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.chaos import print_report, soak
+from tests.conftest import ensure_stack
+
+
+async def test_two_minutes_of_changes_and_faults_lose_nothing(netbox_api: Any, zabbix_api: Any) -> None:
+    ensure_stack("kafka", "zabbix", "netbox")
+    report = await soak(minutes=2.0, seed=7)
+    print_report(report)
+    assert sum(report.faults.values()) >= 3, "faults were injected"
+    assert sum(report.changes.values()) >= 100, "changes were made"
+    assert report.violations == [], "\n".join(report.violations)
+    assert report.converge_s is not None
