@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import hmac
 import time
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from aiohttp import web
@@ -98,7 +98,8 @@ async def webhook(request: web.Request) -> web.Response:
 
 
 class _ReconcileBody(msgspec.Struct, forbid_unknown_fields=True):
-    object_types: list[str] = msgspec.field(default_factory=list)
+    # The object types a reconcile lists (consumer.netbox.ENDPOINTS); anything else is a 400, not a no-op job.
+    object_types: list[Literal["dcim.device", "virtualization.virtualmachine"]] = msgspec.field(default_factory=list)
     filter: dict[str, Any] = msgspec.field(default_factory=dict)
     dry_run: bool = False
 
@@ -123,7 +124,9 @@ async def jobs(request: web.Request) -> web.Response:
     try:
         limit = int(request.query.get("limit", "100"))
     except ValueError:
-        return _json(400, {"error": "limit must be a number"})
+        limit = 0
+    if limit < 1:
+        return _json(400, {"error": "limit must be a whole number of at least 1"})
     return _json(200, {"jobs": msgspec.to_builtins(rows[:limit])})
 
 
