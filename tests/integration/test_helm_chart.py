@@ -141,3 +141,19 @@ def test_bad_values_fail_with_a_readable_message(helm: str, sets: tuple[str, ...
 def test_dockerfile_lints_clean() -> None:
     out = run(str(ROOT / ".venv" / "bin" / "hadolint"), str(ROOT / "Dockerfile"))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_secrets_the_config_names_by_env_come_from_secrets(helm: str) -> None:
+    sets = (
+        "secrets.extra[0].env=NBZX_DB_PASS",
+        "secrets.extra[0].name=nbzx-macros",
+        "secrets.extra[0].key=db-pass",
+    )
+    manifests = docs(render(helm, sets=sets).stdout)
+    for d in (m for m in manifests if m["kind"] == "Deployment"):
+        [c] = d["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in c["env"]}
+        assert env["NBZX_DB_PASS"] == {
+            "name": "NBZX_DB_PASS",
+            "valueFrom": {"secretKeyRef": {"name": "nbzx-macros", "key": "db-pass"}},
+        }

@@ -80,6 +80,13 @@ app.kubernetes.io/component: {{ .component }}
       key: {{ $ref.key }}
 {{- end }}
 {{- end }}
+{{- range .Values.secrets.extra }}
+- name: {{ .env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}
 - name: NBZX_CONFIG
   value: /etc/nbzx/config/config.yaml
 {{- end -}}
