@@ -48,9 +48,19 @@ from consumer.sync import SyncEngine
 from consumer.zabbix import Zabbix
 from nbzx.config import Config
 from nbzx.kafka import create_topics
+from nbzx.logging import setup_logging
 from receiver.app import make_app
 from schemas import DeadLetter, decode
-from tests.conftest import HOOK_SECRET, NETBOX_TOKEN, NETBOX_URL, ROOT, TEST_MARK, consume_all, make_config
+from tests.conftest import (
+    NETBOX_TOKEN,
+    NETBOX_URL,
+    ROOT,
+    TEST_MARK,
+    WEBHOOK_TYPES,
+    consume_all,
+    create_webhook,
+    make_config,
+)
 from tests.e2e.pipeline import ConsumerProcess, free_port, pipeline_config_doc, write_config
 
 BAD_TAG = "chaos-bad"  # devices with it name a template Zabbix does not have: dead-lettered
@@ -140,32 +150,8 @@ class Chaos:
         await self.runner.setup()
         port = free_port()
         await web.TCPSite(self.runner, "127.0.0.1", port).start()
-        self.webhook = nb.extras.webhooks.create(
-            name=t,
-            payload_url=f"http://127.0.0.1:{port}/webhook",
-            http_method="POST",
-            http_content_type="application/json",
-            secret=HOOK_SECRET,
-            ssl_verification=False,
-        )
-        types = [
-            "dcim.device",
-            "dcim.interface",
-            "ipam.ipaddress",
-            "virtualization.virtualmachine",
-            "dcim.site",
-            "extras.tag",
-            "extras.configcontext",
-        ]
-        self.rule = nb.extras.event_rules.create(
-            name=t,
-            object_types=types,
-            event_types=["object_created", "object_updated", "object_deleted"],
-            action_type="webhook",
-            action_object_type="extras.webhook",
-            action_object_id=self.webhook.id,
-            enabled=True,
-        )
+        types = [*WEBHOOK_TYPES, "dcim.site", "extras.tag", "extras.configcontext"]
+        self.webhook, self.rule = create_webhook(nb, f"http://127.0.0.1:{port}/webhook", types, t)
         self.doc = pipeline_config_doc(self.cfg, **msgspec.to_builtins(self.cfg.host))
         self.doc["delete"] = {"mode": "hard"}
         self.doc["consumer"]["retry_max_s"] = 2
@@ -466,6 +452,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--consumers", type=int, default=2)
     args = ap.parse_args()
+    setup_logging("warning")  # the in-process receiver's line per webhook would bury the soak's own lines
     report = asyncio.run(soak(args.minutes, args.seed, args.consumers))
     print_report(report)
     return 0 if not report.violations else 1

@@ -27,7 +27,7 @@ from nbzx.config import Config
 from nbzx.jobs import publish_record
 from nbzx.kafka import Producer, client_kwargs
 from nbzx.logging import get_logger
-from schemas.messages import JobRecord, ReconcileRequest, decode, utc_now
+from schemas.messages import JobRecord, JobStatus, ReconcileRequest, decode, utc_now
 
 log = get_logger(component="control")
 STALE_AFTER_S = 24 * 3600
@@ -125,16 +125,7 @@ class ControlLoop:
             return await self.reconciler.run(req)
         except Exception as exc:
             log.exception("reconcile_crashed", job_id=req.job_id)
-            record = JobRecord(
-                job_id=req.job_id,
-                job_kind="reconcile",
-                status="errored",
-                trigger=req.trigger,
-                user=req.user,
-                completed=utc_now(),
-                scheduled_for=req.scheduled_for,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+            record = _final(req, "errored", f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(Exception):  # Kafka may be what failed: the log line stays
                 await publish_record(self.producer, self.cfg, record)
             return record
@@ -153,21 +144,23 @@ class ControlLoop:
             return
         if self.running is not None and not self.running[1].done():
             running = self.running[0]
-            await publish_record(
-                self.producer,
-                self.cfg,
-                JobRecord(
-                    job_id=req.job_id,
-                    job_kind="reconcile",
-                    status="skipped",
-                    trigger=req.trigger,
-                    user=req.user,
-                    completed=utc_now(),
-                    scheduled_for=req.scheduled_for,
-                    error=f"reconcile {running.job_id} is running",
-                    results={"running_job": running.job_id},
-                ),
-            )
+            record = _final(req, "skipped", f"reconcile {running.job_id} is running", running_job=running.job_id)
+            await publish_record(self.producer, self.cfg, record)
             log.info("reconcile_skipped", job_id=req.job_id, running_job=running.job_id)
             return
         self.running = (req, asyncio.create_task(self._reconcile(req)))
+
+
+def _final(req: ReconcileRequest, status: JobStatus, error: str, **results: object) -> JobRecord:
+    """The record of a reconcile request that ends without running (skipped) or in a crash (errored)."""
+    return JobRecord(
+        job_id=req.job_id,
+        job_kind="reconcile",
+        status=status,
+        trigger=req.trigger,
+        user=req.user,
+        completed=utc_now(),
+        scheduled_for=req.scheduled_for,
+        error=error,
+        results=dict(results),
+    )

@@ -155,7 +155,7 @@ async def reconcile(request: web.Request) -> web.Response:
         trigger="api",
         user=request.headers.get("X-Nbzx-User"),
         dry_run=body.dry_run,
-        scope=ReconcileScope(object_types=body.object_types, filter=body.filter),
+        scope=ReconcileScope(object_types=list(body.object_types), filter=body.filter),
     )
     cfg = request.app[CONFIG]
     try:

@@ -187,34 +187,40 @@ def sweep_leftovers(nb: Any) -> None:
             print(f"[tests] could not sweep leftover site {site.name}: {exc}")
 
 
+WEBHOOK_TYPES = ["dcim.device", "dcim.interface", "ipam.ipaddress", "virtualization.virtualmachine"]
+
+
+def create_webhook(nb: Any, url: str, object_types: list[str], name: str, secret: str = HOOK_SECRET) -> list[Any]:
+    """A NetBox webhook and the event rule that sends `object_types` changes to `url`: [webhook, rule]."""
+    wh = nb.extras.webhooks.create(
+        name=name,
+        payload_url=url,
+        http_method="POST",
+        http_content_type="application/json",
+        secret=secret,
+        ssl_verification=False,
+    )
+    rule = nb.extras.event_rules.create(
+        name=name,
+        object_types=object_types,
+        event_types=["object_created", "object_updated", "object_deleted"],
+        action_type="webhook",
+        action_object_type="extras.webhook",
+        action_object_id=wh.id,
+        enabled=True,
+    )
+    return [wh, rule]
+
+
 @pytest.fixture
 def netbox_webhook(netbox_api: Any) -> Iterator[Callable[..., Any]]:
     """Factory: a NetBox webhook + event rule that posts to `url`; both removed after the test."""
     made: list[Any] = []
 
     def create(url: str, object_types: list[str] | None = None, secret: str = HOOK_SECRET) -> Any:
-        name = f"test-{uuid.uuid4().hex[:8]}"
-        wh = netbox_api.extras.webhooks.create(
-            name=name,
-            payload_url=url,
-            http_method="POST",
-            http_content_type="application/json",
-            secret=secret,
-            ssl_verification=False,
-        )
-        made.append(wh)
-        rule = netbox_api.extras.event_rules.create(
-            name=name,
-            object_types=object_types
-            or ["dcim.device", "dcim.interface", "ipam.ipaddress", "virtualization.virtualmachine"],
-            event_types=["object_created", "object_updated", "object_deleted"],
-            action_type="webhook",
-            action_object_type="extras.webhook",
-            action_object_id=wh.id,
-            enabled=True,
-        )
-        made.append(rule)
-        return rule
+        objs = create_webhook(netbox_api, url, object_types or WEBHOOK_TYPES, f"test-{uuid.uuid4().hex[:8]}", secret)
+        made.extend(objs)
+        return objs[1]
 
     yield create
     for obj in reversed(made):

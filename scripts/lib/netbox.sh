@@ -34,7 +34,11 @@ redis_up() {
 }
 
 netbox_install() {
-  if [ -x "$NETBOX_VENV/bin/netbox" ] && "$NETBOX_VENV/bin/pip" show netbox 2>/dev/null | grep -q "^Version: $NETBOX_VERSION$"; then
+  # Read pip's whole answer before matching: `pip show | grep -q` fails under pipefail whenever grep
+  # exits first and pip dies of SIGPIPE, and that wiped and reinstalled a working NetBox.
+  local installed=""
+  [ -x "$NETBOX_VENV/bin/netbox" ] && installed=$("$NETBOX_VENV/bin/pip" show netbox 2>/dev/null | sed -n 's/^Version: //p')
+  if [ "$installed" = "$NETBOX_VERSION" ]; then
     return 0
   fi
   local py t0; t0=$(now)

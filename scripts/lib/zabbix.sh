@@ -5,12 +5,14 @@ ZABBIX_LOG="$LOG_DIR/zabbix-php.log"
 ZABBIX_SERVER_LOG="$LOG_DIR/zabbix-server.log"  # console output of `zabbix_server -f`
 ZABBIX_URL="http://127.0.0.1:$ZABBIX_PORT/api_jsonrpc.php"
 
+# zabbix_api JSON [URL]: one JSON-RPC call (default: the 6.0 API). Also used by zabbix7.sh.
 zabbix_api() {
-  curl -s -m 5 -H 'Content-Type: application/json-rpc' -d "$1" "$ZABBIX_URL"
+  curl -s -m 5 -H 'Content-Type: application/json-rpc' -d "$1" "${2:-$ZABBIX_URL}"
 }
-zabbix_api_ready() { zabbix_api '{"jsonrpc":"2.0","method":"apiinfo.version","params":{},"id":1}' | grep -q '"result"'; }
+zabbix_api_ready() { zabbix_api '{"jsonrpc":"2.0","method":"apiinfo.version","params":{},"id":1}' "${1:-}" | grep -q '"result"'; }
 zabbix_login_ok() {
-  zabbix_api '{"jsonrpc":"2.0","method":"user.login","params":{"username":"Admin","password":"zabbix"},"id":1}' | grep -q '"result"'
+  zabbix_api '{"jsonrpc":"2.0","method":"user.login","params":{"username":"Admin","password":"zabbix"},"id":1}' "${1:-}" \
+    | grep -q '"result"'
 }
 
 zabbix_install() {
@@ -19,54 +21,67 @@ zabbix_install() {
     php8.2-mbstring php8.2-gd php8.2-xml php8.2-ldap curl
 }
 
-zabbix_db() {
-  db_exists zabbix_pristine && db_exists zabbix && return 0
-  local t0; t0=$(now)
-  log "zabbix: creating database and loading the schema (~20 s)"
-  psql_admin <<'SQL'
+# zabbix_load_db DB SQL_DIR: database DB (and DB_pristine, its analysed copy for fast resets) from the
+# schema, images and data files of a zabbix-server-pgsql package. Also used by zabbix7.sh.
+zabbix_load_db() {
+  local db=$1 sql=$2 t0 f; t0=$(now)
+  db_exists "${db}_pristine" && db_exists "$db" && return 0
+  log "zabbix: creating database $db and loading its schema (~20 s)"
+  psql_admin <<SQL
 SELECT 'CREATE ROLE zabbix LOGIN PASSWORD ''zabbix''' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname='zabbix') \gexec
-DROP DATABASE IF EXISTS zabbix WITH (FORCE);
-DROP DATABASE IF EXISTS zabbix_pristine WITH (FORCE);
-CREATE DATABASE zabbix OWNER zabbix ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;
+DROP DATABASE IF EXISTS $db WITH (FORCE);
+DROP DATABASE IF EXISTS ${db}_pristine WITH (FORCE);
+CREATE DATABASE $db OWNER zabbix ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;
 SQL
-  local f
   for f in schema images data; do  # order matters; double/history_pk_prepare are upgrade-only
     log "  loading $f.sql"
-    zcat "/usr/share/zabbix-server-pgsql/$f.sql.gz" \
-      | PGPASSWORD=zabbix psql -X -h 127.0.0.1 -U zabbix -d zabbix -q -v ON_ERROR_STOP=1 -o /dev/null
+    zcat "$sql/$f.sql.gz" | PGPASSWORD=zabbix psql -X -h 127.0.0.1 -U zabbix -d "$db" -q -v ON_ERROR_STOP=1 -o /dev/null
   done
   # ANALYZE before copying: an un-analysed copy ran host.create at ~0.5/s instead of ~10/s.
-  psql_admin -d zabbix -c ANALYZE
-  psql_admin -c 'CREATE DATABASE zabbix_pristine TEMPLATE zabbix OWNER zabbix'
-  log "zabbix: database ready in $(elapsed "$t0")s"
+  psql_admin -d "$db" -c ANALYZE
+  psql_admin -c "CREATE DATABASE ${db}_pristine TEMPLATE $db OWNER zabbix"
+  log "zabbix: database $db ready in $(elapsed "$t0")s"
+}
+
+# zabbix_reset_db DB: back to DB_pristine in about a second (sessions and tokens go with it).
+zabbix_reset_db() {
+  log "zabbix: resetting the database $1 from ${1}_pristine"
+  psql_admin -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1 TEMPLATE ${1}_pristine OWNER zabbix"
+}
+
+# zabbix_frontend_conf DB NAME: the frontend's zabbix.conf.php for database DB on the shared PostgreSQL.
+zabbix_frontend_conf() {
+  cat <<PHP
+<?php
+\$DB['TYPE'] = 'POSTGRESQL';
+\$DB['SERVER'] = '127.0.0.1';
+\$DB['PORT'] = '5432';
+\$DB['DATABASE'] = '$1';
+\$DB['USER'] = 'zabbix';
+\$DB['PASSWORD'] = 'zabbix';
+\$DB['SCHEMA'] = '';
+\$DB['ENCRYPTION'] = false;
+\$DB['KEY_FILE'] = '';
+\$DB['CERT_FILE'] = '';
+\$DB['CA_FILE'] = '';
+\$DB['VERIFY_HOST'] = false;
+\$DB['CIPHER_LIST'] = '';
+\$DB['VAULT_URL'] = '';
+\$DB['VAULT_DB_PATH'] = '';
+\$DB['VAULT_TOKEN'] = '';
+\$DB['VAULT_CERT_FILE'] = '';
+\$DB['VAULT_KEY_FILE'] = '';
+\$DB['DOUBLE_IEEE754'] = true;
+\$ZBX_SERVER = '127.0.0.1';
+\$ZBX_SERVER_PORT = '10051';
+\$ZBX_SERVER_NAME = '$2';
+\$IMAGE_FORMAT_DEFAULT = IMAGE_FORMAT_PNG;
+PHP
 }
 
 zabbix_configure() {
   # The Debian frontend reads exactly this path (hard-coded in CConfigFile).
-  cat > /etc/zabbix/zabbix.conf.php <<'PHP'
-<?php
-$DB['TYPE'] = 'POSTGRESQL';
-$DB['SERVER'] = '127.0.0.1';
-$DB['PORT'] = '5432';
-$DB['DATABASE'] = 'zabbix';
-$DB['USER'] = 'zabbix';
-$DB['PASSWORD'] = 'zabbix';
-$DB['SCHEMA'] = '';
-$DB['ENCRYPTION'] = false;
-$DB['KEY_FILE'] = '';
-$DB['CERT_FILE'] = '';
-$DB['CA_FILE'] = '';
-$DB['VERIFY_HOST'] = false;
-$DB['CIPHER_LIST'] = '';
-$DB['VAULT_URL'] = '';
-$DB['VAULT_DB_PATH'] = '';
-$DB['VAULT_TOKEN'] = '';
-$DB['DOUBLE_IEEE754'] = true;
-$ZBX_SERVER = '127.0.0.1';
-$ZBX_SERVER_PORT = '10051';
-$ZBX_SERVER_NAME = 'nbzx-local';
-$IMAGE_FORMAT_DEFAULT = IMAGE_FORMAT_PNG;
-PHP
+  zabbix_frontend_conf zabbix nbzx-local > /etc/zabbix/zabbix.conf.php
   chmod 644 /etc/zabbix/zabbix.conf.php
   mkdir -p /etc/zabbix/zabbix_server.conf.d /run/zabbix
   chown zabbix:zabbix /run/zabbix
@@ -103,7 +118,7 @@ zabbix_up() {
     log "zabbix: already running on :$ZABBIX_PORT"; return 0
   fi
   zabbix_install
-  zabbix_db
+  zabbix_load_db zabbix /usr/share/zabbix-server-pgsql
   zabbix_configure
   if ! pid_alive "$(state_pid zabbix-php)"; then
     port_open "$ZABBIX_PORT" && die "port $ZABBIX_PORT is taken by a process the stack did not start"
@@ -123,8 +138,7 @@ zabbix_down() { stop_service zabbix-server; stop_service zabbix-php; }
 # Back to the pristine database in about a second. zabbix_server exits when its DB is dropped.
 zabbix_reset() {
   stop_service zabbix-server
-  log "zabbix: resetting the database from zabbix_pristine"
-  psql_admin -c 'DROP DATABASE IF EXISTS zabbix WITH (FORCE)' -c 'CREATE DATABASE zabbix TEMPLATE zabbix_pristine OWNER zabbix'
+  zabbix_reset_db zabbix
   zabbix_up
 }
 

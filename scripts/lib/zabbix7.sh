@@ -10,14 +10,8 @@ ZABBIX7_URL="http://127.0.0.1:$ZABBIX7_PORT/api_jsonrpc.php"
 ZABBIX7_SUITE=trixie
 ZABBIX7_BACKPORTS=trixie-backports
 
-zabbix7_api() {
-  curl -s -m 5 -H 'Content-Type: application/json-rpc' -d "$1" "$ZABBIX7_URL"
-}
-zabbix7_api_ready() { zabbix7_api '{"jsonrpc":"2.0","method":"apiinfo.version","params":{},"id":1}' | grep -q '"result"'; }
-zabbix7_login_ok() {
-  zabbix7_api '{"jsonrpc":"2.0","method":"user.login","params":{"username":"Admin","password":"zabbix"},"id":1}' \
-    | grep -q '"result"'
-}
+zabbix7_api_ready() { zabbix_api_ready "$ZABBIX7_URL"; }
+zabbix7_login_ok() { zabbix_login_ok "$ZABBIX7_URL"; }
 
 # The Debian mirror this machine already uses (read at run time, never written down).
 debian_mirror() {
@@ -77,52 +71,9 @@ zabbix7_package_version() {
   zabbix7_chroot dpkg-query -W -f='zabbix-frontend-php ${Version}' zabbix-frontend-php 2>/dev/null || echo "version unknown"
 }
 
-zabbix7_db() {
-  db_exists zabbix7_pristine && db_exists zabbix7 && return 0
-  local t0 f; t0=$(now)
-  log "zabbix7: creating database zabbix7 and loading the 7.0 schema (~20 s)"
-  psql_admin <<'SQL'
-SELECT 'CREATE ROLE zabbix LOGIN PASSWORD ''zabbix''' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname='zabbix') \gexec
-DROP DATABASE IF EXISTS zabbix7 WITH (FORCE);
-DROP DATABASE IF EXISTS zabbix7_pristine WITH (FORCE);
-CREATE DATABASE zabbix7 OWNER zabbix ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;
-SQL
-  for f in schema images data; do
-    log "  loading $f.sql"
-    zcat "$ZABBIX7_ROOT/usr/share/zabbix-server-pgsql/$f.sql.gz" \
-      | PGPASSWORD=zabbix psql -X -h 127.0.0.1 -U zabbix -d zabbix7 -q -v ON_ERROR_STOP=1 -o /dev/null
-  done
-  psql_admin -d zabbix7 -c ANALYZE  # see zabbix.sh: an un-analysed copy is ~20x slower
-  psql_admin -c 'CREATE DATABASE zabbix7_pristine TEMPLATE zabbix7 OWNER zabbix'
-  log "zabbix7: database ready in $(elapsed "$t0")s"
-}
-
 zabbix7_configure() {
   # The chroot's own copy of the fixed path the Debian frontend reads.
-  cat > "$ZABBIX7_ROOT/etc/zabbix/zabbix.conf.php" <<'PHP'
-<?php
-$DB['TYPE'] = 'POSTGRESQL';
-$DB['SERVER'] = '127.0.0.1';
-$DB['PORT'] = '5432';
-$DB['DATABASE'] = 'zabbix7';
-$DB['USER'] = 'zabbix';
-$DB['PASSWORD'] = 'zabbix';
-$DB['SCHEMA'] = '';
-$DB['ENCRYPTION'] = false;
-$DB['KEY_FILE'] = '';
-$DB['CERT_FILE'] = '';
-$DB['CA_FILE'] = '';
-$DB['VERIFY_HOST'] = false;
-$DB['CIPHER_LIST'] = '';
-$DB['VAULT_URL'] = '';
-$DB['VAULT_DB_PATH'] = '';
-$DB['VAULT_TOKEN'] = '';
-$DB['VAULT_CERT_FILE'] = '';
-$DB['VAULT_KEY_FILE'] = '';
-$DB['DOUBLE_IEEE754'] = true;
-$ZBX_SERVER_NAME = 'nbzx-local-7';
-$IMAGE_FORMAT_DEFAULT = IMAGE_FORMAT_PNG;
-PHP
+  zabbix_frontend_conf zabbix7 nbzx-local-7 > "$ZABBIX7_ROOT/etc/zabbix/zabbix.conf.php"
   chmod 644 "$ZABBIX7_ROOT/etc/zabbix/zabbix.conf.php"
 }
 
@@ -132,7 +83,7 @@ zabbix7_up() {
     log "zabbix7: already running on :$ZABBIX7_PORT"; return 0
   fi
   zabbix7_install
-  zabbix7_db
+  zabbix_load_db zabbix7 "$ZABBIX7_ROOT/usr/share/zabbix-server-pgsql"
   zabbix7_configure
   if ! pid_alive "$(state_pid zabbix7-php)"; then
     port_open "$ZABBIX7_PORT" && die "port $ZABBIX7_PORT is taken by a process the stack did not start"
@@ -150,8 +101,7 @@ zabbix7_up() {
 zabbix7_down() { stop_service zabbix7-php; }
 
 zabbix7_reset() {
-  log "zabbix7: resetting the database from zabbix7_pristine"
-  psql_admin -c 'DROP DATABASE IF EXISTS zabbix7 WITH (FORCE)' -c 'CREATE DATABASE zabbix7 TEMPLATE zabbix7_pristine OWNER zabbix'
+  zabbix_reset_db zabbix7
   zabbix7_up
 }
 

@@ -23,6 +23,7 @@ from nbzx.kafka import Producer, create_topics
 from receiver.webhook import normalise
 from schemas import ChangeEvent, DeadLetter, SyncRequest, decode, encode
 from tests.conftest import TEST_MARK, consume_all, create_device, lab_ip, make_config
+from tests.e2e.pipeline import wait_until
 
 
 class FlakyEngine(SyncEngine):
@@ -86,12 +87,7 @@ class Env:
         return rows[0] if rows else None
 
     async def wait(self, check: Any, what: str, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if await asyncio.to_thread(check):
-                return
-            await asyncio.sleep(0.3)
-        raise AssertionError(f"timed out waiting for {what}")
+        await wait_until(check, timeout_s, what, interval_s=0.3)
 
     async def letters(self) -> list[DeadLetter]:
         out = []
