@@ -89,7 +89,7 @@ def stop_netbox_api() -> None:
     home = Path(os.environ.get("NBZX_STACK_HOME", Path.home() / ".cache" / "nbzx-stack"))
     state = (home / "stack.state").read_text().split("\n")
     pid = next(int(line.split()[1]) for line in state if line.startswith("netbox-web "))
-    os.killpg(pid, signal.SIGTERM)
+    os.killpg(pid, signal.SIGKILL)  # a crash, not a drain: gunicorn's graceful stop takes 30 s
     for _ in range(200):
         try:
             os.kill(pid, 0)
@@ -396,6 +396,8 @@ class Chaos:
         return [m for m in (decode(r.value) for r in recs) if isinstance(m, DeadLetter)]
 
     async def teardown(self) -> None:
+        if not self.netbox_up:  # interrupted during a NetBox fault: its objects cannot go without it
+            await asyncio.to_thread(stack, "up", "netbox")
         for c in self.consumers:
             await asyncio.to_thread(c.stop)
         await self.runner.cleanup()

@@ -402,3 +402,20 @@ async def test_the_80_write_path_on_a_real_server_batches_shared_changes_as_one_
         assert {r.action for r in await engine.sync(keys)} == {"noop"} and zabbix.write_calls == writes
     finally:
         await zabbix.close()
+
+
+async def test_a_create_that_lost_a_race_is_retried_and_then_a_noop(env: Env) -> None:
+    """Two consumers may plan the same create (a rebalance mid-round): the loser's 'already exists'
+    is transient, and its retry plans again and finds the host."""
+    from consumer.batch import Write
+
+    dev = await asyncio.to_thread(env.device, f"race-{uuid.uuid4().hex[:6]}", lab_ip(61))
+    key = f"dcim.device:{dev.id}"
+    stale = (await env.engine.plans([key]))[key]
+    assert stale.action == "create"
+    [won] = await env.sync(key)
+    assert (won.action, won.result) == ("create", "ok")
+    [lost] = await env.engine._write(Write(kind="single", plans=(stale,)), dry_run=False)
+    assert (lost.result, lost.transient) == ("error", True) and "already exists" in (lost.error or "")
+    [again] = await env.sync(key)
+    assert again.action == "noop"
