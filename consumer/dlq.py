@@ -3,11 +3,13 @@ after the cause is fixed simply converges)."""
 
 from __future__ import annotations
 
+import re
+
 from aiokafka import AIOKafkaConsumer
 
 from nbzx.config import Config
 from nbzx.kafka import Producer, client_kwargs, read_to_end
-from schemas.messages import DeadLetter, SyncRequest, decode, encode
+from schemas.messages import HOST_KEY_PATTERN, DeadLetter, SyncRequest, decode, encode
 
 
 async def _read(cfg: Config, group: str | None, timeout_s: float = 10.0) -> tuple[list[DeadLetter], AIOKafkaConsumer]:
@@ -34,7 +36,9 @@ async def retry_dead_letters(cfg: Config, host_keys: set[str] | None = None) -> 
     """
     letters, consumer = await _read(cfg, f"{cfg.kafka.group}-dlq-retry")
     producer = Producer(cfg, client_id=f"{cfg.kafka.client_id}-dlq")
-    keys = sorted({d.host_key for d in letters if d.host_key and (host_keys is None or d.host_key in host_keys)})
+    # A letter whose key is not a host key (a tombstone's, a malformed one) has nothing to sync.
+    wanted = {d.host_key for d in letters if re.match(HOST_KEY_PATTERN, d.host_key)}
+    keys = sorted(k for k in wanted if host_keys is None or k in host_keys)
     try:
         for key in keys:
             await producer.send(cfg.kafka.topics.events, key, encode(SyncRequest(host_key=key, reason="retry")))

@@ -22,7 +22,8 @@ JobKind = Literal["reconcile", "backfill", "settings_import", "maintenance_clean
 JobStatus = Literal["scheduled", "pending", "running", "completed", "errored", "failed", "skipped"]
 Trigger = Literal["schedule", "api", "cli"]
 # "<app>.<model>:<id>" of the host a message is about; a record with any other key is rejected at decode.
-HostKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*:[0-9]+$")]
+HOST_KEY_PATTERN = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*:[0-9]+$"
+HostKey = Annotated[str, msgspec.Meta(pattern=HOST_KEY_PATTERN)]
 
 
 def new_id() -> str:

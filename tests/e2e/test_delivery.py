@@ -268,3 +268,19 @@ async def test_a_change_event_for_a_device_still_goes_through(env: Env) -> None:
     await env.queue([(ev.host_key, encode(ev))])
     env.start()
     await env.wait(lambda: env.host(ev.host_key) is not None, "the device's host")
+
+
+async def test_a_rebalance_while_keys_are_parked_raises_nothing_and_loses_nothing(env: Env) -> None:
+    devs = [await asyncio.to_thread(env.device, f"dlv-{uuid.uuid4().hex[:6]}", lab_ip(200 + i)) for i in range(8)]
+    keys = [f"dcim.device:{d.id}" for d in devs]
+    engine = env.engine(flaky=keys)  # every key fails: an outage, and the partitions are paused
+    assert isinstance(engine, FlakyEngine)
+    await env.queue(sync_request(k) for k in keys)
+    a = env.start(engine)
+    await env.wait(lambda: a.outage and len(a.parked) == len(keys), "every key parked, reading paused")
+    b = env.start()  # joins the group: partitions move away from `a` while its keys are parked
+    await env.wait(lambda: b.consumer is not None and bool(b.consumer.assignment()), "the rebalance")
+    engine.healed.set()
+    await env.wait(lambda: all(env.host(k) for k in keys), "every key, from whichever consumer owns it now")
+    assert all(not task.done() for _, task in env.tasks), "no consumer fell over in the rebalance"
+    assert await env.letters() == []
