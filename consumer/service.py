@@ -27,7 +27,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from consumer.delivery import Decision, KeyState, Policy, commit_offset, decide, due, is_outage, next_due_in
 from consumer.fanout import dependent_host_keys
 from consumer.netbox import NetBoxError
-from consumer.sync import SyncEngine
+from consumer.sync import SyncEngine, SyncResult
 from consumer.zabbix import ZabbixError
 from nbzx.config import DEPENDENCY_OBJECT_TYPES, Config, parse_duration
 from nbzx.kafka import TOPIC_MAX_MESSAGE_BYTES, Producer, ProduceUnavailable, client_kwargs
@@ -184,24 +184,32 @@ class EventConsumer:
             log.exception("sync_crashed", keys=len(keys))
             results = []
             failed.update({k: (True, f"{type(exc).__name__}: {exc}") for k in keys})
-        now = time.time()
+        decisions = self._decisions(work, results, failed, time.time())
+        return await self._settle(work, decisions)
+
+    def _decisions(
+        self, work: _Work, results: list[SyncResult], failed: dict[str, tuple[bool, str]], now: float
+    ) -> list[tuple[Decision, list[Any]]]:
+        """The policy's decision for every key of the round, with the records it stands for."""
         decisions: list[tuple[Decision, list[Any]]] = []
         for r in results:
-            transient, error = r.transient, r.error
-            if r.host_key in failed and r.result != "error":
-                transient, error = failed.pop(r.host_key)
+            result, transient, error = r.result, r.transient, r.error
+            if r.host_key in failed and r.result != "error":  # synced, but its fan-out or owner lookup failed
                 result = "error"
-            else:
-                failed.pop(r.host_key, None)
-                result = r.result
+                transient, error = failed[r.host_key]
+            failed.pop(r.host_key, None)
             recs = work.records_by_key.get(r.host_key, [])
             decisions.append(
                 (decide(r.host_key, result, transient, error, self.parked.get(r.host_key), now, self.policy), recs)
             )
             self._observe(r, work)
-        for key, (transient, error) in failed.items():  # fan-outs, and keys the engine never returned
+        for key, (transient, error) in failed.items():  # keys the engine returned nothing for
             recs = work.records_by_key.get(key, [])
             decisions.append((decide(key, "error", transient, error, self.parked.get(key), now, self.policy), recs))
+        return decisions
+
+    async def _settle(self, work: _Work, decisions: list[tuple[Decision, list[Any]]]) -> Round:
+        """Park, dead-letter or finish each key's records as decided; pause on an outage."""
         letters = [(rec, key, why) for rec, key, why in work.rejected]
         stats = Round()
         for d, recs in decisions:
@@ -216,7 +224,7 @@ class EventConsumer:
                 letters.extend((rec, d.host_key, d.reason) for rec in recs)
             else:
                 stats.done += len(recs)
-        stats.dead = await self._dead_letter(letters, now)
+        stats.dead = await self._dead_letter(letters, time.time())
         if stats.parked:
             log.warning("keys_parked", parked=len(self.parked), records=stats.parked)
         PARKED.set(len(self.parked))
