@@ -158,10 +158,18 @@ async def test_reconcile_rejects_unknown_fields(client: Any) -> None:
 
 
 async def test_metrics_count_results(client: Any) -> None:
+    def count(text: str, result: str) -> float:
+        line = next((x for x in text.splitlines() if x.startswith(f'nbzx_webhooks_total{{result="{result}"}}')), None)
+        return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
     raw = CAP["raw_body"].encode()
-    await client.post("/webhook", data=raw, headers={"Content-Type": "application/json"})
-    text = await (await client.get("/metrics")).text()
-    assert 'nbzx_webhooks_total{result="unauthorized"}' in text
+    before = await (await client.get("/metrics")).text()
+    for _ in range(2):
+        await client.post("/webhook", data=raw, headers={"Content-Type": "application/json"})  # unsigned
+    await client.post("/webhook", data=raw, headers=_headers(raw))
+    after = await (await client.get("/metrics")).text()
+    assert count(after, "unauthorized") - count(before, "unauthorized") == 2
+    assert count(after, "accepted") - count(before, "accepted") == 1
 
 
 async def test_jobs_routes(client: Any) -> None:
