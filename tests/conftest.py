@@ -172,10 +172,14 @@ TEST_MARK = "made by the nbzx test suite"  # the description of every site the t
 
 
 def sweep_leftovers(nb: Any) -> None:
-    """Remove the sites (and their devices and VMs) of earlier runs that were killed before their
-    teardown ran: NetBox is not reset between runs, and their objects would pile up."""
+    """Remove the sites (and their devices and VMs) and the webhooks of earlier runs that were killed
+    before their teardown ran: NetBox is not reset between runs, and their objects would pile up."""
     import pynetbox
 
+    # Their webhooks too: NetBox would go on posting every change to a receiver that is long gone.
+    for prefix in ("test-", "chaos-"):
+        for obj in [*nb.extras.event_rules.filter(name__isw=prefix), *nb.extras.webhooks.filter(name__isw=prefix)]:
+            obj.delete()
     for site in nb.dcim.sites.filter(description=TEST_MARK):
         try:
             for endpoint in (nb.dcim.devices, nb.virtualization.virtual_machines):
