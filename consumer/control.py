@@ -5,8 +5,14 @@ The control topic has one partition and its own consumer group, so across all co
 exactly one process runs reconciles and system jobs. A request that arrives while a reconcile runs
 is recorded as `skipped`, naming the running job. A reconcile that raises is recorded as `errored`;
 the loop itself survives Kafka errors (logged, retried) and never takes the consumer down.
-A new control group reads from the earliest request (none is skipped), and requests older than
-`STALE_AFTER_S` are ignored: they belong to runs long gone, whose job records must stay as they are.
+A new control group reads from the earliest request (none is skipped), and requests due more than
+`STALE_AFTER_S` ago are ignored: they belong to runs long gone, whose job records must stay as they are.
+
+A request with `scheduled_for` in the future is held (published as a `scheduled` job) until then;
+one with an `interval` requests the next run of its chain when it starts. A `CancelRequest` drops a
+held request (recorded as `skipped`, naming who cancelled it), which ends its chain. The partition is
+committed only up to the oldest held request, so a restart re-arms them; requests whose job already
+ended are recognised from the jobs topic and not run twice.
 """
 
 from __future__ import annotations
@@ -15,19 +21,22 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer.reconcile import Reconciler
+from consumer.reconcile import Reconciler, job_kind, job_params
 from consumer.sync import SyncEngine
 from consumer.system_jobs import maintenance_cleanup, settings_import
 from nbzx.config import Config
-from nbzx.jobs import publish_record
+from nbzx.jobs import ENDED, publish_record, read_jobs
 from nbzx.kafka import Producer, client_kwargs
 from nbzx.logging import get_logger
-from schemas.messages import JobRecord, JobStatus, ReconcileRequest, decode, utc_now
+from nbzx.scheduler import next_run, parse_time
+from schemas.messages import CancelRequest, JobRecord, JobStatus, ReconcileRequest, decode, encode, new_id, utc_now
 
 log = get_logger(component="control")
 STALE_AFTER_S = 24 * 3600
@@ -64,6 +73,8 @@ class ControlLoop:
     ) -> None:
         self.cfg, self.reconciler, self.producer, self.stopping = cfg, reconciler, producer, stopping
         self.running: tuple[ReconcileRequest, asyncio.Task[JobRecord]] | None = None
+        self.held: dict[str, tuple[datetime, ReconcileRequest, int]] = {}  # job id -> (due, request, offset)
+        self.ended: set[str] = set()  # job ids that ran or were skipped or cancelled: never run again
         self._kwargs = {
             **client_kwargs(cfg),
             "group_id": f"{cfg.kafka.group}-control",
@@ -78,6 +89,10 @@ class ControlLoop:
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(self.cfg.kafka.topics.control, **self._kwargs)
         await consumer.start()
+        try:
+            self.ended = {j.job_id for j in (await read_jobs(self.cfg)).values() if j.status in ENDED}
+        except Exception as exc:  # without the history a re-read request may run twice: idempotent, go on
+            log.warning("control_history_unavailable", error=repr(exc))
         pending_commit: dict[TopicPartition, int] = {}
         system_jobs = [
             _Periodic(self.cfg.host.maintenance.cleanup_interval * 60, maintenance_cleanup),
@@ -112,11 +127,20 @@ class ControlLoop:
             for rec in recs:
                 await self._handle(rec)
                 pending_commit[tp] = rec.offset + 1
+        now = datetime.now(UTC)
+        for job_id, (due, req, _) in sorted(self.held.items(), key=lambda kv: kv[1][0]):
+            if due <= now:
+                del self.held[job_id]
+                await self._start(req)
         if self.running is None or self.running[1].done():
             self.running = None
-            if pending_commit:  # committed only once no reconcile is in flight
+            if pending_commit:  # committed only once no reconcile is in flight, and not past a held request
+                oldest_held = min((offset for _, _, offset in self.held.values()), default=None)
+                offsets = {
+                    tp: off if oldest_held is None else min(off, oldest_held) for tp, off in pending_commit.items()
+                }
                 with contextlib.suppress(KafkaError):
-                    await consumer.commit(dict(pending_commit))
+                    await consumer.commit(offsets)
                 pending_commit.clear()
 
     async def _reconcile(self, req: ReconcileRequest) -> JobRecord:
@@ -136,12 +160,31 @@ class ControlLoop:
         except Exception as exc:  # a bad control message must not stop reconciles
             log.error("control_message_undecodable", offset=rec.offset, error=str(exc))
             return
+        if isinstance(req, CancelRequest):
+            await self._cancel(req)
+            return
         if not isinstance(req, ReconcileRequest):
             log.error("control_message_unexpected", kind=type(req).__name__, offset=rec.offset)
             return
-        if time.time() - rec.timestamp / 1000 > STALE_AFTER_S:
+        if req.job_id in self.ended:
+            log.info("control_message_done_before", job_id=req.job_id, offset=rec.offset)
+            return
+        due = parse_time(req.scheduled_for) if req.scheduled_for else None
+        if time.time() - (due.timestamp() if due else rec.timestamp / 1000) > STALE_AFTER_S:
             log.info("control_message_stale", job_id=req.job_id, offset=rec.offset)
             return
+        if due is not None and due > datetime.now(UTC):
+            self.held[req.job_id] = (due, req, rec.offset)
+            await publish_record(self.producer, self.cfg, _scheduled(req))
+            log.info("reconcile_held", job_id=req.job_id, scheduled_for=req.scheduled_for, interval=req.interval)
+            return
+        await self._start(req)
+
+    async def _start(self, req: ReconcileRequest) -> None:
+        """Run a due request now (or record it skipped when one runs); a recurring one first asks for its next run."""
+        self.ended.add(req.job_id)
+        if req.interval:
+            await self._request_next(req)
         if self.running is not None and not self.running[1].done():
             running = self.running[0]
             record = _final(req, "skipped", f"reconcile {running.job_id} is running", running_job=running.job_id)
@@ -150,17 +193,53 @@ class ControlLoop:
             return
         self.running = (req, asyncio.create_task(self._reconcile(req)))
 
+    async def _request_next(self, req: ReconcileRequest) -> None:
+        assert req.interval is not None
+        previous = parse_time(req.scheduled_for) if req.scheduled_for else datetime.now(UTC)
+        due = next_run(previous, previous, req.interval, datetime.now(UTC))
+        nxt = msgspec.structs.replace(req, id=new_id(), job_id=new_id(), scheduled_for=due.isoformat(), retry_of=None)
+        await self.producer.send(self.cfg.kafka.topics.control, "reconcile", encode(nxt))
+        log.info("reconcile_chain_next", job_id=req.job_id, next_job=nxt.job_id, scheduled_for=nxt.scheduled_for)
+
+    async def _cancel(self, cancel: CancelRequest) -> None:
+        """Drop a held request: its job is recorded `skipped`, saying who cancelled it; its chain ends."""
+        held = self.held.pop(cancel.job_id, None)
+        self.ended.add(cancel.job_id)
+        if held is None:
+            log.info("cancel_not_held", job_id=cancel.job_id, user=cancel.user)
+            return
+        who = cancel.user or "someone"
+        record = _final(held[1], "skipped", f"cancelled by {who}", cancelled_by=who)
+        await publish_record(self.producer, self.cfg, record)
+        log.info("reconcile_cancelled", job_id=cancel.job_id, user=cancel.user)
+
 
 def _final(req: ReconcileRequest, status: JobStatus, error: str, **results: object) -> JobRecord:
     """The record of a reconcile request that ends without running (skipped) or in a crash (errored)."""
     return JobRecord(
         job_id=req.job_id,
-        job_kind="reconcile",
+        job_kind=job_kind(req),
         status=status,
         trigger=req.trigger,
         user=req.user,
         completed=utc_now(),
         scheduled_for=req.scheduled_for,
+        interval=req.interval,
         error=error,
         results=dict(results),
+        params=job_params(req),
+    )
+
+
+def _scheduled(req: ReconcileRequest) -> JobRecord:
+    """The record of a request held until its time."""
+    return JobRecord(
+        job_id=req.job_id,
+        job_kind=job_kind(req),
+        status="scheduled",
+        trigger=req.trigger,
+        user=req.user,
+        scheduled_for=req.scheduled_for,
+        interval=req.interval,
+        params=job_params(req),
     )

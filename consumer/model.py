@@ -122,6 +122,7 @@ class Plan(Struct, kw_only=True):
     host_key: str
     action: Action
     hostid: str | None = None
+    host: str = ""  # the Zabbix technical name NetBox wants (or the host's, when NetBox wants none)
     changes: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
     removes: bool = False  # the delete policy (archive, disable or delete) takes this host away

@@ -210,6 +210,14 @@ class NetBox:
         )
         return rows + [r for part in ranges for r in part]
 
+    async def count(self, object_type: str, extra_filter: dict[str, Any] | None = None) -> int:
+        """How many in-scope objects of a type there are (one brief request)."""
+        if not self._scope(object_type).enabled:
+            return 0
+        params = {**merge_filters(self._scope(object_type).filter, extra_filter or {}), "limit": 1, "brief": 1}
+        page = await self._filtered(self._page, object_type, params)
+        return int(page["count"])
+
     async def _id_range(self, object_type: str, params: dict[str, Any], after: int, upto: int) -> list[dict[str, Any]]:
         """Objects with after < id <= upto, page by page."""
         out: list[dict[str, Any]] = []

@@ -22,9 +22,10 @@ from nbzx.config import Config
 from nbzx.jobs import Job
 from nbzx.kafka import Producer
 from nbzx.logging import get_logger
-from schemas.messages import JobRecord, ReconcileRequest, SyncRequest, encode
+from schemas.messages import JobKind, JobRecord, ReconcileRequest, SyncRequest, encode
 
 log = get_logger(component="reconcile")
+DRY_RUN_CHANGES_SHOWN = 2000  # hosts whose changed fields a dry run's record lists (it is one Kafka record)
 HOSTS = Gauge("nbzx_reconcile_hosts", "Hosts per state in the last reconcile", ["state"])
 
 
@@ -33,6 +34,16 @@ def delete_cap(max_delete: str | int, owned: int) -> int:
     if isinstance(max_delete, int) or not str(max_delete).endswith("%"):
         return int(max_delete)
     return max(1, int(owned * float(str(max_delete)[:-1]) / 100))
+
+
+def job_kind(req: ReconcileRequest) -> JobKind:
+    """A dry run is its own kind of job (it plans, and writes nothing)."""
+    return "dry_run" if req.dry_run else "reconcile"
+
+
+def job_params(req: ReconcileRequest) -> dict[str, Any]:
+    """What the request asked for: enough to run it again."""
+    return {"dry_run": req.dry_run, "object_types": list(req.scope.object_types), "filter": dict(req.scope.filter)}
 
 
 class Reconciler:
@@ -73,12 +84,13 @@ class Reconciler:
         job = Job(
             self.producer,
             self.cfg,
-            "reconcile",
+            job_kind(req),
             job_id=req.job_id,
             trigger=req.trigger,
             user=req.user,
-            interval=self.cfg.reconcile.interval if req.trigger == "schedule" else None,
+            interval=req.interval or (self.cfg.reconcile.interval if req.trigger == "schedule" else None),
             scheduled_for=req.scheduled_for,
+            params={**job_params(req), **({"retry_of": req.retry_of} if req.retry_of else {})},
         )
         await job.publish("running")
         job.note("reconcile_started", dry_run=req.dry_run, scope=req.scope.object_types or "all")
@@ -115,17 +127,27 @@ class Reconciler:
             job.note("reconcile_delete_cap", deletes=counts["delete"], cap=cap)
             return await job.publish("failed", error=msg, results={**results, "plan": by_action})
         if req.dry_run:
-            return await job.publish("completed", results={**results, "dry_run": True, "plan": by_action})
-        emitted = 0
-        for k, p in sorted(plans.items()):
-            if p.empty:
-                continue
+            # What would change per host (field names only: values may be secrets), for the first hosts.
+            changes = {k: sorted(p.changes) for k, p in sorted(plans.items()) if p.changes}
+            shown = dict(list(changes.items())[:DRY_RUN_CHANGES_SHOWN])
+            dry = {"dry_run": True, "plan": by_action, "changes": shown, "changes_total": len(changes)}
+            return await job.publish("completed", results={**results, **dry})
+        todo = sorted(k for k, p in plans.items() if not p.empty)
+        progress = {"read": len(plans), "planned": len(todo), "emitted": 0}
+        await job.publish("running", results={**results, "progress": progress})
+        last = time.monotonic()
+        for emitted, k in enumerate(todo, 1):
             await self.producer.send(
                 self.cfg.kafka.topics.events, k, encode(SyncRequest(host_key=k, reason="reconcile", job_id=job.id))
             )
-            emitted += 1
+            if time.monotonic() - last > 1.0:  # live progress for the console, at most once a second
+                last = time.monotonic()
+                await job.publish("running", results={**results, "progress": {**progress, "emitted": emitted}})
+        emitted = len(todo)
         job.note("reconcile_emitted", sync_requests=emitted)
-        return await job.publish("completed", results={**results, "emitted": emitted})
+        return await job.publish(
+            "completed", results={**results, "emitted": emitted, "progress": {**progress, "emitted": emitted}}
+        )
 
 
 def _bucket(p: Plan) -> str:

@@ -63,7 +63,8 @@ async def replay(
     **consumer_overrides: Any,
 ) -> JobRecord:
     """Re-apply every message of the events topic between `since` and `until` (default: now)."""
-    job = Job(producer, cfg, "backfill", trigger="cli")
+    params = {"since": since.isoformat(), "until": until.isoformat() if until else None, "group": group}
+    job = Job(producer, cfg, "backfill", trigger="cli", params=params)
     await job.publish("running")
     worker = EventConsumer(cfg, engine, producer, group=group, **consumer_overrides)
     consumer = AIOKafkaConsumer(**worker.consumer_kwargs)
@@ -92,6 +93,7 @@ async def replay(
             consumer.seek(tp, begin[tp])
         progress = Progress(total, out)
         done = dead = 0
+        last_published = time.monotonic()
         while todo or worker.parked:
             if todo:
                 batch = await consumer.getmany(*todo, timeout_ms=1000, max_records=cfg.consumer.max_batch)
@@ -105,6 +107,10 @@ async def replay(
                 await worker.commit()
                 done, dead = done + stats.done, dead + stats.dead
                 progress.advance(sum(len(r) for r in batch.values()))
+                if time.monotonic() - last_published > 1.0:  # live progress for the console
+                    last_published = time.monotonic()
+                    live = {"messages": total, "read": progress.done, "applied": done, "dead_lettered": dead}
+                    await job.publish("running", results={"progress": live})
             todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
         progress.advance(0, force=True)
         results = {"messages": total, "applied": done, "dead_lettered": dead, "rounds": worker.rounds}

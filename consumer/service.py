@@ -27,12 +27,13 @@ from prometheus_client import Counter, Gauge, Histogram
 from consumer.delivery import Decision, KeyState, Policy, commit_offset, decide, due, is_outage, next_due_in
 from consumer.fanout import dependent_host_keys
 from consumer.netbox import NetBoxError
+from consumer.status import host_status, host_sync_record
 from consumer.sync import SyncEngine, SyncResult
 from consumer.zabbix import ZabbixError
 from nbzx.config import DEPENDENCY_OBJECT_TYPES, Config, parse_duration
 from nbzx.kafka import TOPIC_MAX_MESSAGE_BYTES, Producer, ProduceUnavailable, client_kwargs
 from nbzx.logging import get_logger
-from schemas.messages import ChangeEvent, DeadLetter, SyncRequest, UnknownVersion, decode, encode
+from schemas.messages import ChangeEvent, DeadLetter, HostStatus, SyncRequest, UnknownVersion, decode, encode
 
 log = get_logger(component="consumer")
 
@@ -65,7 +66,11 @@ class _Work:
         self.fanouts: list[tuple[ChangeEvent, Any]] = []
         self.previous_owners: list[tuple[ChangeEvent, Any]] = []
         self.rejected: list[tuple[Any, str, str]] = []  # (record, key, why): letters from the edge
-        self.received_at: dict[str, float] = {}
+        self.received_at: dict[str, float] = {}  # the oldest webhook per key (event-to-Zabbix latency)
+        self.event_at: dict[str, float] = {}  # the newest webhook per key (the console's "last event")
+        self.job_ids: dict[str, str] = {}  # the job a key's sync belongs to (a reconcile's, a console's)
+        self.host_syncs: dict[str, list[SyncRequest]] = {}  # console "sync now" requests per key
+        self.statuses: list[HostStatus] = []  # what the round did per key, for the console
 
     def add(self, key: str, rec: Any) -> None:
         self.records_by_key.setdefault(key, []).append(rec)
@@ -193,19 +198,21 @@ class EventConsumer:
         """The policy's decision for every key of the round, with the records it stands for."""
         decisions: list[tuple[Decision, list[Any]]] = []
         for r in results:
-            result, transient, error = r.result, r.transient, r.error
             if r.host_key in failed and r.result != "error":  # synced, but its fan-out or owner lookup failed
-                result = "error"
                 transient, error = failed[r.host_key]
+                r = msgspec.structs.replace(r, result="error", transient=transient, error=error)
             failed.pop(r.host_key, None)
             recs = work.records_by_key.get(r.host_key, [])
-            decisions.append(
-                (decide(r.host_key, result, transient, error, self.parked.get(r.host_key), now, self.policy), recs)
-            )
+            d = decide(r.host_key, r.result, r.transient, r.error, self.parked.get(r.host_key), now, self.policy)
+            decisions.append((d, recs))
+            work.statuses.append(host_status(r, d, work.event_at.get(r.host_key), work.job_ids.get(r.host_key)))
             self._observe(r, work)
         for key, (transient, error) in failed.items():  # keys the engine returned nothing for
             recs = work.records_by_key.get(key, [])
-            decisions.append((decide(key, "error", transient, error, self.parked.get(key), now, self.policy), recs))
+            d = decide(key, "error", transient, error, self.parked.get(key), now, self.policy)
+            decisions.append((d, recs))
+            r = SyncResult(host_key=key, action="sync", result="error", error=error, transient=transient)
+            work.statuses.append(host_status(r, d, work.event_at.get(key), work.job_ids.get(key)))
         return decisions
 
     async def _settle(self, work: _Work, decisions: list[tuple[Decision, list[Any]]]) -> Round:
@@ -229,7 +236,25 @@ class EventConsumer:
             log.warning("keys_parked", parked=len(self.parked), records=stats.parked)
         PARKED.set(len(self.parked))
         self._outage([d.outcome for d, _ in decisions])
+        dead_keys = {d.host_key for d, _ in decisions if d.outcome == "dead"}
+        await self._publish_statuses(work, dead_keys)
         return stats
+
+    async def _publish_statuses(self, work: _Work, dead_keys: set[str]) -> None:
+        """Host statuses and console host_sync job records: best effort, never holding delivery back
+        (a status not stored is refreshed by the key's next sync)."""
+        sends = [(self.cfg.kafka.topics.host_status, st.host_key, encode(st)) for st in work.statuses]
+        for st in work.statuses:
+            for req in work.host_syncs.get(st.host_key, []):
+                assert req.job_id is not None
+                record = host_sync_record(req.job_id, req.user, req.produced_at, st, st.host_key in dead_keys)
+                sends.append((self.cfg.kafka.topics.jobs, req.job_id, encode(record)))
+        if not sends:
+            return
+        outcomes = await asyncio.gather(*(self.producer.send(*s) for s in sends), return_exceptions=True)
+        lost = sum(isinstance(o, BaseException) for o in outcomes)
+        if lost:
+            log.warning("host_status_not_stored", records=lost, of=len(sends))
 
     def _observe(self, r: Any, work: _Work) -> None:
         if r.result == "conflict":
@@ -280,9 +305,14 @@ class EventConsumer:
                     work.previous_owners.append((msg, rec))
                 if msg.received_at:
                     work.received_at[msg.host_key] = min(work.received_at.get(msg.host_key, 1e18), msg.received_at)
+                    work.event_at[msg.host_key] = max(work.event_at.get(msg.host_key, 0.0), msg.received_at)
                 work.add(msg.host_key, rec)
             elif isinstance(msg, SyncRequest):
                 CONSUMED.labels("sync_request").inc()
+                if msg.job_id:
+                    work.job_ids[msg.host_key] = msg.job_id
+                if msg.reason == "console" and msg.job_id:
+                    work.host_syncs.setdefault(msg.host_key, []).append(msg)
                 work.add(msg.host_key, rec)
             else:
                 CONSUMED.labels("unexpected").inc()

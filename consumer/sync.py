@@ -36,6 +36,7 @@ class SyncResult(msgspec.Struct, kw_only=True):
     action: str
     result: str  # ok | error | conflict | skipped
     hostid: str | None = None
+    host: str = ""
     changed: list[str] = msgspec.field(default_factory=list)
     reason: str = ""
     error: str | None = None
@@ -65,6 +66,7 @@ def plan_host(
     then left out (the proxy, if one is configured too, is used instead), or the host would differ
     from it forever."""
     plan, desired = _host_plan(host_key, found, actual, by_name, cfg, today, netbox_url, proxy_groups)
+    plan.host = plan.host or (desired.host if desired else actual.host if actual else "")
     wanted = desired is not None and desired.maintenance and plan.action in ("create", "update", "noop")
     plan.maintenance, plan.maintenance_id = maintenance_op(wanted, window, now)
     if plan.maintenance == "start" and plan.action == "delete":
@@ -101,16 +103,22 @@ def _host_plan(
         if skip.delete:
             return plan_absent(host_key, actual, cfg.delete, today, skip.reason), None
         return Plan(host_key=host_key, action="skip", reason=skip.reason), None
-    if desired.proxy_group:  # a host has one of the two: the group where Zabbix has groups (7.0+)
-        desired = msgspec.structs.replace(desired, **({"proxy": None} if proxy_groups else {"proxy_group": None}))
+    desired = one_proxy(desired, proxy_groups)
     other = by_name.get(desired.host)
     if other is not None and (actual is None or other.hostid != actual.hostid):
         if actual is None and other.host_key is None and cfg.host.adopt:
             return plan_sync(desired, other), desired  # brownfield adoption: the update adds our owner tag
         owner = f"owned by {other.host_key}" if other.host_key else "not managed by netbox-zabbix-stream"
         reason = f"Zabbix host {desired.host!r} (hostid {other.hostid}) already exists, {owner}"
-        return Plan(host_key=host_key, action="conflict", hostid=other.hostid, reason=reason), None
+        return Plan(host_key=host_key, action="conflict", hostid=other.hostid, host=desired.host, reason=reason), None
     return plan_sync(desired, actual), desired
+
+
+def one_proxy(desired: DesiredHost, proxy_groups: bool) -> DesiredHost:
+    """A host has one of the two: the proxy group where Zabbix has groups (7.0+), else the proxy."""
+    if not desired.proxy_group:
+        return desired
+    return msgspec.structs.replace(desired, **({"proxy": None} if proxy_groups else {"proxy_group": None}))
 
 
 async def check_name_collisions(
@@ -137,14 +145,18 @@ class SyncEngine:
 
     async def plans(self, host_keys: Iterable[str]) -> dict[str, Plan]:
         """Read NetBox and Zabbix for all keys at once, then map and diff each (no writes)."""
-        keys = sorted(set(host_keys))
+        return (await self._plans_and_sides(sorted(set(host_keys))))[0]
+
+    async def _plans_and_sides(
+        self, keys: list[str]
+    ) -> tuple[dict[str, Plan], Mapping[str, Found], Mapping[str, ActualHost]]:
         objects, actual, windows = await asyncio.gather(
             self.netbox.objects(keys), self.zabbix.hosts_by_key(keys), self.zabbix.maintenance_windows(keys)
         )
         plan = self.planner(objects, actual, windows)
         plans = {k: plan(k, {}) for k in keys}
         await check_name_collisions(self.zabbix, plans, plan)
-        return plans
+        return plans, objects, actual
 
     def planner(
         self, objects: Mapping[str, Found], actual: Mapping[str, ActualHost], windows: Mapping[str, Window]
@@ -162,6 +174,19 @@ class SyncEngine:
                 return Plan(host_key=k, action="error", reason=f"cannot plan {k}: {type(exc).__name__}: {exc}")
 
         return plan
+
+    async def explain(self, host_key: str) -> tuple[Plan, DesiredHost | None, ActualHost | None]:
+        """One key's plan (as `sync` would make it, writing nothing), with both sides it compared."""
+        plans, objects, actuals = await self._plans_and_sides([host_key])
+        found, actual = objects.get(host_key), actuals.get(host_key)
+        desired = None
+        if isinstance(found, dict):
+            try:
+                url = self.netbox.object_url(host_key)
+                desired = one_proxy(map_host(found, host_key, self.cfg, url), self.zabbix.caps.proxy_groups)
+            except Exception:  # Skip, or data that cannot be mapped: the plan says why
+                desired = None
+        return plans[host_key], desired, actual
 
     async def sync(self, host_keys: Iterable[str], dry_run: bool = False) -> list[SyncResult]:
         """Bring Zabbix in line with NetBox for these host keys; one result per key."""
@@ -212,7 +237,13 @@ class SyncEngine:
         self, plan: Plan, hostid: str | None, changed: list[str], t0: float, batched: int | None = None
     ) -> SyncResult:
         res = SyncResult(
-            host_key=plan.host_key, action=plan.action, result="ok", hostid=hostid, changed=changed, reason=plan.reason
+            host_key=plan.host_key,
+            action=plan.action,
+            result="ok",
+            hostid=hostid,
+            host=plan.host,
+            changed=changed,
+            reason=plan.reason,
         )
         return self._finish(res, t0, batched=batched)
 
@@ -222,6 +253,7 @@ class SyncEngine:
             action=plan.action,
             result="error",
             hostid=plan.hostid,
+            host=plan.host,
             changed=sorted(plan.changes),
             error=str(exc),
             # A name taken since the plan was made (another consumer created it during a rebalance, or
@@ -252,16 +284,22 @@ class SyncEngine:
         changed = sorted(plan.changes)
         if plan.action == "conflict":
             res = SyncResult(
-                host_key=plan.host_key, action="conflict", result="conflict", hostid=plan.hostid, reason=plan.reason
+                host_key=plan.host_key,
+                action="conflict",
+                result="conflict",
+                hostid=plan.hostid,
+                host=plan.host,
+                reason=plan.reason,
             )
         elif plan.action == "error":
-            res = SyncResult(host_key=plan.host_key, action="plan", result="error", error=plan.reason)
+            res = SyncResult(host_key=plan.host_key, action="plan", result="error", host=plan.host, error=plan.reason)
         elif plan.empty or dry_run:
             res = SyncResult(
                 host_key=plan.host_key,
                 action=plan.action,
                 result="skipped" if plan.empty else "ok",
                 hostid=plan.hostid,
+                host=plan.host,
                 changed=changed,
                 reason=plan.reason,
             )

@@ -33,15 +33,28 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 def cmd_receiver(args: argparse.Namespace) -> int:
     """Run the webhook receiver until SIGTERM/SIGINT."""
-    from aiohttp import web
-
     from receiver.app import make_app
 
     cfg = _config(args)
     require(cfg, "webhook_secret")
-    host = args.host or cfg.receiver.host
-    port = args.port or cfg.receiver.port
-    web.run_app(make_app(cfg), host=host, port=port, access_log=None, print=None, shutdown_timeout=10, loop=_new_loop())
+    _serve(make_app(cfg), args.host or cfg.receiver.host, args.port or cfg.receiver.port)
+    return 0
+
+
+def _serve(app: Any, host: str, port: int) -> None:
+    """Serve an aiohttp app until SIGTERM/SIGINT."""
+    from aiohttp import web
+
+    web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=10, loop=_new_loop())
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    """Run the operator console until SIGTERM/SIGINT."""
+    from console.process import console_app
+
+    cfg = _config(args)
+    require(cfg, "console_tokens")
+    _serve(console_app(cfg), args.host or cfg.console.host, args.port or cfg.console.port)
     return 0
 
 
@@ -340,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_receiver)
 
     sub.add_parser("consumer", help="run a consumer (group member on the events topic)").set_defaults(func=cmd_consumer)
+
+    co = sub.add_parser("console", help="run the operator console (web pages and JSON API)")
+    co.add_argument("--host")
+    co.add_argument("--port", type=int)
+    co.set_defaults(func=cmd_console)
 
     wh = sub.add_parser("webhook", help="webhook tools").add_subparsers(dest="webhook_command", required=True)
     ins = wh.add_parser("inspect", help="show what /webhook does with a saved delivery")

@@ -83,6 +83,7 @@ class TopicsConfig(_Base):
     control: str = "nbzx.control"
     jobs: str = "nbzx.jobs"
     dlq: str = "netbox.events.dlq"
+    host_status: str = "nbzx.host-status"
 
 
 class KafkaConfig(_Base):
@@ -108,6 +109,24 @@ class ReceiverConfig(_Base):
     object_types: list[str] = field(default_factory=lambda: [*HOST_OBJECT_TYPES, *DEPENDENCY_OBJECT_TYPES])
     virtual_chassis_as_one_host: bool = False
     scheduler: bool = False  # run the reconcile schedule inside the receiver (one receiver only)
+
+
+class ConsoleConfig(_Base):
+    host: str = "127.0.0.1"
+    port: Port = 8092
+    page_size: PositiveInt = 50
+    # The jobs view is bounded: finished jobs beyond the newest `max_jobs`, or older than `max_job_age`,
+    # leave memory (the compacted topic keeps them until compaction).
+    max_jobs: PositiveInt = 5000
+    max_job_age: str = "30d"
+    session_ttl: str = "12h"
+    history: PositiveInt = 10  # recent syncs kept per host for the host page
+    # Where people open Zabbix hosts (links); default: zabbix.url.
+    zabbix_frontend_url: str | None = None
+
+    def __post_init__(self) -> None:
+        parse_duration(self.max_job_age)
+        parse_duration(self.session_ttl)
 
 
 class ConsumerConfig(_Base):
@@ -274,6 +293,9 @@ class Secrets(_Base):
     kafka_sasl_password: str = ""
     webhook_secret: str = ""
     api_token: str = ""
+    # Console sign-in: comma-separated tokens, each "user:token" (that user) or a bare token (the role's name).
+    console_viewer_tokens: str = ""
+    console_operator_tokens: str = ""
 
     def __repr__(self) -> str:
         return (
@@ -288,6 +310,7 @@ class Config(_Base):
     zabbix: ZabbixConfig = field(default_factory=ZabbixConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
     scope: ScopeConfig = field(default_factory=ScopeConfig)
     host: HostConfig = field(default_factory=HostConfig)
@@ -319,6 +342,8 @@ SECRET_ENV = {
     "kafka_sasl_password": "NBZX_KAFKA_SASL_PASSWORD",
     "webhook_secret": "NBZX_WEBHOOK_SECRET",
     "api_token": "NBZX_API_TOKEN",
+    "console_viewer_tokens": "NBZX_CONSOLE_VIEWER_TOKENS",
+    "console_operator_tokens": "NBZX_CONSOLE_OPERATOR_TOKENS",
 }
 # Keys whose literal value is a secret wherever they appear in the YAML. A Zabbix user macro
 # reference ("{$SNMP_COMMUNITY}") names a secret kept in Zabbix, and is fine.
@@ -408,8 +433,13 @@ def require(cfg: Config, *needs: str) -> None:
         "zabbix_auth": bool(sec.zabbix_token or (sec.zabbix_user and sec.zabbix_password)),
         "webhook_secret": bool(sec.webhook_secret),
         "api_token": bool(sec.api_token),
+        "console_tokens": bool(sec.console_viewer_tokens or sec.console_operator_tokens),
     }
-    names = {**SECRET_ENV, "zabbix_auth": "ZABBIX_TOKEN or ZABBIX_USER+ZABBIX_PASSWORD"}
+    names = {
+        **SECRET_ENV,
+        "zabbix_auth": "ZABBIX_TOKEN or ZABBIX_USER+ZABBIX_PASSWORD",
+        "console_tokens": "NBZX_CONSOLE_VIEWER_TOKENS or NBZX_CONSOLE_OPERATOR_TOKENS",
+    }
     missing = [names[n] for n in needs if not present[n]]
     if missing:
         raise ConfigError("missing secret(s) in the environment: " + ", ".join(missing))

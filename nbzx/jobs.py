@@ -6,8 +6,6 @@ the topic from the beginning. The receiver keeps such a view live for `GET /jobs
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import deque
 from datetime import UTC, datetime
@@ -17,12 +15,14 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 
 from nbzx.config import Config
+from nbzx.follow import Follower
 from nbzx.kafka import Producer, client_kwargs, read_to_end
 from nbzx.logging import get_logger
 from schemas.messages import JobKind, JobRecord, JobStatus, Trigger, decode, encode, new_id, utc_now
 
 log = get_logger(component="jobs")
 LOG_LINES = 50  # last N log lines kept on a record
+ENDED: frozenset[JobStatus] = frozenset({"completed", "errored", "failed", "skipped"})
 
 
 class Job:
@@ -39,6 +39,7 @@ class Job:
         user: str | None = None,
         interval: int | None = None,
         scheduled_for: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
         self._producer, self._cfg = producer, cfg
         self.record = JobRecord(
@@ -49,6 +50,7 @@ class Job:
             user=user,
             interval=interval,
             scheduled_for=scheduled_for,
+            params=params or {},
         )
         self._log: deque[str] = deque(maxlen=LOG_LINES)
         self._t0 = time.monotonic()
@@ -121,41 +123,18 @@ def _decode_jobs(recs: list[Any]) -> list[JobRecord]:
 
 
 class JobView:
-    """A live, in-memory view of the jobs topic (for the receiver's `/jobs`)."""
+    """A live, in-memory view of the jobs topic (for the receiver's `/jobs` and the console)."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.jobs: dict[str, JobRecord] = {}
-        self._task: asyncio.Task[None] | None = None
+        self.follower = Follower(cfg, cfg.kafka.topics.jobs, self.apply)
+
+    def apply(self, records: list[Any]) -> None:
+        materialise(_decode_jobs(records), self.jobs)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._follow())
+        self.follower.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _follow(self) -> None:
-        while True:
-            consumer = AIOKafkaConsumer(
-                self.cfg.kafka.topics.jobs,
-                **client_kwargs(self.cfg),
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                fetch_max_wait_ms=200,
-            )
-            try:
-                await consumer.start()
-                while True:
-                    for recs in (await consumer.getmany(timeout_ms=1000)).values():
-                        materialise(_decode_jobs(recs), self.jobs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Kafka down: keep what we have, try again
-                log.warning("job_view_reconnect", error=repr(exc))
-                await asyncio.sleep(2)
-            finally:
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
+        await self.follower.stop()

@@ -18,9 +18,11 @@ from msgspec import Struct, field
 VERSION = 1
 
 Event = Literal["created", "updated", "deleted"]
-JobKind = Literal["reconcile", "backfill", "settings_import", "maintenance_cleanup"]
+JobKind = Literal[
+    "reconcile", "dry_run", "backfill", "settings_import", "maintenance_cleanup", "host_sync", "dlq_retry"
+]
 JobStatus = Literal["scheduled", "pending", "running", "completed", "errored", "failed", "skipped"]
-Trigger = Literal["schedule", "api", "cli"]
+Trigger = Literal["schedule", "api", "cli", "console"]
 # "<app>.<model>:<id>" of the host a message is about; a record with any other key is rejected at decode.
 HOST_KEY_PATTERN = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*:[0-9]+$"
 HostKey = Annotated[str, msgspec.Meta(pattern=HOST_KEY_PATTERN)]
@@ -77,9 +79,10 @@ class SyncRequest(_Envelope, tag="sync_request"):
     """Sync one host key now (from reconcile, dependency fan-out or a DLQ retry)."""
 
     host_key: HostKey
-    reason: Literal["reconcile", "fanout", "retry", "cli", "previous_owner"] = "reconcile"
-    job_id: str | None = None
+    reason: Literal["reconcile", "fanout", "retry", "cli", "previous_owner", "console"] = "reconcile"
+    job_id: str | None = None  # the job this sync belongs to (a reconcile's, or a console host_sync's)
     cause: str | None = None  # e.g. the dependency that fanned out: "dcim.site:3"
+    user: str | None = None  # who asked (a console host_sync): carried into the job's final record
 
 
 class ReconcileScope(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -97,7 +100,18 @@ class ReconcileRequest(_Envelope, tag="reconcile_request"):
     user: str | None = None
     dry_run: bool = False
     scope: ReconcileScope = field(default_factory=ReconcileScope)
+    # In the future: the control loop holds the request until then. With an interval, every run
+    # requests the next one (previous scheduled time + interval) until the chain is cancelled.
     scheduled_for: str | None = None
+    interval: int | None = None  # minutes
+    retry_of: str | None = None  # the job this one retries
+
+
+class CancelRequest(_Envelope, tag="cancel_request"):
+    """Cancel a scheduled (or recurring) reconcile: its pending run is dropped and the chain stops."""
+
+    job_id: str
+    user: str | None = None
 
 
 class JobRecord(_Envelope, tag="job_record"):
@@ -117,6 +131,29 @@ class JobRecord(_Envelope, tag="job_record"):
     results: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     log: list[str] = field(default_factory=list)
+    # What the job was asked to do (scope, dry_run, host_key): enough to run it again (retry).
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+HostResult = Literal["in_sync", "changed", "failed", "conflict", "skipped"]
+
+
+class HostStatus(_Envelope, tag="host_status"):
+    """A host key's last sync (keyed by host key on the compacted host-status topic)."""
+
+    host_key: HostKey
+    host: str = ""  # the Zabbix technical name (what NetBox names it)
+    hostid: str | None = None
+    action: str = ""  # what the planner decided: noop, create, update, delete, conflict, skip, ...
+    result: HostResult = "in_sync"
+    reason: str = ""
+    changed: list[str] = field(default_factory=list)
+    error: str | None = None
+    retrying: bool = False  # failed transiently: parked, retried on its own backoff
+    attempts: int = 0
+    event_at: str | None = None  # when the receiver took the latest webhook for it
+    synced_at: str = field(default_factory=utc_now)
+    job_id: str | None = None
 
 
 class DeadLetter(_Envelope, tag="dead_letter"):
@@ -131,8 +168,16 @@ class DeadLetter(_Envelope, tag="dead_letter"):
     original: str  # the original message, verbatim, as text
 
 
-Message = ChangeEvent | SyncRequest | ReconcileRequest | JobRecord | DeadLetter
-MESSAGE_TYPES: tuple[type[Struct], ...] = (ChangeEvent, SyncRequest, ReconcileRequest, JobRecord, DeadLetter)
+Message = ChangeEvent | SyncRequest | ReconcileRequest | CancelRequest | JobRecord | DeadLetter | HostStatus
+MESSAGE_TYPES: tuple[type[Struct], ...] = (
+    ChangeEvent,
+    SyncRequest,
+    ReconcileRequest,
+    CancelRequest,
+    JobRecord,
+    DeadLetter,
+    HostStatus,
+)
 
 
 class UnknownVersion(ValueError):

@@ -1,0 +1,106 @@
+"""Request parameters -> checked values, for pages and API alike. Pure; a bad value is a `BadInput`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from console.views import HOST_RESULTS, JOB_KINDS, JOB_STATUSES
+from nbzx.config import RECONCILE_INTERVALS
+from nbzx.scheduler import parse_time
+from schemas.messages import HOST_KEY_PATTERN
+
+OBJECT_TYPES = ("dcim.device", "virtualization.virtualmachine")
+
+
+class BadInput(ValueError):
+    """A parameter the console cannot use; the message names it."""
+
+
+def _time(query: Mapping[str, Any], name: str) -> datetime | None:
+    text = str(query.get(name) or "").strip()
+    if not text:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise BadInput(f"{name}: {text!r} is not a date and time (2026-11-30T08:00, UTC)") from exc
+
+
+def page_number(query: Mapping[str, Any]) -> int:
+    try:
+        page = int(str(query.get("page") or "1"))
+    except ValueError as exc:
+        raise BadInput("page must be a whole number") from exc
+    if page < 1:
+        raise BadInput("page must be at least 1")
+    return page
+
+
+def job_filters(query: Mapping[str, Any]) -> dict[str, Any]:
+    """kind, status, since, until and page of a jobs listing."""
+    kind, status = str(query.get("kind") or ""), str(query.get("status") or "")
+    if kind and kind not in JOB_KINDS:
+        raise BadInput(f"kind must be one of {', '.join(JOB_KINDS)}")
+    if status and status not in JOB_STATUSES:
+        raise BadInput(f"status must be one of {', '.join(JOB_STATUSES)}")
+    return {
+        "kind": kind,
+        "status": status,
+        "since": _time(query, "since"),
+        "until": _time(query, "until"),
+        "page": page_number(query),
+    }
+
+
+def host_filters(query: Mapping[str, Any]) -> dict[str, Any]:
+    """result, q and page of a hosts listing."""
+    result = str(query.get("result") or "")
+    if result and result not in HOST_RESULTS:
+        raise BadInput(f"result must be one of {', '.join(HOST_RESULTS)}")
+    return {"result": result, "q": str(query.get("q") or "")[:200], "page": page_number(query)}
+
+
+def host_key(text: str) -> str:
+    import re
+
+    if not re.match(HOST_KEY_PATTERN, text):
+        raise BadInput(f"{text!r} is not a host key such as dcim.device:12")
+    return text
+
+
+def reconcile_request(body: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """Arguments of `Actions.reconcile` from a form or a JSON body: dry_run, object_types, filter,
+    scheduled_for (in the future, UTC) and interval (one of NetBox's intervals, minutes)."""
+    dry = body.get("dry_run")
+    dry_run = dry is True or str(dry).lower() in ("1", "true", "on", "yes")
+    types = body.get("object_types") or []
+    if isinstance(types, str):
+        types = [t for t in types.split(",") if t]
+    if not isinstance(types, list) or any(t not in OBJECT_TYPES for t in types):
+        raise BadInput(f"object_types must be a list of {', '.join(OBJECT_TYPES)}")
+    filt = body.get("filter") or {}
+    if not isinstance(filt, dict):
+        raise BadInput("filter must be an object of NetBox filter parameters")
+    at = _time(body, "scheduled_for")
+    now = now or datetime.now(UTC)
+    if at is not None and at <= now:
+        raise BadInput("scheduled_for must be in the future")
+    interval: int | None = None
+    raw = body.get("interval")
+    if raw not in (None, "", 0, "0"):
+        try:
+            interval = int(str(raw))
+        except ValueError as exc:
+            raise BadInput("interval must be a number of minutes") from exc
+        if interval not in RECONCILE_INTERVALS:
+            raise BadInput(f"interval must be one of {', '.join(map(str, RECONCILE_INTERVALS))} minutes")
+        at = at or now
+    return {
+        "dry_run": dry_run,
+        "object_types": list(types),
+        "filter": dict(filt),
+        "scheduled_for": at.isoformat() if at else None,
+        "interval": interval,
+    }

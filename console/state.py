@@ -1,0 +1,94 @@
+"""The console's state, in memory, rebuilt from three topics: jobs, host statuses, dead letters."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from console.views import prune_jobs
+from nbzx.config import Config, parse_duration
+from nbzx.follow import Follower
+from schemas.messages import DeadLetter, HostStatus, JobRecord, UnknownVersion, decode
+
+MAX_LETTERS = 10_000  # the newest dead letters kept for the page
+
+
+def _decoded(records: list[Any]) -> list[Any]:
+    out = []
+    for r in records:
+        if r.value is None:
+            continue  # a tombstone
+        try:
+            out.append(decode(r.value))
+        except (UnknownVersion, ValueError, msgspec.DecodeError, msgspec.ValidationError):
+            continue  # not ours to show
+    return out
+
+
+class ConsoleState:
+    """Jobs (bounded by count and age), the last status and recent syncs of every host, dead letters."""
+
+    def __init__(self, cfg: Config) -> None:
+        c = cfg.console
+        self.max_jobs, self.max_job_age_s, self.history_len = c.max_jobs, parse_duration(c.max_job_age), c.history
+        self.jobs: dict[str, JobRecord] = {}
+        self.hosts: dict[str, HostStatus] = {}
+        self.history: dict[str, deque[HostStatus]] = {}
+        self.letters: deque[tuple[int, int, DeadLetter]] = deque(maxlen=MAX_LETTERS)  # (partition, offset, letter)
+        self.applied: dict[str, Counter[str]] = {}  # job id -> host results of the syncs it caused
+        t = cfg.kafka.topics
+        self.followers = [
+            Follower(cfg, t.jobs, self.apply_jobs),
+            Follower(cfg, t.host_status, self.apply_statuses),
+            Follower(cfg, t.dlq, self.apply_letters),
+        ]
+        self._since_prune = 0
+
+    def start(self) -> None:
+        for f in self.followers:
+            f.start()
+
+    async def stop(self) -> None:
+        for f in self.followers:
+            await f.stop()
+
+    @property
+    def caught_up(self) -> bool:
+        return all(f.caught_up.is_set() for f in self.followers)
+
+    def apply_jobs(self, records: list[Any]) -> None:
+        for msg in _decoded(records):
+            if isinstance(msg, JobRecord):
+                self.jobs[msg.job_id] = msg
+                self._since_prune += 1
+        if len(self.jobs) > self.max_jobs or self._since_prune > 1000:
+            self.prune(datetime.now(UTC))
+
+    def prune(self, now: datetime) -> None:
+        """Forget ended jobs beyond the configured count and age."""
+        for job_id in prune_jobs(self.jobs, self.max_jobs, self.max_job_age_s, now):
+            del self.jobs[job_id]
+            self.applied.pop(job_id, None)
+        self._since_prune = 0
+
+    def apply_statuses(self, records: list[Any]) -> None:
+        for msg in _decoded(records):
+            if not isinstance(msg, HostStatus):
+                continue
+            self.hosts[msg.host_key] = msg
+            recent = self.history.setdefault(msg.host_key, deque(maxlen=self.history_len))
+            recent.appendleft(msg)
+            if msg.job_id:
+                self.applied.setdefault(msg.job_id, Counter())[msg.result] += 1
+
+    def apply_letters(self, records: list[Any]) -> None:
+        for r in records:
+            for msg in _decoded([r]):
+                if isinstance(msg, DeadLetter):
+                    self.letters.appendleft((r.partition, r.offset, msg))
+
+    def letter(self, partition: int, offset: int) -> DeadLetter | None:
+        return next((d for p, o, d in self.letters if p == partition and o == offset), None)
