@@ -149,9 +149,9 @@ def _show(field: str, value: Any) -> str:
         return _STATUS.get(value, str(value))
     if field == "tags":
         return "\n".join(f"{t}={v}" for t, v in sorted(value))
-    if field == "inventory":
+    if field == "inventory":  # Zabbix returns every inventory field; the empty ones say nothing
         items = value.items() if isinstance(value, dict) else value
-        return "\n".join(f"{k}={v}" for k, v in sorted(items))
+        return "\n".join(f"{k}={v}" for k, v in sorted(items) if v)
     if isinstance(value, list | tuple | frozenset):
         return "\n".join(sorted(map(str, value)))
     return str(value)

@@ -78,6 +78,7 @@ def make_config(**overrides: Any) -> Config:
                 "control": f"test.control.{suffix}",
                 "jobs": f"test.jobs.{suffix}",
                 "dlq": f"test.dlq.{suffix}",
+                "host_status": f"test.host-status.{suffix}",
             },
         },
     }

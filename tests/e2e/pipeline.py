@@ -134,6 +134,7 @@ def pipeline_config_doc(cfg: Config, **host: Any) -> dict[str, Any]:
                 "control": cfg.kafka.topics.control,
                 "jobs": cfg.kafka.topics.jobs,
                 "dlq": cfg.kafka.topics.dlq,
+                "host_status": cfg.kafka.topics.host_status,
             },
         },
         "consumer": {

@@ -1,0 +1,65 @@
+"""A real headless Chromium (Debian's chromium + chromedriver, driven by Selenium; no browser download)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+class Browser:
+    """One browser session against one console."""
+
+    def __init__(self, base_url: str, width: int = 1400, height: int = 1000) -> None:
+        opts = Options()
+        opts.binary_location = CHROMIUM
+        for arg in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-dev-shm-usage",
+            "--disable-gpu",
+            f"--window-size={width},{height}",
+        ):
+            opts.add_argument(arg)
+        self.base = base_url.rstrip("/")
+        self.driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+        self.driver.implicitly_wait(0)
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.base + path)
+
+    def sign_in(self, token: str) -> None:
+        self.open("/login")
+        self.find("#token").send_keys(token)
+        self.find("#sign-in").click()
+
+    def find(self, css: str) -> WebElement:
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def all(self, css: str) -> list[WebElement]:
+        return list(self.driver.find_elements(By.CSS_SELECTOR, css))
+
+    def text(self, css: str) -> str:
+        return str(self.find(css).text)
+
+    @property
+    def path(self) -> str:
+        return str(self.driver.current_url).removeprefix(self.base)
+
+    def screenshot(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The whole page, not just the window: make the window as tall as the document first.
+        height = int(self.driver.execute_script("return document.documentElement.scrollHeight"))
+        self.driver.set_window_size(1400, max(600, min(height + 40, 4000)))
+        self.driver.save_screenshot(str(path))
+
+    def close(self) -> None:
+        self.driver.quit()
