@@ -40,6 +40,8 @@ class Console:
 
 
 CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
+IDENTITY: web.RequestKey[Identity] = web.RequestKey("identity", Identity)
+SESSION: web.RequestKey[str] = web.RequestKey("session", str)  # the session cookie ("" for a bearer token)
 
 
 def console_of(request: web.Request) -> Console:
@@ -47,8 +49,7 @@ def console_of(request: web.Request) -> Console:
 
 
 def identity_of(request: web.Request) -> Identity:
-    ident: Identity = request["identity"]
-    return ident
+    return request[IDENTITY]
 
 
 def json_response(status: int, payload: Any) -> web.Response:
@@ -76,7 +77,7 @@ async def access(request: web.Request, handler: Callable[[web.Request], Awaitabl
         if api:
             return json_response(401, {"error": "sign in: a viewer or operator token as a bearer token"})
         raise web.HTTPSeeOther(f"/login?next={request.path_qs}")
-    request["identity"], request["cookie"] = ident, cookie
+    request[IDENTITY], request[SESSION] = ident, cookie
     if request.method == "POST" and request.path != "/logout":
         if not ident.can_act:
             log.warning("console_action_refused", user=ident.user, role=ident.role, path=request.path)

@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 
 from console.actions import NotRetryable
-from console.app import COOKIE, Console, console_of, identity_of
+from console.app import COOKIE, IDENTITY, SESSION, Console, console_of, identity_of
 from console.forms import BadInput, host_filters, host_key, job_filters, page_number, reconcile_request
 from console.views import (
     HOST_RESULTS,
@@ -33,8 +33,8 @@ log = get_logger(component="console")
 
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     c = console_of(request)
-    ident = request.get("identity")
-    cookie = request.get("cookie", "")
+    ident = request.get(IDENTITY)
+    cookie = request.get(SESSION, "")
     html = c.templates.get_template(template).render(
         identity=ident,
         csrf=c.tokens.csrf(cookie) if cookie else "",

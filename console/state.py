@@ -31,7 +31,8 @@ def _decoded(records: list[Any]) -> list[Any]:
 class ConsoleState:
     """Jobs (bounded by count and age), the last status and recent syncs of every host, dead letters."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, follow: bool = True) -> None:
+        """`follow=False` builds an empty state fed only by the `apply_*` methods (tests, benchmarks)."""
         c = cfg.console
         self.max_jobs, self.max_job_age_s, self.history_len = c.max_jobs, parse_duration(c.max_job_age), c.history
         self.jobs: dict[str, JobRecord] = {}
@@ -40,11 +41,15 @@ class ConsoleState:
         self.letters: deque[tuple[int, int, DeadLetter]] = deque(maxlen=MAX_LETTERS)  # (partition, offset, letter)
         self.applied: dict[str, Counter[str]] = {}  # job id -> host results of the syncs it caused
         t = cfg.kafka.topics
-        self.followers = [
-            Follower(cfg, t.jobs, self.apply_jobs),
-            Follower(cfg, t.host_status, self.apply_statuses),
-            Follower(cfg, t.dlq, self.apply_letters),
-        ]
+        self.followers = (
+            [
+                Follower(cfg, t.jobs, self.apply_jobs),
+                Follower(cfg, t.host_status, self.apply_statuses),
+                Follower(cfg, t.dlq, self.apply_letters),
+            ]
+            if follow
+            else []
+        )
         self._since_prune = 0
 
     def start(self) -> None:
