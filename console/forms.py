@@ -70,6 +70,20 @@ def host_key(text: str) -> str:
     return text
 
 
+def netbox_filter(text: str) -> dict[str, Any]:
+    """ "site=lab tag=core tag=edge" -> {"site": "lab", "tag": ["core", "edge"]} (NetBox's query parameters)."""
+    out: dict[str, Any] = {}
+    for part in text.split():
+        name, sep, value = part.partition("=")
+        if not sep or not name or not value:
+            raise BadInput(f"filter: {part!r} is not name=value (e.g. site=lab tag=core)")
+        if name in out:
+            out[name] = [*(out[name] if isinstance(out[name], list) else [out[name]]), value]
+        else:
+            out[name] = value
+    return out
+
+
 def reconcile_request(body: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """Arguments of `Actions.reconcile` from a form or a JSON body: dry_run, object_types, filter,
     scheduled_for (in the future, UTC) and interval (one of NetBox's intervals, minutes)."""
@@ -81,6 +95,8 @@ def reconcile_request(body: Mapping[str, Any], now: datetime | None = None) -> d
     if not isinstance(types, list) or any(t not in OBJECT_TYPES for t in types):
         raise BadInput(f"object_types must be a list of {', '.join(OBJECT_TYPES)}")
     filt = body.get("filter") or {}
+    if isinstance(filt, str):
+        filt = netbox_filter(filt)
     if not isinstance(filt, dict):
         raise BadInput("filter must be an object of NetBox filter parameters")
     at = _time(body, "scheduled_for")

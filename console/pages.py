@@ -12,7 +12,15 @@ from aiohttp import web
 
 from console.actions import NotRetryable
 from console.app import COOKIE, IDENTITY, SESSION, Console, console_of, identity_of
-from console.forms import BadInput, host_filters, host_key, job_filters, page_number, reconcile_request
+from console.forms import (
+    BadInput,
+    host_filters,
+    host_key,
+    job_filters,
+    netbox_filter,
+    page_number,
+    reconcile_request,
+)
 from console.views import (
     HOST_RESULTS,
     JOB_KINDS,
@@ -145,21 +153,38 @@ async def job(request: web.Request) -> web.Response:
 
 
 async def confirm_reconcile(request: web.Request) -> web.Response:
+    """The confirmation of "Reconcile now": how many NetBox objects the scope holds, to decide on."""
     c = console_of(request)
+    filter_text = request.query.get("filter", "").strip()
+    try:
+        scope = netbox_filter(filter_text)
+    except BadInput as exc:
+        return render(
+            request,
+            "confirm.html",
+            status=400,
+            error=str(exc),
+            counts={},
+            filter=filter_text,
+            known=len(c.state.hosts),
+            dry_run=False,
+            max_delete=c.cfg.reconcile.max_delete,
+        )
     counts: dict[str, int | str] = {}
     if c.engine is not None:
         for t in ENDPOINTS:
             try:
-                counts[t] = await c.engine.netbox.count(t)
-            except Exception as exc:  # NetBox away: the page still lets them decide
+                counts[t] = await c.engine.netbox.count(t, scope)
+            except Exception as exc:  # NetBox away (or a filter it refuses): the page still lets them decide
                 counts[t] = f"unknown ({type(exc).__name__})"
-    dry = request.query.get("dry_run") in ("1", "true", "on")
     return render(
         request,
         "confirm.html",
+        error="",
         counts=counts,
+        filter=filter_text,
         known=len(c.state.hosts),
-        dry_run=dry,
+        dry_run=request.query.get("dry_run") in ("1", "true", "on"),
         max_delete=c.cfg.reconcile.max_delete,
     )
 

@@ -185,8 +185,7 @@ def difference_rows(desired: DesiredHost | None, actual: ActualHost | None, plan
             zb = _interfaces(a.iface for a in has or ())
         else:
             nb, zb = _show(f, want), _show(f, has)
-        differs = f in plan.changes or (plan.action == "create") or (plan.removes and f in ("status", "groups"))
-        if desired is None and actual is None:
-            differs = False
+        # What the planner writes differs; a host to create differs wherever NetBox wants something.
+        differs = nb != zb if plan.action == "create" else f in plan.changes
         rows.append(DiffRow(field=f, netbox=nb, zabbix=zb, differs=differs))
     return rows

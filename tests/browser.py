@@ -10,6 +10,8 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -32,14 +34,24 @@ class Browser:
         self.base = base_url.rstrip("/")
         self.driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
         self.driver.implicitly_wait(0)
+        self.visited: list[str] = []
 
     def open(self, path: str) -> None:
         self.driver.get(self.base + path)
+        self.visited.append(path)
 
     def sign_in(self, token: str) -> None:
         self.open("/login")
         self.find("#token").send_keys(token)
-        self.find("#sign-in").click()
+        self.click("#sign-in", then="main")
+
+    def click(self, css: str, then: str) -> None:
+        """Click `css` and wait for the page it leads to: one that has `then`."""
+        old = self.find("html")
+        self.find(css).click()
+        wait = WebDriverWait(self.driver, 20)
+        wait.until(expected_conditions.staleness_of(old))
+        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, then)))
 
     def find(self, css: str) -> WebElement:
         return self.driver.find_element(By.CSS_SELECTOR, css)
@@ -52,7 +64,10 @@ class Browser:
 
     @property
     def path(self) -> str:
-        return str(self.driver.current_url).removeprefix(self.base)
+        """The page shown now (after a click too), which is remembered as visited."""
+        here = str(self.driver.current_url).removeprefix(self.base)
+        self.visited.append(here)
+        return here
 
     def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

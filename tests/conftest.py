@@ -181,6 +181,10 @@ def sweep_leftovers(nb: Any) -> None:
     for prefix in ("test-", "chaos-"):
         for obj in [*nb.extras.event_rules.filter(name__isw=prefix), *nb.extras.webhooks.filter(name__isw=prefix)]:
             obj.delete()
+    # A chaos run's config context is tied to its site: once the site is swept it would apply to every
+    # device in NetBox (an unassigned config context is global), so it goes first.
+    for ctx in nb.extras.config_contexts.filter(name__isw="chaos-"):
+        ctx.delete()
     for site in nb.dcim.sites.filter(description=TEST_MARK):
         try:
             for endpoint in (nb.dcim.devices, nb.virtualization.virtual_machines):
@@ -372,3 +376,11 @@ def receiver_for_netbox(netbox_webhook: Any, aiohttp_listener: Any) -> Callable[
         return cfg
 
     return start
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test item, so a fixture can tell that its test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

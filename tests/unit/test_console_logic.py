@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from console.auth import Tokens
-from console.forms import BadInput, host_filters, job_filters, reconcile_request
+from console.forms import BadInput, host_filters, job_filters, netbox_filter, reconcile_request
 from console.views import difference_rows, job_summary, paginate, prune_jobs, query_hosts, query_jobs
 from consumer.delivery import Decision, KeyState
 from consumer.model import ActualHost, ActualMacro, DesiredHost, Interface, Macro, Plan
@@ -306,8 +306,16 @@ def test_difference_marks_what_the_planner_would_write_and_masks_secrets() -> No
     assert rows["status"].netbox == "enabled"
 
 
-def test_difference_of_a_host_to_create_differs_everywhere() -> None:
+def test_difference_of_a_host_to_create_differs_wherever_netbox_wants_something() -> None:
     plan = Plan(host_key="dcim.device:1", action="create", changes={"host": "sw1"})
-    rows = difference_rows(_desired(), None, plan)
-    assert all(r.differs for r in rows)
-    assert all(r.zabbix == "" for r in rows)
+    rows = {r.field: r for r in difference_rows(_desired(), None, plan)}
+    assert all(r.zabbix == "" for r in rows.values())
+    assert rows["templates"].differs and rows["macros"].differs and rows["status"].differs
+    assert not rows["proxy"].differs and not rows["inventory"].differs  # empty on both sides
+
+
+def test_netbox_filter_text() -> None:
+    assert netbox_filter("site=lab tag=core tag=edge") == {"site": "lab", "tag": ["core", "edge"]}
+    assert netbox_filter("") == {}
+    with pytest.raises(BadInput, match="name=value"):
+        netbox_filter("site")
