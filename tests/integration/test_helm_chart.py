@@ -73,8 +73,12 @@ def test_rendered_manifests_validate_against_kubernetes_schemas(helm: str, value
 def test_security_probes_and_secrets_in_the_pods(helm: str) -> None:
     manifests = docs(render(helm, EXAMPLES[1]).stdout)
     deployments = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Deployment"}
-    assert set(deployments) == {"nbzx-netbox-zabbix-stream-receiver", "nbzx-netbox-zabbix-stream-consumer"}
-    for d in deployments.values():
+    assert set(deployments) == {
+        "nbzx-netbox-zabbix-stream-receiver",
+        "nbzx-netbox-zabbix-stream-consumer",
+        "nbzx-netbox-zabbix-stream-console",
+    }
+    for name, d in deployments.items():
         pod = d["spec"]["template"]["spec"]
         [c] = pod["containers"]
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -89,6 +93,18 @@ def test_security_probes_and_secrets_in_the_pods(helm: str) -> None:
             "key": "password",
         }
         assert "ZABBIX_TOKEN" not in env and "value" not in env["NETBOX_TOKEN"]
+        # The console sign-in tokens reach the console pod only.
+        if name.endswith("-console"):
+            assert env["NBZX_CONSOLE_OPERATOR_TOKENS"]["valueFrom"]["secretKeyRef"] == {
+                "name": "nbzx-console",
+                "key": "operator-tokens",
+            }
+            assert "NBZX_CONSOLE_VIEWER_TOKENS" in env
+        else:
+            assert not {"NBZX_CONSOLE_OPERATOR_TOKENS", "NBZX_CONSOLE_VIEWER_TOKENS"} & set(env)
+    ingresses = {m["spec"]["rules"][0]["host"]: m for m in manifests if m["kind"] == "Ingress"}
+    console_backend = ingresses["nbzx-console.example.com"]["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+    assert console_backend["service"] == {"name": "nbzx-netbox-zabbix-stream-console", "port": {"name": "http"}}
     cron = next(m for m in manifests if m["kind"] == "CronJob")
     assert cron["spec"]["concurrencyPolicy"] == "Forbid" and cron["spec"]["schedule"] == "17 * * * *"
     hook = next(m for m in manifests if m["kind"] == "Job")
@@ -112,7 +128,7 @@ def test_configmap_round_trips_into_a_valid_nbzx_config(helm: str, values: Path 
     total = {**defaults["zabbix"], **chosen.get("zabbix", {})}["ratePerSecond"]
     assert cfg.zabbix.rate_per_s == pytest.approx(total / replicas), "the budget is divided per consumer replica"
     assert cfg.kafka.bootstrap == {**defaults["kafka"], **chosen.get("kafka", {})}["bootstrap"]
-    assert (cfg.receiver.port, cfg.consumer.http_port) == (8090, 8091)
+    assert (cfg.receiver.port, cfg.consumer.http_port, cfg.console.port) == (8090, 8091, 8092)
 
 
 @pytest.mark.parametrize(
@@ -130,6 +146,7 @@ def test_configmap_round_trips_into_a_valid_nbzx_config(helm: str, values: Path 
         (("colour=blue",), "additional properties 'colour' not allowed"),
         (("kafka.partitionz=3",), "at '/kafka': additional properties 'partitionz' not allowed"),
         (("zabbix.ratePerSecond=0",), "at '/zabbix/ratePerSecond': exclusiveMinimum"),
+        (("console.enabled=true",), "console.enabled needs secrets.consoleViewerTokens.name and/or"),
     ],
 )
 def test_bad_values_fail_with_a_readable_message(helm: str, sets: tuple[str, ...], message: str) -> None:

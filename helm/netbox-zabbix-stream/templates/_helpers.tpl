@@ -64,6 +64,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $_ := set $cfg "zabbix" (merge $zbx (default (dict) $cfg.zabbix)) -}}
 {{- $_ := set $cfg "receiver" (merge (dict "host" "0.0.0.0" "port" 8090) (default (dict) $cfg.receiver)) -}}
 {{- $_ := set $cfg "consumer" (merge (dict "http_host" "0.0.0.0" "http_port" 8091) (default (dict) $cfg.consumer)) -}}
+{{- $_ := set $cfg "console" (merge (dict "host" "0.0.0.0" "port" 8092) (default (dict) $cfg.console)) -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
@@ -96,6 +97,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- $max := include "nbzx.consumerMax" . | int -}}
 {{- if gt $max (.Values.kafka.partitions | int) -}}
 {{- fail (printf "consumer replicas (%d) exceed kafka.partitions (%d): the extra consumers would sit idle. Lower consumer.replicas / consumer.hpa.maxReplicas or add partitions." $max (.Values.kafka.partitions | int)) -}}
+{{- end -}}
+{{- if and .Values.console.enabled (not (or .Values.secrets.consoleViewerTokens.name .Values.secrets.consoleOperatorTokens.name)) -}}
+{{- fail "console.enabled needs secrets.consoleViewerTokens.name and/or secrets.consoleOperatorTokens.name: the Secret(s) holding the console sign-in tokens" -}}
 {{- end -}}
 {{- $_ := required "secrets.netboxToken.name is required: the name of an existing Secret holding the NetBox API token" .Values.secrets.netboxToken.name -}}
 {{- $_ := required "secrets.webhookSecret.name is required: the name of an existing Secret holding the webhook secret" .Values.secrets.webhookSecret.name -}}
