@@ -153,6 +153,7 @@ async def main() -> None:
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,  # it has no Zabbix credentials here: its login retries are noise
     )
     bare = subprocess.Popen([sys.executable, str(ROOT / "bench" / "console_bare.py"), str(bare_port), "50"])
     try:

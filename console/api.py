@@ -9,7 +9,14 @@ from aiohttp import web
 
 from console.actions import NotRetryable
 from console.app import console_of, identity_of, json_response
-from console.forms import BadInput, host_filters, host_key, job_filters, reconcile_request
+from console.forms import (
+    BadInput,
+    host_filters,
+    host_key,
+    host_keys,
+    job_filters,
+    reconcile_json,
+)
 from console.views import difference_rows, job_summary, query_hosts, query_jobs
 from consumer.redact import redacted
 from nbzx.kafka import ProduceUnavailable
@@ -75,7 +82,7 @@ async def job(request: web.Request) -> web.Response:
 @_errors
 async def reconcile(request: web.Request) -> web.Response:
     c, ident = console_of(request), identity_of(request)
-    req = await c.actions.reconcile(ident.user, **reconcile_request(await _body(request)))
+    req = await c.actions.reconcile(ident.user, **reconcile_json(await _body(request)))
     return json_response(202, {"job_id": req.job_id, "scheduled_for": req.scheduled_for, "interval": req.interval})
 
 
@@ -166,9 +173,12 @@ async def dead_letters(request: web.Request) -> web.Response:
 async def retry_letters(request: web.Request) -> web.Response:
     c, ident = console_of(request), identity_of(request)
     body = await _body(request)
-    wanted = body.get("host_keys")
+    unknown = sorted(set(body) - {"host_keys"})
+    if unknown:
+        raise BadInput(f"unknown field(s): {', '.join(unknown)} (known: host_keys)")
+    wanted = host_keys(body["host_keys"]) if "host_keys" in body else []
     known = {d.host_key for _, _, d in c.state.letters}
-    keys = sorted(known) if not wanted else [host_key(str(k)) for k in wanted]
+    keys = wanted or sorted(known)
     missing = sorted(set(keys) - known)
     if missing:
         return json_response(404, {"error": f"no dead letter for {', '.join(missing)}"})

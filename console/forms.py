@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,18 @@ from schemas.messages import HOST_KEY_PATTERN
 OBJECT_TYPES = ("dcim.device", "virtualization.virtualmachine")
 
 
+# The times the console takes: ISO 8601 dates and times as docs/console-api.yaml states them.
+ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$")
+# A JSON reconcile body: each field's type.
+RECONCILE_FIELDS: dict[str, type] = {
+    "dry_run": bool,
+    "object_types": list,
+    "filter": dict,
+    "scheduled_for": str,
+    "interval": int,
+}
+
+
 class BadInput(ValueError):
     """A parameter the console cannot use; the message names it."""
 
@@ -22,6 +35,8 @@ def _time(query: Mapping[str, Any], name: str) -> datetime | None:
     text = str(query.get(name) or "").strip()
     if not text:
         return None
+    if not ISO_TIME.match(text):
+        raise BadInput(f"{name}: {text!r} is not a date and time (2026-11-30T08:00, UTC)")
     try:
         return parse_time(text)
     except ValueError as exc:
@@ -63,11 +78,29 @@ def host_filters(query: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def host_key(text: str) -> str:
-    import re
-
-    if not re.match(HOST_KEY_PATTERN, text):
+    """`text` when it is a host key (`dcim.device:12`)."""
+    if not isinstance(text, str) or not re.match(HOST_KEY_PATTERN, text):
         raise BadInput(f"{text!r} is not a host key such as dcim.device:12")
     return text
+
+
+def host_keys(value: Any) -> list[str]:
+    """A JSON list of host keys."""
+    if not isinstance(value, list):
+        raise BadInput("host_keys must be a list of host keys such as dcim.device:12")
+    return [host_key(v) for v in value]
+
+
+def reconcile_json(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON reconcile body, typed as docs/console-api.yaml says (forms send text; JSON may not)."""
+    unknown = sorted(set(body) - set(RECONCILE_FIELDS))
+    if unknown:
+        raise BadInput(f"unknown field(s): {', '.join(unknown)} (known: {', '.join(RECONCILE_FIELDS)})")
+    for name, kind in RECONCILE_FIELDS.items():
+        value = body.get(name)
+        if name in body and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise BadInput(f"{name} must be of type {kind.__name__}")
+    return reconcile_request(body)
 
 
 def netbox_filter(text: str) -> dict[str, Any]:

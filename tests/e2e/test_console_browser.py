@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -180,6 +181,14 @@ def test_operator_reconciles_fixes_a_failing_host_retries_and_schedules(console_
     assert "No Such Template 42" in b.find('#difference tr[data-field="templates"]').text
     if DOCS_SHOTS:
         b.screenshot(ROOT / "docs" / "console-difference.png")
+    # The same Difference from the JSON API, with an operator token.
+    req = urllib.request.Request(
+        f"{s.console.url}/api/v1/hosts/{bad_key}/difference",
+        headers={"Authorization": f"Bearer {OPERATOR.split(':')[1]}"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        diff = json.loads(resp.read())
+    assert diff["action"] == "create" and "templates" in diff["differs"]
 
     # Fixed in NetBox; the dead letter is retried from its page: the host turns green.
     bad.update({"local_context_data": None})

@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestClient
 from console.app import make_app
 from console.state import ConsoleState
 from nbzx.config import parse_config
-from nbzx.kafka import ProduceUnavailable
 from schemas.messages import (
     CancelRequest,
     DeadLetter,
@@ -26,6 +25,7 @@ from schemas.messages import (
     decode,
     encode,
 )
+from tests.unit.test_receiver_app import RecordingProducer
 
 pytestmark = pytest.mark.unit
 
@@ -33,25 +33,9 @@ ENV = {"NBZX_CONSOLE_VIEWER_TOKENS": "victor:view-tok", "NBZX_CONSOLE_OPERATOR_T
 CFG = parse_config("{}", ENV)
 
 
-class RecordingProducer:
-    """Stands in for the Kafka producer: keeps what was sent, or fails like a Kafka that is down."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, Any]] = []
-        self.down = False
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def send(self, topic: str, key: str, value: bytes) -> tuple[int, int]:
-        if self.down:
-            raise ProduceUnavailable("Kafka did not acknowledge")
-        self.sent.append((topic, key, decode(value)))
-        return 0, len(self.sent)
-
-    def of(self, kind: type) -> list[Any]:
-        return [m for _, _, m in self.sent if isinstance(m, kind)]
+def sent(producer: RecordingProducer, kind: type) -> list[Any]:
+    """The messages of one kind the console produced, decoded."""
+    return [m for m in (decode(v) for _, _, v in producer.sent) if isinstance(m, kind)]
 
 
 class _Rec:
@@ -134,9 +118,9 @@ async def test_reconcile_now_from_the_page_is_a_request_and_a_job_naming_the_use
     csrf = await sign_in(client, "op-tok")
     r = await client.post("/reconcile", data={"csrf": csrf}, allow_redirects=False)
     assert r.status == 303
-    [req] = producer.of(ReconcileRequest)
+    [req] = sent(producer, ReconcileRequest)
     assert (req.user, req.trigger, req.dry_run, req.scheduled_for) == ("alice", "console", False, None)
-    [job] = producer.of(JobRecord)
+    [job] = sent(producer, JobRecord)
     assert (job.job_id, job.status, job.user, job.job_kind) == (req.job_id, "pending", "alice", "reconcile")
     assert r.headers["Location"].startswith(f"/jobs/{req.job_id}?msg=")
 
@@ -146,14 +130,14 @@ async def test_a_schedule_and_a_bad_one(console: Any) -> None:
     auth = {"Authorization": "Bearer op-tok"}
     r = await client.post("/api/v1/reconcile", json={"scheduled_for": "2099-01-01T00:00", "interval": 60}, headers=auth)
     assert r.status == 202
-    [req] = producer.of(ReconcileRequest)
+    [req] = sent(producer, ReconcileRequest)
     assert (req.scheduled_for, req.interval, req.user) == ("2099-01-01T00:00:00+00:00", 60, "alice")
-    assert producer.of(JobRecord)[0].status == "scheduled"
+    assert sent(producer, JobRecord)[0].status == "scheduled"
     r = await client.post("/api/v1/reconcile", json={"interval": 7}, headers=auth)
     assert r.status == 400 and "interval must be one of" in (await r.json())["error"]
     r = await client.post("/api/v1/reconcile", data=b"{not json", headers=auth)
     assert r.status == 400
-    assert len(producer.of(ReconcileRequest)) == 1
+    assert len(sent(producer, ReconcileRequest)) == 1
 
 
 async def test_cancel_only_a_scheduled_job(console: Any) -> None:
@@ -169,7 +153,7 @@ async def test_cancel_only_a_scheduled_job(console: Any) -> None:
     assert (await client.post("/api/v1/jobs/zz/cancel", headers=auth)).status == 404
     r = await client.post("/api/v1/jobs/s1/cancel", headers=auth)
     assert r.status == 202
-    [cancel] = producer.of(CancelRequest)
+    [cancel] = sent(producer, CancelRequest)
     assert (cancel.job_id, cancel.user) == ("s1", "alice")
 
 
@@ -187,7 +171,7 @@ async def test_retry_runs_a_failed_job_again_with_its_parameters(console: Any) -
     auth = {"Authorization": "Bearer op-tok"}
     r = await client.post("/api/v1/jobs/f1/retry", headers=auth)
     assert r.status == 202
-    [req] = producer.of(ReconcileRequest)
+    [req] = sent(producer, ReconcileRequest)
     assert (req.dry_run, req.scope.object_types, req.scope.filter, req.retry_of) == (
         True,
         ["dcim.device"],
@@ -198,7 +182,7 @@ async def test_retry_runs_a_failed_job_again_with_its_parameters(console: Any) -
     r = await client.post("/api/v1/jobs/b1/retry", headers=auth)
     assert r.status == 409 and "nbzx replay" in (await r.json())["error"]
     assert (await client.post("/api/v1/jobs/h1/retry", headers=auth)).status == 202
-    [sync] = producer.of(SyncRequest)
+    [sync] = sent(producer, SyncRequest)
     assert (sync.host_key, sync.reason, sync.user) == ("dcim.device:4", "console", "alice")
 
 
@@ -208,9 +192,9 @@ async def test_sync_now_goes_through_the_events_topic_keyed_by_host(console: Any
     r = await client.post("/api/v1/hosts/dcim.device:12/sync", headers=auth)
     assert r.status == 202
     job_id = (await r.json())["job_id"]
-    topic, key, req = next(s for s in producer.sent if isinstance(s[2], SyncRequest))
+    topic, key, req = next((t, k, decode(v)) for t, k, v in producer.sent if t == CFG.kafka.topics.events)
     assert (topic, key, req.job_id, req.reason) == (CFG.kafka.topics.events, "dcim.device:12", job_id, "console")
-    [job] = producer.of(JobRecord)
+    [job] = sent(producer, JobRecord)
     assert (job.job_kind, job.status, job.user) == ("host_sync", "pending", "alice")
     assert (await client.post("/api/v1/hosts/not-a-key/sync", headers=auth)).status == 400
 
@@ -245,7 +229,7 @@ async def test_hosts_and_dead_letters_read_and_retry(console: Any) -> None:
     assert r.status == 404
     r = await client.post("/api/v1/dead-letters/retry", json={}, headers=op)
     assert r.status == 202 and (await r.json())["host_keys"] == ["dcim.device:1"]
-    [sync] = producer.of(SyncRequest)
+    [sync] = sent(producer, SyncRequest)
     assert (sync.host_key, sync.reason) == ("dcim.device:1", "retry")
     await sign_in(client, "view-tok")
     page = await (await client.get("/dead-letters/3/9")).text()
