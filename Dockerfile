@@ -1,21 +1,22 @@
-# One image for every role: nbzx receiver | consumer | reconcile | scheduler | replay | kafka init.
+# One image for every role: nbzx receiver | consumer | console | reconcile | scheduler | replay | kafka init.
 FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY nbzx ./nbzx
 COPY receiver ./receiver
 COPY consumer ./consumer
+COPY console ./console
 COPY schemas ./schemas
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.12-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl \
-    && rm -rf /wheels \
+# The wheels are bind-mounted from the build stage, not copied: no layer keeps them.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir /wheels/*.whl \
     && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin nbzx
 USER 10001
-EXPOSE 8090 8091
+EXPOSE 8090 8091 8092
 ENTRYPOINT ["nbzx"]
 CMD ["--help"]

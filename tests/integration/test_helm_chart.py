@@ -17,6 +17,7 @@ CHART = ROOT / "helm" / "netbox-zabbix-stream"
 EXAMPLES = [ROOT / "examples" / "helm-minimal.yaml", ROOT / "examples" / "helm-production.yaml"]
 K8S_VERSION = "1.34.0"
 CRD_KINDS = {"ServiceMonitor"}  # not in the Kubernetes OpenAPI schemas
+SERVICE_MONITOR = "monitoring.coreos.com/v1/ServiceMonitor"
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +33,13 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, check=False)
 
 
-def render(helm: str, *values: Path, sets: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def render(
+    helm: str, *values: Path, sets: tuple[str, ...] = (), api_versions: tuple[str, ...] = (SERVICE_MONITOR,)
+) -> subprocess.CompletedProcess[str]:
+    """`helm template`, as on a cluster that has these extra APIs (by default the Prometheus operator's)."""
     cmd = [helm, "template", "nbzx", str(CHART), "--namespace", "monitoring", "--kube-version", K8S_VERSION]
+    for api in api_versions:
+        cmd += ["--api-versions", api]
     for v in values:
         cmd += ["-f", str(v)]
     for s in sets:
@@ -174,3 +180,17 @@ def test_secrets_the_config_names_by_env_come_from_secrets(helm: str) -> None:
             "name": "NBZX_DB_PASS",
             "valueFrom": {"secretKeyRef": {"name": "nbzx-macros", "key": "db-pass"}},
         }
+
+
+def test_no_service_monitor_where_the_cluster_has_no_prometheus_operator(helm: str) -> None:
+    out = render(helm, EXAMPLES[1], api_versions=())
+    assert out.returncode == 0, out.stderr
+    kinds = {m["kind"] for m in docs(out.stdout)}
+    assert "ServiceMonitor" not in kinds and "Deployment" in kinds
+
+
+def test_our_helm_knows_a_current_kubernetes_without_being_told(helm: str) -> None:
+    # Built with its version ldflags, helm's default --kube-version is current, so the chart's
+    # kubeVersion (>= 1.25) is met without passing one.
+    out = run(helm, "template", "nbzx", str(CHART))
+    assert out.returncode == 0, out.stderr
