@@ -354,10 +354,10 @@ async def aiohttp_listener() -> AsyncIterator[Callable[..., Any]]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with its tier from its folder: tests/unit, tests/integration, tests/e2e."""
+    """Mark each test with its tier from its folder: tests/unit, tests/integration, tests/e2e, tests/k8s."""
     for item in items:
         tier = Path(str(item.fspath)).parent.name
-        if tier in ("unit", "integration", "e2e"):
+        if tier in ("unit", "integration", "e2e", "k8s"):
             item.add_marker(getattr(pytest.mark, tier))
 
 

@@ -16,6 +16,10 @@ KAFKA_CONTROLLER_PORT=${NBZX_KAFKA_CONTROLLER_PORT:-9093}
 ZABBIX_PORT=${NBZX_ZABBIX_PORT:-8081}
 ZABBIX7_PORT=${NBZX_ZABBIX7_PORT:-8082}
 NETBOX_PORT=${NBZX_NETBOX_PORT:-8000}
+# The local Kubernetes' pod network (scripts/cluster): pods reach the stack at the bridge's host address.
+POD_CIDR=10.244.0.0/24
+POD_GATEWAY=10.244.0.1
+KAFKA_PODS_PORT=${NBZX_KAFKA_PODS_PORT:-19092}
 
 log() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

@@ -56,7 +56,8 @@ netbox_configure() {
   [ -d "$NETBOX_ROOT/conf" ] || netbox_cmd setup --target "$NETBOX_ROOT" >/dev/null
   cat > "$NETBOX_ROOT/conf/configuration.py" <<'PY'
 # Local test instance of NetBox for netbox-zabbix-stream (written by scripts/stack; loopback only).
-ALLOWED_HOSTS = ['127.0.0.1', 'localhost']
+# 10.244.0.1: the local Kubernetes' pods reach NetBox there (scripts/cluster relays it).
+ALLOWED_HOSTS = ['127.0.0.1', 'localhost', '10.244.0.1']
 DATABASES = {'default': {'ENGINE': 'django.db.backends.postgresql', 'NAME': 'netbox', 'USER': 'netbox',
                          'PASSWORD': 'netbox-pass', 'HOST': '127.0.0.1', 'PORT': '5432', 'CONN_MAX_AGE': 300}}
 REDIS = {

@@ -1,0 +1,164 @@
+"""The local Kubernetes (scripts/cluster) and releases of the chart on it, for the k8s tier."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import HOOK_SECRET, NETBOX_TOKEN, ROOT, ensure_stack
+
+CHART = ROOT / "helm" / "netbox-zabbix-stream"
+LOCAL_VALUES = ROOT / "examples" / "helm-local.yaml"
+API_TOKEN = "k8s-api-token"
+OPERATOR_TOKEN = "k8s-operator-token"
+
+
+def _run(*args: str, timeout: float = 600, check: bool = True, env: dict[str, str] | None = None) -> str:
+    out = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False, env=env)
+    if check and out.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args[:4])} ... failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+        )
+    return out.stdout
+
+
+class Cluster:
+    """kubectl and helm against the local cluster."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = {**os.environ, **env}
+        self.kubectl_bin = str(Path(env["NBZX_K8S_BIN"]) / "kubectl")
+        tools = subprocess.run([str(ROOT / "scripts" / "tools")], capture_output=True, text=True, check=True)
+        self.helm_bin = str(Path(tools.stdout.strip()) / "helm")
+
+    def kubectl(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        return _run(self.kubectl_bin, *args, timeout=timeout, check=check, env=self.env)
+
+    def helm(self, *args: str, timeout: float = 600) -> str:
+        return _run(self.helm_bin, *args, timeout=timeout, env=self.env)
+
+    def namespace(self) -> str:
+        """A new namespace that enforces the restricted Pod Security level."""
+        ns = f"nbzx-{uuid.uuid4().hex[:6]}"
+        self.kubectl("create", "namespace", ns)
+        self.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+        return ns
+
+
+class Release:
+    """One install of the chart, with its own namespace, Secret and Kafka topics."""
+
+    def __init__(self, cluster: Cluster, values: Path, name: str = "nbzx") -> None:
+        self.k, self.values, self.name = cluster, values, name
+        self.ns = cluster.namespace()
+        suffix = uuid.uuid4().hex[:8]
+        self.topics = {
+            "events": f"test.events.{suffix}",
+            "control": f"test.control.{suffix}",
+            "jobs": f"test.jobs.{suffix}",
+            "dlq": f"test.dlq.{suffix}",
+            "host_status": f"test.host-status.{suffix}",
+        }
+        self.sets = [f"config.kafka.topics.{k}={v}" for k, v in self.topics.items()]
+        self.sets.append(f"config.kafka.group=nbzx-k8s-{suffix}")
+        cluster.kubectl(
+            "-n", self.ns, "create", "secret", "generic", "nbzx",
+            f"--from-literal=netbox-token={NETBOX_TOKEN}",
+            "--from-literal=zabbix-user=Admin",
+            "--from-literal=zabbix-password=zabbix",
+            f"--from-literal=webhook-secret={HOOK_SECRET}",
+            f"--from-literal=api-token={API_TOKEN}",
+            "--from-literal=console-viewer-tokens=viewer:k8s-viewer-token",
+            f"--from-literal=console-operator-tokens=alice:{OPERATOR_TOKEN}",
+        )  # fmt: skip
+        self.fullname = f"{name}-netbox-zabbix-stream"
+
+    def _helm(self, verb: str, *extra: str) -> str:
+        args = [verb, self.name, str(CHART), "-n", self.ns, "-f", str(self.values), "-f", str(LOCAL_VALUES)]
+        for s in [*self.sets, *extra]:
+            args += ["--set", s]
+        return self.k.helm(*args, "--wait", "--timeout", "8m")
+
+    def install(self, *sets: str) -> str:
+        return self._helm("install", *sets)
+
+    def upgrade(self, *sets: str) -> str:
+        return self._helm("upgrade", *sets)
+
+    def uninstall(self) -> None:
+        self.k.helm("uninstall", self.name, "-n", self.ns, "--wait", "--timeout", "3m")
+
+    def objects(self) -> list[str]:
+        """Everything left in the namespace, besides what Kubernetes itself puts in every namespace."""
+        kinds = "all,configmaps,secrets,jobs,cronjobs,pdb,ingresses,serviceaccounts,hpa,roles,rolebindings"
+        names = self.k.kubectl("-n", self.ns, "get", kinds, "-o", "name").split()
+        ignore = {"configmap/kube-root-ca.crt", "serviceaccount/default", "secret/nbzx"}
+        return [n for n in names if n not in ignore]
+
+    def pods(self, component: str) -> list[dict[str, Any]]:
+        sel = f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component={component}"
+        doc = json.loads(self.k.kubectl("-n", self.ns, "get", "pods", "-l", sel, "-o", "json"))
+        return list(doc["items"])
+
+    @contextlib.contextmanager
+    def port_forward(self, component: str, port: int) -> Iterator[str]:
+        """`kubectl port-forward svc/...` to a free local port; yields the local base URL."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            local = s.getsockname()[1]
+        proc = subprocess.Popen(
+            [self.k.kubectl_bin, "-n", self.ns, "port-forward", f"svc/{self.fullname}-{component}", f"{local}:{port}"],
+            env=self.k.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", local), timeout=1):
+                    break
+                assert proc.poll() is None and time.monotonic() < deadline, "kubectl port-forward did not start"
+                time.sleep(0.3)
+            yield f"http://127.0.0.1:{local}"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    """The local Kubernetes, started (and built, the first time) by scripts/cluster."""
+    ensure_stack("kafka", "zabbix", "netbox")
+    up = subprocess.run([str(ROOT / "scripts" / "cluster"), "up"], capture_output=True, text=True, check=False)
+    if up.returncode != 0:
+        raise RuntimeError(f"scripts/cluster up failed:\n{up.stderr[-4000:]}")
+    env_text = _run(str(ROOT / "scripts" / "cluster"), "env")
+    env = dict(
+        line.removeprefix("export ").split("=", 1) for line in env_text.splitlines() if line.startswith("export ")
+    )
+    return Cluster(env)
+
+
+@pytest.fixture
+def release(cluster: Cluster) -> Iterator[Any]:
+    """Factory of releases; their namespaces are deleted afterwards."""
+    made: list[Release] = []
+
+    def make(values: Path, name: str = "nbzx") -> Release:
+        r = Release(cluster, values, name)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        cluster.kubectl("delete", "namespace", r.ns, "--wait=false", check=False)
