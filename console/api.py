@@ -14,6 +14,7 @@ from console.forms import (
     host_filters,
     host_key,
     host_keys,
+    is_host_key,
     job_filters,
     reconcile_json,
 )
@@ -182,17 +183,9 @@ async def retry_letters(request: web.Request) -> web.Response:
     missing = sorted(set(keys) - known)
     if missing:
         return json_response(404, {"error": f"no dead letter for {', '.join(missing)}"})
-    keys = [k for k in keys if _is_host_key(k)]
+    keys = [k for k in keys if is_host_key(k)]
     job_id = await c.actions.retry_letters(ident.user, keys)
     return json_response(202, {"job_id": job_id, "host_keys": keys})
-
-
-def _is_host_key(text: str) -> bool:
-    try:
-        host_key(text)
-    except BadInput:
-        return False
-    return True
 
 
 def add_routes(app: web.Application) -> None:

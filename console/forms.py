@@ -79,9 +79,14 @@ def host_filters(query: Mapping[str, Any]) -> dict[str, Any]:
 
 def host_key(text: str) -> str:
     """`text` when it is a host key (`dcim.device:12`)."""
-    if not isinstance(text, str) or not re.match(HOST_KEY_PATTERN, text):
+    if not is_host_key(text):
         raise BadInput(f"{text!r} is not a host key such as dcim.device:12")
     return text
+
+
+def is_host_key(text: str) -> bool:
+    """True for a host key; dead letters of malformed records carry other keys, with nothing to sync."""
+    return isinstance(text, str) and bool(re.match(HOST_KEY_PATTERN, text))
 
 
 def host_keys(value: Any) -> list[str]:

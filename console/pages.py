@@ -16,6 +16,7 @@ from console.forms import (
     BadInput,
     host_filters,
     host_key,
+    is_host_key,
     job_filters,
     netbox_filter,
     page_number,
@@ -362,19 +363,11 @@ async def retry_letters(request: web.Request) -> web.Response:
         keys = [host_key(wanted)] if wanted else sorted(known)
         if wanted and wanted not in known:
             raise BadInput(f"no dead letter for {wanted}")
-        keys = [k for k in keys if _valid(k)]
+        keys = [k for k in keys if is_host_key(k)]
         job_id = await c.actions.retry_letters(ident.user, keys)
         return "/dead-letters", f"{len(keys)} host(s) re-queued (job {job_id})"
 
     return await _act(request, "/dead-letters", go)
-
-
-def _valid(key: str) -> bool:
-    try:
-        host_key(key)
-    except BadInput:
-        return False
-    return True
 
 
 def now_utc() -> str:
