@@ -6,26 +6,12 @@ from collections import Counter, deque
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
 from console.views import prune_jobs
 from nbzx.config import Config, parse_duration
 from nbzx.follow import Follower
-from schemas.messages import DeadLetter, HostStatus, JobRecord, UnknownVersion, decode
+from schemas.messages import DeadLetter, HostStatus, JobRecord, decode_records
 
 MAX_LETTERS = 10_000  # the newest dead letters kept for the page
-
-
-def _decoded(records: list[Any]) -> list[Any]:
-    out = []
-    for r in records:
-        if r.value is None:
-            continue  # a tombstone
-        try:
-            out.append(decode(r.value))
-        except (UnknownVersion, ValueError, msgspec.DecodeError, msgspec.ValidationError):
-            continue  # not ours to show
-    return out
 
 
 class ConsoleState:
@@ -65,7 +51,7 @@ class ConsoleState:
         return all(f.caught_up.is_set() for f in self.followers)
 
     def apply_jobs(self, records: list[Any]) -> None:
-        for msg in _decoded(records):
+        for msg in decode_records(records):
             if isinstance(msg, JobRecord):
                 self.jobs[msg.job_id] = msg
                 self._since_prune += 1
@@ -80,7 +66,7 @@ class ConsoleState:
         self._since_prune = 0
 
     def apply_statuses(self, records: list[Any]) -> None:
-        for msg in _decoded(records):
+        for msg in decode_records(records):
             if not isinstance(msg, HostStatus):
                 continue
             self.hosts[msg.host_key] = msg
@@ -91,7 +77,7 @@ class ConsoleState:
 
     def apply_letters(self, records: list[Any]) -> None:
         for r in records:
-            for msg in _decoded([r]):
+            for msg in decode_records([r]):
                 if isinstance(msg, DeadLetter):
                     self.letters.appendleft((r.partition, r.offset, msg))
 

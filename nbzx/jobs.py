@@ -18,7 +18,7 @@ from nbzx.config import Config
 from nbzx.follow import Follower
 from nbzx.kafka import Producer, client_kwargs, read_to_end
 from nbzx.logging import get_logger
-from schemas.messages import JobKind, JobRecord, JobStatus, Trigger, decode, encode, new_id, utc_now
+from schemas.messages import JobKind, JobRecord, JobStatus, Trigger, decode_records, encode, new_id, utc_now
 
 log = get_logger(component="jobs")
 LOG_LINES = 50  # last N log lines kept on a record
@@ -109,17 +109,7 @@ async def read_jobs(cfg: Config, timeout_s: float = 10.0) -> dict[str, JobRecord
 
 
 def _decode_jobs(recs: list[Any]) -> list[JobRecord]:
-    out = []
-    for r in recs:
-        if r.value is None:
-            continue  # a tombstone
-        try:
-            msg = decode(r.value)
-        except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
-            continue
-        if isinstance(msg, JobRecord):
-            out.append(msg)
-    return out
+    return [m for m in decode_records(recs) if isinstance(m, JobRecord)]
 
 
 class JobView:

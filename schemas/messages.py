@@ -206,3 +206,17 @@ def decode(data: bytes) -> Message:
         raise UnknownVersion(f"message version {head.v!r} is not supported (this consumer reads v{VERSION})")
     msg: Message = _decoder.decode(data)
     return msg
+
+
+def decode_records(records: list[Any]) -> list[Message]:
+    """The messages in Kafka records (anything with a `value`), skipping tombstones and what cannot be
+    decoded (an unknown version, a foreign record): for views that show what they can read."""
+    out: list[Message] = []
+    for r in records:
+        if r.value is None:
+            continue
+        try:
+            out.append(decode(r.value))
+        except (UnknownVersion, ValueError, msgspec.DecodeError, msgspec.ValidationError):
+            continue
+    return out

@@ -3,11 +3,8 @@ check (no 5xx, documented status codes and bodies, invalid input refused) on gen
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from pathlib import Path
-
 from tests.conftest import ROOT
+from tests.schemathesis_cli import schemathesis_run
 from tests.unit.test_receiver_fuzz import Server
 
 
@@ -15,16 +12,6 @@ async def test_the_receiver_keeps_its_openapi_description() -> None:
     server = Server()
     await server.start()
     try:
-        schemathesis = Path(sys.executable).parent / "schemathesis"
-        proc = await asyncio.create_subprocess_exec(
-            str(schemathesis), "run", str(ROOT / "docs" / "openapi.yaml"),
-            "--url", f"http://127.0.0.1:{server.port}",
-            "-H", "Authorization: Bearer test-api-token",
-            "--checks", "all", "--max-examples", "30", "--seed", "1", "--no-color",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        out, _ = await proc.communicate()
-        assert proc.returncode == 0, out.decode()[-4000:]
-        assert "passed" in out.decode()
+        await schemathesis_run(ROOT / "docs" / "openapi.yaml", server.port, "test-api-token", "--max-examples", "30")
     finally:
         await server.runner.cleanup()
