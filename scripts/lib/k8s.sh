@@ -5,8 +5,8 @@
 #
 # Pods reach the stack on the pod bridge's host address ($POD_GATEWAY): Kafka has a listener there
 # (scripts/lib/kafka.sh), and NetBox and both Zabbix APIs are relayed to it from 127.0.0.1 by socat.
-# There is no kube-proxy or cluster DNS: pods are given addresses, and Services are reached from the
-# host with `kubectl port-forward`.
+# kube-proxy (iptables mode) makes Services' cluster IPs reachable from this machine too, so NetBox
+# posts its webhooks to the receiver Service itself. There is no cluster DNS: pods are given addresses.
 
 K8S_RUN="$K8S_HOME/run"
 KUBECONFIG_FILE="$K8S_RUN/admin.kubeconfig"
@@ -19,7 +19,8 @@ kctl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 kctr() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 
 k8s_install() {
-  apt_install etcd-server containerd runc containernetworking-plugins socat openssl iproute2 buildah podman
+  apt_install etcd-server containerd runc containernetworking-plugins socat openssl iproute2 buildah podman \
+    iptables conntrack
   k8s_build
 }
 
@@ -187,12 +188,18 @@ k8s_up() {
       --root-dir="$K8S_RUN/kubelet" --cert-dir="$K8S_RUN/kubelet/pki"
   fi
   wait_for "node localhost Ready" 180 "$LOG_DIR/k8s-kubelet.log" node_ready || die "the node did not become Ready"
+  if ! pid_alive "$(state_pid kube-proxy)"; then
+    start_bg kube-proxy 10256 "$LOG_DIR/k8s-proxy.log" "$K8S_BIN/kube-proxy" --kubeconfig="$KUBECONFIG_FILE" \
+      --hostname-override=localhost --cluster-cidr="$POD_CIDR" --proxy-mode=iptables \
+      --bind-address=127.0.0.1 --healthz-bind-address=127.0.0.1:10256 --metrics-bind-address=127.0.0.1:10249
+  fi
+  wait_for "kube-proxy" 60 "$LOG_DIR/k8s-proxy.log" curl -sf http://127.0.0.1:10256/healthz || die "kube-proxy is not healthy"
   log "k8s: cluster up in $(elapsed "$t0")s (kubectl --kubeconfig $KUBECONFIG_FILE)"
 }
 
 k8s_down() {
   local s
-  for s in kubelet kube-scheduler kube-controller-manager kube-apiserver etcd relay-netbox relay-zabbix relay-zabbix7; do
+  for s in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd relay-netbox relay-zabbix relay-zabbix7; do
     stop_service "$s"
   done
   # The kubelet leaves its pods' containers to containerd: stop them before containerd itself.
@@ -205,7 +212,7 @@ k8s_down() {
 
 k8s_status() {
   local s pid
-  for s in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet relay-netbox relay-zabbix relay-zabbix7; do
+  for s in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy relay-netbox relay-zabbix relay-zabbix7; do
     pid=$(state_pid "$s")
     if pid_alive "$pid"; then printf '%-24s up    pid %s\n' "$s" "$pid"; else printf '%-24s down\n' "$s"; fi
   done

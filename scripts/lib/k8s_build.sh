@@ -8,7 +8,7 @@
 K8S_VERSION=${NBZX_K8S_VERSION:-v1.37.2}
 K8S_HOME="$STACK_HOME/k8s"
 K8S_BIN="$K8S_HOME/$K8S_VERSION/bin"
-K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
 k8s_built() {
   local c

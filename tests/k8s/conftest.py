@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,33 +103,17 @@ class Release:
         return [n for n in names if n not in ignore]
 
     def pods(self, component: str) -> list[dict[str, Any]]:
+        """The component's pods that are not being deleted."""
         sel = f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component={component}"
         doc = json.loads(self.k.kubectl("-n", self.ns, "get", "pods", "-l", sel, "-o", "json"))
-        return list(doc["items"])
+        return [p for p in doc["items"] if not p["metadata"].get("deletionTimestamp")]  # not the ones leaving
 
-    @contextlib.contextmanager
-    def port_forward(self, component: str, port: int) -> Iterator[str]:
-        """`kubectl port-forward svc/...` to a free local port; yields the local base URL."""
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            local = s.getsockname()[1]
-        proc = subprocess.Popen(
-            [self.k.kubectl_bin, "-n", self.ns, "port-forward", f"svc/{self.fullname}-{component}", f"{local}:{port}"],
-            env=self.k.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+    def service_url(self, component: str, port: int) -> str:
+        """The component's Service, by its cluster IP (kube-proxy makes it reachable from this machine)."""
+        ip = self.k.kubectl(
+            "-n", self.ns, "get", "svc", f"{self.fullname}-{component}", "-o", "jsonpath={.spec.clusterIP}"
         )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", local), timeout=1):
-                    break
-                assert proc.poll() is None and time.monotonic() < deadline, "kubectl port-forward did not start"
-                time.sleep(0.3)
-            yield f"http://127.0.0.1:{local}"
-        finally:
-            proc.terminate()
-            proc.wait(10)
+        return f"http://{ip}:{port}"
 
 
 @pytest.fixture(scope="session")
