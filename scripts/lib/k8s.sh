@@ -102,7 +102,11 @@ YAML
 
 k8s_bridge() {
   ip link show "$POD_BRIDGE" >/dev/null 2>&1 || ip link add "$POD_BRIDGE" type bridge
-  ip addr show dev "$POD_BRIDGE" | grep -q "inet $POD_GATEWAY/" || ip addr add "$POD_GATEWAY/24" dev "$POD_BRIDGE"
+  # Not `ip | grep -q`: under pipefail grep's early exit makes the pipeline fail (SIGPIPE).
+  case "$(ip addr show dev "$POD_BRIDGE")" in
+    *"inet $POD_GATEWAY/"*) ;;
+    *) ip addr add "$POD_GATEWAY/24" dev "$POD_BRIDGE" ;;
+  esac
   ip link set "$POD_BRIDGE" up
 }
 
@@ -112,7 +116,7 @@ node_ready() { kctl get node localhost -o jsonpath='{.status.conditions[?(@.type
 k8s_images() {
   # The pause image and the project's image, from podman's store into containerd's.
   export CONTAINERS_CONF="$STACK_HOME/image/containers.conf"
-  if ! kctr images ls -q | grep -qx "localhost/pause:nbzx"; then
+  if ! [[ $'\n'"$(kctr images ls -q)"$'\n' == *$'\n'"localhost/pause:nbzx"$'\n'* ]]; then
     if ! podman image exists localhost/pause:nbzx; then
       local c; c=$(buildah from scratch)
       buildah copy "$c" "$K8S_BIN/pause" /pause >/dev/null

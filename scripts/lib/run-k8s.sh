@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `scripts/run --k8s`: the demo pipeline in pods. The chart is installed (or upgraded) as release nbzx
 # in namespace nbzx-demo with examples/helm-minimal.yaml + examples/helm-local.yaml and the console on;
-# the receiver and console Services are port-forwarded to 127.0.0.1:18090 / :18092, NetBox's webhook
-# points at the receiver, and the demo devices land in Zabbix through the consumer pods.
+# NetBox's webhook points at the receiver Service (its cluster IP, which kube-proxy makes reachable
+# from this machine), and the demo devices land in Zabbix through the consumer pods.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 scripts/dev-env
@@ -31,22 +31,18 @@ echo "[run] helm upgrade --install nbzx (pods Ready within a minute or two)"
   -f examples/helm-local.yaml --set console.enabled=true --set config.kafka.group=nbzx-demo --wait --timeout 8m
 "$K" -n "$NS" get pods
 
-pids=()
-cleanup() { echo "[run] stopping the port-forwards (the release stays: helm uninstall nbzx -n $NS)"; kill "${pids[@]}" 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
-"$K" -n "$NS" port-forward svc/nbzx-netbox-zabbix-stream-receiver 18090:8090 >/dev/null 2>&1 & pids+=($!)
-"$K" -n "$NS" port-forward svc/nbzx-netbox-zabbix-stream-console 18092:8092 >/dev/null 2>&1 & pids+=($!)
-for _ in $(seq 1 60); do curl -sf -o /dev/null http://127.0.0.1:18090/readyz && break; sleep 0.5; done
-.venv/bin/nbzx netbox register-webhook --url http://127.0.0.1:18090/webhook >/dev/null
-echo "[run] NetBox webhook 'netbox-zabbix-stream' points at the receiver Service (port-forward :18090)"
-NBZX_RECEIVER_URL=http://127.0.0.1:18090 .venv/bin/python scripts/demo.py
+svc() { "$K" -n "$NS" get svc "nbzx-netbox-zabbix-stream-$1" -o jsonpath='{.spec.clusterIP}'; }
+RECEIVER="http://$(svc receiver):8090" CONSOLE="http://$(svc console):8092"
+for _ in $(seq 1 60); do curl -sf -o /dev/null "$RECEIVER/readyz" && break; sleep 0.5; done
+.venv/bin/nbzx netbox register-webhook --url "$RECEIVER/webhook" >/dev/null
+echo "[run] NetBox webhook 'netbox-zabbix-stream' points at the receiver Service ($RECEIVER)"
+NBZX_RECEIVER_URL=$RECEIVER .venv/bin/python scripts/demo.py
 cat <<MSG
 
 [run] The pipeline is running in pods (namespace $NS). Where to look:
       Pods     $K -n $NS get pods      (KUBECONFIG=$KUBECONFIG)
       Zabbix   http://127.0.0.1:8081/  (Admin / zabbix)  -> host group "NetBox/Demo Lab"
       NetBox   http://127.0.0.1:8000/  (admin / AdminPass12345)  -> change a device; Zabbix follows
-      Console  http://127.0.0.1:18092/ -> operator token: $OPERATOR_TOKEN   viewer token: $VIEWER_TOKEN
-      Ctrl-C stops the port-forwards; 'helm uninstall nbzx -n $NS' removes the release, 'scripts/cluster down' the cluster.
+      Console  $CONSOLE/ -> operator token: $OPERATOR_TOKEN   viewer token: $VIEWER_TOKEN
+      The release stays: 'helm uninstall nbzx -n $NS' removes it, 'scripts/cluster down' stops the cluster.
 MSG
-wait
