@@ -107,6 +107,12 @@ apt_install() {
     >"$LOG_DIR/apt-install.log" 2>&1 || { tail -n 30 "$LOG_DIR/apt-install.log" >&2; die "apt-get install ${missing[*]} failed"; }
 }
 
+# The Debian mirror this machine already uses (read at run time, never written down).
+debian_mirror() {
+  awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null \
+    || awk '$1=="deb" {print $2; exit}' /etc/apt/sources.list
+}
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 psql_admin() { (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 "$@"); }

@@ -13,12 +13,6 @@ ZABBIX7_BACKPORTS=trixie-backports
 zabbix7_api_ready() { zabbix_api_ready "$ZABBIX7_URL"; }
 zabbix7_login_ok() { zabbix_login_ok "$ZABBIX7_URL"; }
 
-# The Debian mirror this machine already uses (read at run time, never written down).
-debian_mirror() {
-  awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null \
-    || awk '$1=="deb" {print $2; exit}' /etc/apt/sources.list
-}
-
 zabbix7_chroot() { chroot "$ZABBIX7_ROOT" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
 
 zabbix7_install() {
