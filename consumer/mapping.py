@@ -9,8 +9,12 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import msgspec
+
 from consumer.model import (
     AGENT,
+    IPMI,
+    JMX,
     OWNER_TAG,
     SNMP,
     URL_TAG,
@@ -123,7 +127,11 @@ def matches(match: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
 def _primary_ip(obj: Mapping[str, Any], family: str) -> tuple[str, str]:
     """(address without prefix length, dns name) of the primary IP of the wanted family."""
     key = {"ipv4": "primary_ip4", "ipv6": "primary_ip6"}.get(family, "primary_ip")
-    ip = obj.get(key) or (obj.get("primary_ip4") or obj.get("primary_ip6") if family == "any" else None)
+    return _address(obj.get(key) or (obj.get("primary_ip4") or obj.get("primary_ip6") if family == "any" else None))
+
+
+def _address(ip: Any) -> tuple[str, str]:
+    """(address without prefix length, dns name) of a NetBox IP address object; empty when there is none."""
     if not isinstance(ip, Mapping) or not ip.get("address"):
         return "", ""
     return str(ip["address"]).split("/")[0], str(ip.get("dns_name") or "")
@@ -155,45 +163,55 @@ def _struct_dict(s: Any) -> dict[str, Any]:
     return {f: getattr(s, f) for f in s.__struct_fields__}
 
 
+INTERFACE_TYPES = {"agent": AGENT, "1": AGENT, "snmp": SNMP, "2": SNMP, "ipmi": IPMI, "3": IPMI, "jmx": JMX, "4": JMX}
+
+
 def _interfaces(cfg: InterfacesConfig, obj: Mapping[str, Any], context: Mapping[str, Any]) -> tuple[Interface, ...]:
-    """Agent or SNMP interface(s) on the primary IP (or DNS name); several from config context."""
-    ip, dns = _primary_ip(obj, cfg.ip_family)
-    use_dns = cfg.use_dns and bool(dns)
-    if not ip and not use_dns:
-        return ()
-    dns_value = dns if cfg.use_dns else ""
-    useip = 0 if use_dns else 1
-
-    def make(
-        kind: int, port: str, details: tuple[tuple[str, str], ...], main: int = 1, ip_override: str = ""
-    ) -> Interface:
-        return Interface(
-            type=kind,
-            ip=ip_override or ip,
-            dns=dns_value,
-            useip=1 if ip_override else useip,
-            port=port,
-            main=main,
-            details=details,
-        )
-
+    """The host's interfaces: the config context's `zabbix.interfaces` list when it has one, else the
+    default interface (agent or SNMP) plus `interfaces.extra`. The first of each type is the main one;
+    an interface whose address NetBox does not have (no primary or out-of-band IP) is left out."""
     from_context = context.get("interfaces")
     if isinstance(from_context, list) and from_context:
-        out: list[Interface] = []
-        seen: set[int] = set()
-        for spec in (s for s in from_context if isinstance(s, Mapping)):
-            kind = SNMP if str(spec.get("type", "agent")).lower() in ("snmp", "2") else AGENT
-            details = _snmp_details({**_struct_dict(cfg.snmp), **(spec.get("snmp") or {})}, obj) if kind == SNMP else ()
-            port = str(spec.get("port") or (cfg.snmp.port if kind == SNMP else cfg.agent_port))
-            out.append(make(kind, port, details, main=0 if kind in seen else 1, ip_override=str(spec.get("ip") or "")))
-            seen.add(kind)
-        return tuple(sorted(out))
-    kind_name = "snmp" if cfg.snmp_when and matches(cfg.snmp_when, obj) else cfg.default
-    if kind_name == "none":
-        return ()
-    if kind_name == "snmp":
-        return (make(SNMP, str(cfg.snmp.port), _snmp_details(cfg.snmp, obj)),)
-    return (make(AGENT, str(cfg.agent_port), ()),)
+        specs = [s for s in from_context if isinstance(s, Mapping)]
+    else:
+        kind_name = "snmp" if cfg.snmp_when and matches(cfg.snmp_when, obj) else cfg.default
+        specs = [*([] if kind_name == "none" else [{"type": kind_name}]), *cfg.extra]
+    out: list[Interface] = []
+    seen: set[int] = set()
+    for spec in specs:
+        iface = _interface(cfg, spec, obj)
+        if iface is None:
+            continue
+        out.append(msgspec.structs.replace(iface, main=0 if iface.type in seen else 1))
+        seen.add(iface.type)
+    return tuple(sorted(out))
+
+
+def _interface(cfg: InterfacesConfig, spec: Mapping[str, Any], obj: Mapping[str, Any]) -> Interface | None:
+    """One interface from its spec (see `InterfacesConfig.extra`), or None without an address."""
+    type_name = str(spec.get("type", "agent")).lower()
+    if type_name not in INTERFACE_TYPES:
+        raise ValueError(f"interface type {type_name!r} is not one of agent, snmp, ipmi, jmx")
+    kind = INTERFACE_TYPES[type_name]
+    if str(spec.get("address", "primary")) == "oob":
+        ip, dns = _address(obj.get("oob_ip"))
+    else:
+        ip, dns = _primary_ip(obj, cfg.ip_family)
+    use_dns = bool(spec.get("use_dns", cfg.use_dns))
+    if spec.get("ip"):  # a fixed address from the config context
+        ip, use_dns = str(spec["ip"]), False
+    elif not ip and not (use_dns and dns):
+        return None
+    default_port = {AGENT: cfg.agent_port, SNMP: cfg.snmp.port, IPMI: cfg.ipmi_port, JMX: cfg.jmx_port}[kind]
+    details = _snmp_details({**_struct_dict(cfg.snmp), **(spec.get("snmp") or {})}, obj) if kind == SNMP else ()
+    return Interface(
+        type=kind,
+        ip=ip,
+        dns=dns if use_dns or cfg.use_dns else "",
+        useip=0 if use_dns and dns else 1,
+        port=str(spec.get("port") or default_port),
+        details=details,
+    )
 
 
 def secret_digest(value: str) -> str:

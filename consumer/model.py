@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from msgspec import Struct, field
 
-AGENT, SNMP = 1, 2
+AGENT, SNMP, IPMI, JMX = 1, 2, 3, 4  # Zabbix's interface types
 OWNER_TAG = "netbox:key"
 MAINTENANCE_PREFIX = "nbzx:"  # our maintenance windows are named "nbzx:<host key>"
 URL_TAG = "netbox:url"
@@ -25,7 +25,7 @@ Action = Literal["noop", "create", "update", "delete", "conflict", "skip", "erro
 class Interface(Struct, frozen=True, kw_only=True, order=True):
     """One Zabbix host interface, normalised (strings as Zabbix returns them)."""
 
-    type: int  # 1 agent, 2 SNMP
+    type: int  # 1 agent, 2 SNMP, 3 IPMI, 4 JMX
     ip: str = ""
     dns: str = ""
     useip: int = 1

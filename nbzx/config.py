@@ -184,9 +184,21 @@ class InterfacesConfig(_Base):
     default: Literal["agent", "snmp", "none"] = "agent"
     snmp_when: dict[str, Any] = field(default_factory=dict)
     agent_port: Port = 10050
+    ipmi_port: Port = 623
+    jmx_port: Port = 12345
     snmp: SnmpConfig = field(default_factory=SnmpConfig)
     use_dns: bool = False
     ip_family: Literal["ipv4", "ipv6", "any"] = "any"
+    # Interfaces every host gets besides the default one, each like a config context's
+    # `zabbix.interfaces` entry: {type: agent|snmp|ipmi|jmx, port, address: primary|oob, use_dns, ip, snmp}.
+    extra: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for i, spec in enumerate(self.extra):
+            if str(spec.get("type", "agent")).lower() not in ("agent", "snmp", "ipmi", "jmx"):
+                raise ValueError(f"extra[{i}].type must be agent, snmp, ipmi or jmx")
+            if spec.get("address", "primary") not in ("primary", "oob"):
+                raise ValueError(f"extra[{i}].address must be primary or oob")
 
 
 class TagsConfig(_Base):

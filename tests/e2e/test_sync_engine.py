@@ -419,3 +419,56 @@ async def test_a_create_that_lost_a_race_is_retried_and_then_a_noop(env: Env) ->
     assert (lost.result, lost.transient) == ("error", True) and "already exists" in (lost.error or "")
     [again] = await env.sync(key)
     assert again.action == "noop"
+
+
+async def test_ipmi_jmx_and_out_of_band_interfaces_are_written_then_a_zero_write_noop(env: Env) -> None:
+    name = f"sync-{uuid.uuid4().hex[:6]}"
+    dev = await asyncio.to_thread(env.device, name, lab_ip(90))
+
+    def add_oob() -> None:
+        iface = env.nb.dcim.interfaces.create(device=dev.id, name="bmc", type="1000base-t", mgmt_only=True)
+        oob = env.nb.ipam.ip_addresses.create(
+            address=f"{lab_ip(91)}/24", assigned_object_type="dcim.interface", assigned_object_id=iface.id,
+            dns_name=f"{name}-bmc.example.net",
+        )  # fmt: skip
+        context = {
+            "zabbix": {
+                "interfaces": [
+                    {"type": "agent"},
+                    {"type": "ipmi", "address": "oob", "use_dns": True},
+                    {"type": "jmx", "port": 9010},
+                    {"type": "jmx", "port": 9011},
+                ]
+            }
+        }
+        dev.update({"oob_ip": oob.id, "local_context_data": context})
+
+    await asyncio.to_thread(add_oob)
+    key = f"dcim.device:{dev.id}"
+    [res] = await env.sync(key)
+    assert (res.action, res.result) == ("create", "ok"), res
+    rows = env.zapi.hostinterface.get(
+        hostids=[res.hostid], output=["type", "ip", "dns", "useip", "port", "main"], sortfield="interfaceid"
+    )
+    got = sorted((r["type"], r["ip"], r["dns"], r["useip"], r["port"], r["main"]) for r in rows)
+    assert got == [
+        ("1", lab_ip(90), "", "1", "10050", "1"),
+        ("3", lab_ip(91), f"{name}-bmc.example.net", "0", "623", "1"),
+        ("4", lab_ip(90), "", "1", "9010", "1"),
+        ("4", lab_ip(90), "", "1", "9011", "0"),
+    ]
+    writes = env.engine.zabbix.write_calls
+    [again] = await env.sync(key)
+    assert again.action == "noop", again
+    assert env.engine.zabbix.write_calls == writes, "the second pass writes nothing"
+
+    # The out-of-band address changes in NetBox: only the IPMI interface changes, in place.
+    ids = sorted(r["interfaceid"] for r in rows)
+    ip = await asyncio.to_thread(env.nb.ipam.ip_addresses.get, address=f"{lab_ip(91)}/24")
+    await asyncio.to_thread(ip.update, {"address": f"{lab_ip(92)}/24"})
+    [moved] = await env.sync(key)
+    assert (moved.action, moved.changed) == ("update", ["interfaces"]), moved
+    after = env.zapi.hostinterface.get(hostids=[res.hostid], output=["interfaceid", "type", "ip"])
+    assert sorted(r["interfaceid"] for r in after) == ids, "the interfaces are updated, not replaced"
+    assert {r["ip"] for r in after if r["type"] == "3"} == {lab_ip(92)}
+    assert {r["ip"] for r in after if r["type"] != "3"} == {lab_ip(90)}

@@ -85,3 +85,10 @@ def test_durations() -> None:
     assert parse_duration("90s") == 90
     with pytest.raises(ValueError):
         parse_duration("soon")
+
+
+def test_extra_interfaces_are_checked_at_start() -> None:
+    with pytest.raises(ConfigError, match="extra\\[0\\].type must be agent, snmp, ipmi or jmx"):
+        parse_config('{"host": {"interfaces": {"extra": [{"type": "telnet"}]}}}', {})
+    with pytest.raises(ConfigError, match="extra\\[0\\].address must be primary or oob"):
+        parse_config('{"host": {"interfaces": {"extra": [{"type": "ipmi", "address": "bmc"}]}}}', {})

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from consumer.mapping import Skip, map_host, render, safe_host_name, secret_digest
-from consumer.model import AGENT, SNMP, Interface
+from consumer.model import AGENT, IPMI, JMX, SNMP, Interface
 from nbzx.config import Config, parse_config
 from tests.conftest import captures
 
@@ -263,3 +263,46 @@ def test_a_config_context_proxy_or_proxy_group_overrides_the_global_one() -> Non
     assert (mine.proxy, mine.proxy_group) == ("px-9", None)
     group = map_host(device(config_context={"zabbix": {"proxy_group": "pg-{site.slug}"}}), "dcim.device:1", conf, "")
     assert (group.proxy, group.proxy_group) == (None, "pg-lab-site")
+
+
+def test_ipmi_and_jmx_interfaces_and_one_on_the_out_of_band_ip() -> None:
+    obj = device(oob_ip={"id": 9, "address": "10.99.0.10/24", "dns_name": "srv01-bmc.example.net"})
+    c = cfg(host={"interfaces": {"extra": [{"type": "ipmi", "address": "oob"}, {"type": "jmx"}]}})
+    ifaces = map_host(obj, "dcim.device:1", c).interfaces
+    assert [(i.type, i.ip, i.port, i.main, i.useip) for i in ifaces] == [
+        (AGENT, "192.0.2.10", "10050", 1, 1),
+        (IPMI, "10.99.0.10", "623", 1, 1),
+        (JMX, "192.0.2.10", "12345", 1, 1),
+    ]
+
+
+def test_an_interface_on_a_missing_out_of_band_ip_is_left_out() -> None:
+    c = cfg(host={"interfaces": {"extra": [{"type": "ipmi", "address": "oob"}]}})
+    assert [i.type for i in map_host(device(oob_ip=None), "dcim.device:1", c).interfaces] == [AGENT]
+
+
+def test_dns_or_ip_per_interface_and_exactly_one_main_per_type() -> None:
+    oob = {"id": 9, "address": "10.99.0.10/24", "dns_name": "bmc.example.net"}
+    ctx = {
+        "zabbix": {
+            "interfaces": [
+                {"type": "ipmi", "address": "oob", "use_dns": True, "port": 6230},
+                {"type": "jmx", "port": 9010},
+                {"type": "jmx", "port": 9011},
+                {"type": 4, "ip": "198.51.100.7"},
+            ]
+        }
+    }
+    ifaces = map_host(device(oob_ip=oob, config_context=ctx), "dcim.device:1", cfg()).interfaces
+    assert [(i.type, i.ip, i.dns, i.useip, i.port, i.main) for i in ifaces] == [
+        (IPMI, "10.99.0.10", "bmc.example.net", 0, "6230", 1),
+        (JMX, "192.0.2.10", "", 1, "9010", 1),
+        (JMX, "192.0.2.10", "", 1, "9011", 0),
+        (JMX, "198.51.100.7", "", 1, "12345", 0),
+    ]
+
+
+def test_an_unknown_interface_type_is_a_planning_error_not_an_agent() -> None:
+    ctx = {"zabbix": {"interfaces": [{"type": "telnet"}]}}
+    with pytest.raises(ValueError, match="interface type 'telnet'"):
+        map_host(device(config_context=ctx), "dcim.device:1", cfg())
