@@ -183,7 +183,8 @@ k8s_up() {
     log "k8s: starting containerd"
     start_bg containerd 0 "$LOG_DIR/k8s-containerd.log" containerd --config "$K8S_RUN/containerd.toml"
   fi
-  wait_for "containerd" 60 "$LOG_DIR/k8s-containerd.log" test -S "$CONTAINERD_SOCK" || die "containerd did not start"
+  # Not the socket file: one left by a containerd that was killed is there before the new one listens.
+  wait_for "containerd" 60 "$LOG_DIR/k8s-containerd.log" kctr version || die "containerd did not start"
   k8s_images
   if ! pid_alive "$(state_pid kubelet)"; then
     log "k8s: starting the kubelet (node localhost)"
