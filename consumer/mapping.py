@@ -90,13 +90,14 @@ def safe_host_name(name: str, fallback: str) -> str:
 
 
 def _names(value: Any) -> set[str]:
-    """Every way a rule may name a NetBox value: slug, name, value, or the text itself."""
+    """Every way a rule may name a NetBox value: slug, name, value, label (a choice or, from NetBox
+    4.7, a selection custom field: `{value, label}`), or the text itself."""
     if value is None:
         return set()
     if isinstance(value, list):
         return set().union(*(_names(v) for v in value)) if value else set()
     if isinstance(value, Mapping):
-        return {str(value[k]) for k in ("slug", "name", "value", "model") if value.get(k) is not None}
+        return {str(value[k]) for k in ("slug", "name", "value", "label", "model") if value.get(k) is not None}
     return {scalar(value)}
 
 

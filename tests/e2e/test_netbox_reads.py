@@ -69,3 +69,49 @@ async def test_reads_by_id_tell_in_scope_out_of_scope_and_gone(netbox_api: Any, 
     assert [found[f"dcim.device:{d.id}"] is OUT_OF_SCOPE for d in devs] == [False, True, False, True]
     assert found[f"dcim.device:{devs[0].id}"]["name"] == devs[0].name  # type: ignore[index]
     assert found["dcim.device:999999999"] is None
+
+
+async def test_selection_custom_fields_of_the_real_netbox_feed_rules_and_placeholders(
+    netbox_api: Any, netbox_objects: Any
+) -> None:
+    from consumer.mapping import map_host
+
+    nb = netbox_api
+    base = netbox_objects("cf")
+    tag = base["tag"].replace("-", "_")
+    choices = nb.extras.custom_field_choice_sets.create(
+        name=f"{tag}-env", extra_choices=[["prod", "Production"], ["dev", "Development"]]
+    )
+    fields = [
+        nb.extras.custom_fields.create(
+            name=f"{tag}_env", type="select", choice_set=choices.id, object_types=["dcim.device"]
+        ),
+        nb.extras.custom_fields.create(
+            name=f"{tag}_tiers", type="multiselect", choice_set=choices.id, object_types=["dcim.device"]
+        ),
+    ]
+    try:
+        [dev] = await asyncio.to_thread(_devices, nb, base, 1)
+        await asyncio.to_thread(dev.update, {"custom_fields": {f"{tag}_env": "prod", f"{tag}_tiers": ["prod", "dev"]}})
+        cfg = make_config(
+            host={
+                "groups": [f"NetBox/{{custom_fields.{tag}_env}}", f"Env/{{custom_fields.{tag}_env.label}}"],
+                "templates": [{"match": {f"custom_fields.{tag}_env": "Production"}, "templates": ["ICMP Ping"]}],
+                "description": f"tiers {{custom_fields.{tag}_tiers}}",
+            }
+        )
+        netbox = NetBox(cfg)
+        try:
+            key = f"dcim.device:{dev.id}"
+            obj = (await netbox.objects([key]))[key]
+        finally:
+            netbox.close()
+        assert isinstance(obj, dict)
+        desired = map_host(obj, key, cfg)
+        assert desired.groups == ("Env/Production", "NetBox/prod")
+        assert desired.templates == ("ICMP Ping",)
+        assert desired.description == "tiers dev,prod" or desired.description == "tiers prod,dev"
+    finally:
+        for f in fields:
+            await asyncio.to_thread(f.delete)
+        await asyncio.to_thread(choices.delete)

@@ -88,7 +88,7 @@ def test_durations() -> None:
 
 
 def test_extra_interfaces_are_checked_at_start() -> None:
-    with pytest.raises(ConfigError, match="extra\\[0\\].type must be agent, snmp, ipmi or jmx"):
+    with pytest.raises(ConfigError, match=r"extra\[0\]\.type must be agent, snmp, ipmi or jmx"):
         parse_config('{"host": {"interfaces": {"extra": [{"type": "telnet"}]}}}', {})
-    with pytest.raises(ConfigError, match="extra\\[0\\].address must be primary or oob"):
+    with pytest.raises(ConfigError, match=r"extra\[0\]\.address must be primary or oob"):
         parse_config('{"host": {"interfaces": {"extra": [{"type": "ipmi", "address": "bmc"}]}}}', {})

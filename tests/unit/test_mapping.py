@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from consumer.mapping import Skip, map_host, render, safe_host_name, secret_digest
+from consumer.mapping import Skip, map_host, matches, render, safe_host_name, secret_digest
 from consumer.model import AGENT, IPMI, JMX, SNMP, Interface
 from nbzx.config import Config, parse_config
 from tests.conftest import captures
@@ -306,3 +306,35 @@ def test_an_unknown_interface_type_is_a_planning_error_not_an_agent() -> None:
     ctx = {"zabbix": {"interfaces": [{"type": "telnet"}]}}
     with pytest.raises(ValueError, match="interface type 'telnet'"):
         map_host(device(config_context=ctx), "dcim.device:1", cfg())
+
+
+@pytest.mark.parametrize(
+    ("env", "tiers"),
+    [
+        ("prod", ["gold", "silver"]),  # NetBox before 4.7: selection custom fields as their values
+        (
+            {"value": "prod", "label": "Production"},
+            [{"value": "gold", "label": "Gold"}, {"value": "silver", "label": "Silver"}],
+        ),
+    ],
+    ids=["plain", "netbox-4.7-value-label"],
+)
+def test_selection_custom_fields_in_both_shapes(env: Any, tiers: Any) -> None:
+    obj = device(custom_fields={"env": env, "tiers": tiers})
+    c = cfg(
+        host={
+            "groups": ["NetBox/{custom_fields.env}", "Tiers/{custom_fields.tiers}"],
+            "templates": [{"match": {"custom_fields.env": "prod"}, "templates": ["ICMP Ping"]}],
+        }
+    )
+    d = map_host(obj, "dcim.device:1", c)
+    assert d.groups == ("NetBox/prod", "Tiers/gold,silver")
+    assert d.templates == ("ICMP Ping",)
+    assert matches({"custom_fields.tiers": ["silver"]}, obj)
+    assert not matches({"custom_fields.env": "dev"}, obj)
+
+
+def test_a_rule_may_name_a_selection_by_its_label_in_netbox_4_7() -> None:
+    obj = device(custom_fields={"env": {"value": "prod", "label": "Production"}})
+    assert matches({"custom_fields.env": "Production"}, obj)
+    assert render("{custom_fields.env} / {custom_fields.env.label}", obj) == "prod / Production"
