@@ -36,7 +36,7 @@ def job_json(c: Any, record: JobRecord) -> dict[str, Any]:
 
 async def _body(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
-    if not raw.strip():
+    if not raw:  # no body: the defaults (whitespace alone is not JSON, and is refused)
         return {}
     try:
         body = msgspec.json.decode(raw)

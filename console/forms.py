@@ -44,8 +44,9 @@ def _time(query: Mapping[str, Any], name: str) -> datetime | None:
 
 
 def page_number(query: Mapping[str, Any]) -> int:
+    """The 1-based page asked for (1 when none is); anything but a whole number of at least 1 is refused."""
     try:
-        page = int(str(query.get("page") or "1"))
+        page = int(str(query.get("page", "1")))
     except ValueError as exc:
         raise BadInput("page must be a whole number") from exc
     if page < 1:
