@@ -75,6 +75,7 @@ class ControlLoop:
         self.running: tuple[ReconcileRequest, asyncio.Task[JobRecord]] | None = None
         self.held: dict[str, tuple[datetime, ReconcileRequest, int]] = {}  # job id -> (due, request, offset)
         self.ended: set[str] = set()  # job ids that ran or were skipped or cancelled: never run again
+        self.chained: set[str] = set()  # recurring job ids whose next run was already requested
         self._kwargs = {
             **client_kwargs(cfg),
             "group_id": f"{cfg.kafka.group}-control",
@@ -130,8 +131,8 @@ class ControlLoop:
         now = datetime.now(UTC)
         for job_id, (due, req, _) in sorted(self.held.items(), key=lambda kv: kv[1][0]):
             if due <= now:
+                await self._start(req)  # raises when Kafka refuses: the request stays held, tried next step
                 del self.held[job_id]
-                await self._start(req)
         if self.running is None or self.running[1].done():
             self.running = None
             if pending_commit:  # committed only once no reconcile is in flight, and not past a held request
@@ -181,17 +182,19 @@ class ControlLoop:
         await self._start(req)
 
     async def _start(self, req: ReconcileRequest) -> None:
-        """Run a due request now (or record it skipped when one runs); a recurring one first asks for its next run."""
-        self.ended.add(req.job_id)
-        if req.interval:
+        """Run a due request now (or record it skipped when one runs); a recurring one first asks for its
+        next run, once, even when this call is repeated after Kafka refused a write."""
+        if req.interval and req.job_id not in self.chained:
             await self._request_next(req)
+            self.chained.add(req.job_id)
         if self.running is not None and not self.running[1].done():
             running = self.running[0]
             record = _final(req, "skipped", f"reconcile {running.job_id} is running", running_job=running.job_id)
             await publish_record(self.producer, self.cfg, record)
             log.info("reconcile_skipped", job_id=req.job_id, running_job=running.job_id)
-            return
-        self.running = (req, asyncio.create_task(self._reconcile(req)))
+        else:
+            self.running = (req, asyncio.create_task(self._reconcile(req)))
+        self.ended.add(req.job_id)
 
     async def _request_next(self, req: ReconcileRequest) -> None:
         assert req.interval is not None

@@ -23,7 +23,7 @@ from consumer.sync import SyncEngine
 from consumer.zabbix import Zabbix
 from nbzx.config import Config
 from nbzx.jobs import Job
-from nbzx.kafka import Producer, create_topics
+from nbzx.kafka import Producer, ProduceUnavailable, create_topics
 from nbzx.scheduler import parse_time
 from schemas.messages import JobRecord, ReconcileRequest
 
@@ -165,3 +165,44 @@ async def test_held_requests_survive_a_control_loop_restart_and_cancelled_ones_d
     await asyncio.sleep(2)
     assert drop not in stack.loop.held
     assert len(stack.reconciler.ran) == runs_before, "nothing that ran before runs again"
+
+
+class RefusingProducer:
+    """The stack's producer, except that the next `refusals` writes to the control topic fail as when
+    Kafka does not acknowledge."""
+
+    def __init__(self, inner: Producer, control_topic: str, refusals: int) -> None:
+        self.inner, self.topic, self.refusals = inner, control_topic, refusals
+
+    async def send(self, topic: str, key: str, value: bytes) -> tuple[int, int]:
+        if topic == self.topic and self.refusals > 0:
+            self.refusals -= 1
+            raise ProduceUnavailable("Kafka did not acknowledge (refused by the test)")
+        return await self.inner.send(topic, key, value)
+
+
+async def test_a_due_recurring_request_kafka_refuses_to_chain_runs_once_and_chains_once(stack: Stack) -> None:
+    await stack.stop_control()
+    refusing = RefusingProducer(stack.producer, stack.cfg.kafka.topics.control, refusals=0)
+    stopping = asyncio.Event()
+    loop = ControlLoop(
+        stack.cfg, stack.reconciler, refusing, stopping, session_timeout_ms=1000, heartbeat_interval_ms=200
+    )  # type: ignore[arg-type]
+    task = asyncio.create_task(loop.run())
+    try:
+        due = datetime.now(UTC) + timedelta(seconds=3)
+        r = await stack.client.post(
+            "/api/v1/reconcile", json={"scheduled_for": due.isoformat(), "interval": 60}, headers=OP
+        )
+        first = (await r.json())["job_id"]
+        await stack.until(lambda: first in loop.held, "held")
+        refusing.refusals = 2  # the next run's request is refused twice when the first one comes due
+        await stack.until(lambda: first in [q.job_id for q in stack.reconciler.ran], "the run, once Kafka takes it")
+        await asyncio.sleep(2)
+        assert [q.job_id for q in stack.reconciler.ran].count(first) == 1, "run once"
+        nexts = [j for j in stack.state.jobs.values() if j.status == "scheduled" and j.job_id != first]
+        assert len(nexts) == 1, f"the chain goes on with one next run, not more: {nexts}"
+        assert first not in loop.held
+    finally:
+        stopping.set()
+        await task
