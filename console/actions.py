@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.reconcile import job_kind
+from consumer.reconcile import job_kind, job_params
 from nbzx.config import Config
 from nbzx.jobs import publish_record
 from nbzx.kafka import Producer
@@ -24,8 +24,9 @@ from schemas.messages import (
 )
 
 
-class NotRetryable(ValueError):
-    """This job cannot be run again from the console (it says why)."""
+class Refused(ValueError):
+    """The action does not apply to this job (retry of a job that did not fail, cancel of one not
+    scheduled, ...); the message says why."""
 
 
 class Actions:
@@ -56,13 +57,6 @@ class Actions:
             retry_of=retry_of,
         )
         await self.producer.send(self.cfg.kafka.topics.control, "reconcile", encode(req))
-        params: dict[str, Any] = {
-            "dry_run": dry_run,
-            "object_types": req.scope.object_types,
-            "filter": req.scope.filter,
-        }
-        if retry_of:
-            params["retry_of"] = retry_of
         # Shown at once; the control loop's own records (scheduled, running, ...) follow.
         await publish_record(
             self.producer,
@@ -75,15 +69,17 @@ class Actions:
                 user=user,
                 scheduled_for=scheduled_for,
                 interval=interval,
-                params=params,
+                params=job_params(req),
             ),
         )
         return req
 
-    async def cancel(self, user: str, job_id: str) -> None:
+    async def cancel(self, user: str, job: JobRecord) -> None:
         """Cancel a scheduled job; a recurring chain ends with it."""
+        if job.status != "scheduled":
+            raise Refused(f"job {job.job_id} is {job.status}; only a scheduled job is cancelled")
         await self.producer.send(
-            self.cfg.kafka.topics.control, "reconcile", encode(CancelRequest(job_id=job_id, user=user))
+            self.cfg.kafka.topics.control, "reconcile", encode(CancelRequest(job_id=job.job_id, user=user))
         )
 
     async def sync_host(self, user: str, host_key: str, retry_of: str | None = None) -> str:
@@ -127,7 +123,7 @@ class Actions:
     async def retry(self, user: str, job: JobRecord) -> str:
         """Run a failed or errored job again with the same parameters; returns the new job id."""
         if job.status not in ("failed", "errored"):
-            raise NotRetryable(f"job {job.job_id} is {job.status}; only failed or errored jobs are retried")
+            raise Refused(f"job {job.job_id} is {job.status}; only failed or errored jobs are retried")
         p = job.params
         if job.job_kind in ("reconcile", "dry_run"):
             req = await self.reconcile(
@@ -140,7 +136,7 @@ class Actions:
             return req.job_id
         if job.job_kind == "host_sync" and p.get("host_key"):
             return await self.sync_host(user, str(p["host_key"]), retry_of=job.job_id)
-        raise NotRetryable(
+        raise Refused(
             f"a {job.job_kind} job is not retried from the console"
             + (" (run `nbzx replay` again)" if job.job_kind == "backfill" else " (it runs again on its interval)")
         )

@@ -1,20 +1,20 @@
-"""The console's JSON API (`/api/v1/...`): the same data and actions as the pages. docs/openapi.yaml."""
+"""The console's JSON API (`/api/v1/...`): the same data and actions as the pages. docs/console-api.yaml."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from console.actions import NotRetryable
+from console.actions import Refused
 from console.app import console_of, identity_of, json_response
 from console.forms import (
     BadInput,
     host_filters,
     host_key,
     host_keys,
-    is_host_key,
     job_filters,
     reconcile_json,
 )
@@ -93,11 +93,10 @@ async def cancel(request: web.Request) -> web.Response:
     record = c.state.jobs.get(request.match_info["id"])
     if record is None:
         return json_response(404, {"error": "no such job"})
-    if record.status != "scheduled":
-        return json_response(
-            409, {"error": f"job {record.job_id} is {record.status}; only a scheduled job is cancelled"}
-        )
-    await c.actions.cancel(ident.user, record.job_id)
+    try:
+        await c.actions.cancel(ident.user, record)
+    except Refused as exc:
+        return json_response(409, {"error": str(exc)})
     return json_response(202, {"job_id": record.job_id, "cancelled_by": ident.user})
 
 
@@ -109,7 +108,7 @@ async def retry(request: web.Request) -> web.Response:
         return json_response(404, {"error": "no such job"})
     try:
         job_id = await c.actions.retry(ident.user, record)
-    except NotRetryable as exc:
+    except Refused as exc:
         return json_response(409, {"error": str(exc)})
     return json_response(202, {"job_id": job_id, "retry_of": record.job_id})
 
@@ -165,7 +164,7 @@ async def dead_letters(request: web.Request) -> web.Response:
     c = console_of(request)
     letters = [
         {"partition": p, "offset": o, **redacted(msgspec.to_builtins(d)), "original": None}
-        for p, o, d in list(c.state.letters)[: c.cfg.console.page_size * 10]
+        for p, o, d in itertools.islice(c.state.letters, c.cfg.console.page_size * 10)
     ]
     return json_response(200, {"dead_letters": letters, "total": len(c.state.letters)})
 
@@ -177,13 +176,9 @@ async def retry_letters(request: web.Request) -> web.Response:
     unknown = sorted(set(body) - {"host_keys"})
     if unknown:
         raise BadInput(f"unknown field(s): {', '.join(unknown)} (known: host_keys)")
-    wanted = host_keys(body["host_keys"]) if "host_keys" in body else []
-    known = {d.host_key for _, _, d in c.state.letters}
-    keys = wanted or sorted(known)
-    missing = sorted(set(keys) - known)
+    keys, missing = c.state.letter_keys(host_keys(body["host_keys"]) if "host_keys" in body else [])
     if missing:
         return json_response(404, {"error": f"no dead letter for {', '.join(missing)}"})
-    keys = [k for k in keys if is_host_key(k)]
     job_id = await c.actions.retry_letters(ident.user, keys)
     return json_response(202, {"job_id": job_id, "host_keys": keys})
 

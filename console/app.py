@@ -13,6 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from console.actions import Actions
 from console.auth import Identity, Tokens
 from console.state import ConsoleState
+from consumer.netbox import object_url
 from consumer.sync import SyncEngine
 from nbzx.config import Config, parse_duration
 from nbzx.http import add_health_routes
@@ -37,6 +38,10 @@ class Console:
         )
         base = cfg.console.zabbix_frontend_url or cfg.zabbix.url
         self.zabbix_url = base.removesuffix("/api_jsonrpc.php").rstrip("/")
+
+    def netbox_link(self, host_key: str) -> str:
+        """Where the host key's object is in NetBox ("" for a key that is not a host's)."""
+        return object_url(self.cfg.netbox.url, host_key)
 
 
 CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)

@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from console.views import HOST_RESULTS, JOB_KINDS, JOB_STATUSES
+from consumer.netbox import ENDPOINTS
 from nbzx.config import RECONCILE_INTERVALS
 from nbzx.scheduler import parse_time
 from schemas.messages import HOST_KEY_PATTERN
 
-OBJECT_TYPES = ("dcim.device", "virtualization.virtualmachine")
+OBJECT_TYPES = tuple(ENDPOINTS)  # what a reconcile lists
 
 
 # The times the console takes: ISO 8601 dates and times as docs/console-api.yaml states them.

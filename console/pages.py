@@ -10,13 +10,12 @@ from urllib.parse import quote, urlencode
 import msgspec
 from aiohttp import web
 
-from console.actions import NotRetryable
-from console.app import COOKIE, IDENTITY, SESSION, Console, console_of, identity_of
+from console.actions import Refused
+from console.app import COOKIE, IDENTITY, SESSION, console_of, identity_of
 from console.forms import (
     BadInput,
     host_filters,
     host_key,
-    is_host_key,
     job_filters,
     netbox_filter,
     page_number,
@@ -50,8 +49,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         message=request.query.get("msg", ""),
         summary=job_summary,
         zabbix_url=c.zabbix_url,
-        netbox_url=c.cfg.netbox.url.rstrip("/"),
-        endpoints=ENDPOINTS,
+        netbox_link=c.netbox_link,
         request=request,
         **context,
     )
@@ -194,7 +192,7 @@ async def _act(request: web.Request, where: str, action: Any) -> web.Response:
     """Run an action; back to `where` with what happened, or with the error."""
     try:
         message = await action()
-    except (BadInput, NotRetryable) as exc:
+    except (BadInput, Refused) as exc:
         raise back(where, f"Not done: {exc}") from exc
     except ProduceUnavailable as exc:
         raise back(where, "Not done: Kafka is unavailable, try again") from exc
@@ -223,9 +221,9 @@ async def cancel(request: web.Request) -> web.Response:
 
     async def go() -> tuple[str, str]:
         record = c.state.jobs.get(job_id)
-        if record is None or record.status != "scheduled":
-            raise BadInput("only a scheduled job can be cancelled")
-        await c.actions.cancel(ident.user, job_id)
+        if record is None:
+            raise BadInput("no such job")
+        await c.actions.cancel(ident.user, record)
         return f"/jobs/{job_id}", "Cancel requested: the schedule stops"
 
     return await _act(request, f"/jobs/{job_id}", go)
@@ -290,16 +288,8 @@ async def host(request: web.Request) -> web.Response:
         rows=rows,
         plan=plan,
         diff_error=diff_error,
-        object_url=_object_url(c, key),
+        object_url=c.netbox_link(key),
     )
-
-
-def _object_url(c: Console, key: str) -> str:
-    object_type, _, oid = key.rpartition(":")
-    if object_type not in ENDPOINTS:
-        return ""
-    app, endpoint = ENDPOINTS[object_type]
-    return f"{c.cfg.netbox.url.rstrip('/')}/{app}/{endpoint.replace('_', '-')}/{oid}/"
 
 
 async def sync_host(request: web.Request) -> web.Response:
@@ -358,12 +348,10 @@ async def retry_letters(request: web.Request) -> web.Response:
     form = await request.post()
 
     async def go() -> tuple[str, str]:
-        known = {d.host_key for _, _, d in c.state.letters}
         wanted = str(form.get("host_key") or "")
-        keys = [host_key(wanted)] if wanted else sorted(known)
-        if wanted and wanted not in known:
-            raise BadInput(f"no dead letter for {wanted}")
-        keys = [k for k in keys if is_host_key(k)]
+        keys, missing = c.state.letter_keys([host_key(wanted)] if wanted else [])
+        if missing:
+            raise BadInput(f"no dead letter for {', '.join(missing)}")
         job_id = await c.actions.retry_letters(ident.user, keys)
         return "/dead-letters", f"{len(keys)} host(s) re-queued (job {job_id})"
 

@@ -6,6 +6,7 @@ from collections import Counter, deque
 from datetime import UTC, datetime
 from typing import Any
 
+from console.forms import is_host_key
 from console.views import prune_jobs
 from nbzx.config import Config, parse_duration
 from nbzx.follow import Follower
@@ -80,6 +81,13 @@ class ConsoleState:
             for msg in decode_records([r]):
                 if isinstance(msg, DeadLetter):
                     self.letters.appendleft((r.partition, r.offset, msg))
+
+    def letter_keys(self, wanted: list[str]) -> tuple[list[str], list[str]]:
+        """(host keys to retry, wanted keys without a dead letter): the wanted ones, or every key that
+        has a letter; a letter whose key is not a host key (a malformed record's) has nothing to sync."""
+        known = {d.host_key for _, _, d in self.letters}
+        keys = wanted or sorted(known)
+        return [k for k in keys if k in known and is_host_key(k)], sorted(set(keys) - known)
 
     def letter(self, partition: int, offset: int) -> DeadLetter | None:
         return next((d for p, o, d in self.letters if p == partition and o == offset), None)

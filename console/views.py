@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_args
 
 import msgspec
 
@@ -12,13 +12,14 @@ from consumer.model import ActualHost, DesiredHost, Plan
 from consumer.redact import MASK
 from nbzx.jobs import ENDED
 from nbzx.scheduler import parse_time
-from schemas.messages import HostStatus, JobRecord
+from schemas.messages import HostResult, HostStatus, JobKind, JobRecord, JobStatus
 
 T = TypeVar("T")
 
-HOST_RESULTS = ("in_sync", "changed", "failed", "conflict", "skipped")
-JOB_STATUSES = ("scheduled", "pending", "running", "completed", "failed", "errored", "skipped")
-JOB_KINDS = ("reconcile", "dry_run", "backfill", "settings_import", "maintenance_cleanup", "host_sync", "dlq_retry")
+# The choices the filters offer are the message contract's own.
+HOST_RESULTS: tuple[str, ...] = get_args(HostResult)
+JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
+JOB_KINDS: tuple[str, ...] = get_args(JobKind)
 
 
 class Page(msgspec.Struct, Generic[T], kw_only=True):

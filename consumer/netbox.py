@@ -50,6 +50,15 @@ def split_key(host_key: str) -> tuple[str, int]:
     return object_type, int(raw_id)
 
 
+def object_url(base_url: str, host_key: str) -> str:
+    """The NetBox UI address of a host key's object under `base_url`; "" for a key that is not a host's."""
+    object_type, _, object_id = host_key.rpartition(":")
+    if object_type not in ENDPOINTS:
+        return ""
+    app, endpoint = ENDPOINTS[object_type]
+    return f"{base_url.rstrip('/')}/{app}/{endpoint.replace('_', '-')}/{object_id}/"
+
+
 def merge_filters(scope: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Scope filter plus another; a key in both gets both values (NetBox ANDs repeated `tag`)."""
     out = dict(scope)
@@ -89,9 +98,7 @@ class NetBox:
 
     def object_url(self, host_key: str) -> str:
         """The NetBox UI address of a host's object (kept in the `netbox:url` tag)."""
-        object_type, object_id = split_key(host_key)
-        app, endpoint = ENDPOINTS[object_type]
-        return f"{self.base_url}/{app}/{endpoint.replace('_', '-')}/{object_id}/"
+        return object_url(self.base_url, host_key)
 
     async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()

@@ -42,8 +42,15 @@ def job_kind(req: ReconcileRequest) -> JobKind:
 
 
 def job_params(req: ReconcileRequest) -> dict[str, Any]:
-    """What the request asked for: enough to run it again."""
-    return {"dry_run": req.dry_run, "object_types": list(req.scope.object_types), "filter": dict(req.scope.filter)}
+    """What the request asked for: enough to run it again (and which job it retries, if one)."""
+    params: dict[str, Any] = {
+        "dry_run": req.dry_run,
+        "object_types": list(req.scope.object_types),
+        "filter": dict(req.scope.filter),
+    }
+    if req.retry_of:
+        params["retry_of"] = req.retry_of
+    return params
 
 
 class Reconciler:
@@ -90,7 +97,7 @@ class Reconciler:
             user=req.user,
             interval=req.interval or (self.cfg.reconcile.interval if req.trigger == "schedule" else None),
             scheduled_for=req.scheduled_for,
-            params={**job_params(req), **({"retry_of": req.retry_of} if req.retry_of else {})},
+            params=job_params(req),
         )
         await job.publish("running")
         job.note("reconcile_started", dry_run=req.dry_run, scope=req.scope.object_types or "all")

@@ -167,7 +167,7 @@ class SyncEngine:
 
         def plan(k: str, by_name: Mapping[str, ActualHost]) -> Plan:
             try:
-                url = self.netbox.object_url(k) if k.rpartition(":")[0] in ENDPOINTS else ""
+                url = self.netbox.object_url(k)
                 obj, host, window = objects.get(k), actual.get(k), windows.get(k)
                 return plan_host(k, obj, host, by_name, cfg, today, url, window, now, proxy_groups)
             except Exception as exc:  # one object's bad data (a malformed config context) is that key's error
