@@ -8,8 +8,8 @@ from typing import Any, Generic, TypeVar, get_args
 
 import msgspec
 
-from consumer.model import ActualHost, DesiredHost, Plan
-from consumer.redact import MASK
+from consumer.model import AGENT, IPMI, JMX, SNMP, ActualHost, DesiredHost, Plan
+from consumer.redact import MASK, redacted
 from nbzx.jobs import ENDED
 from nbzx.scheduler import parse_time
 from schemas.messages import HostResult, HostStatus, JobKind, JobRecord, JobStatus
@@ -133,12 +133,16 @@ def _macros(macros: Iterable[Any]) -> str:
     return "\n".join(sorted(f"{m.macro}={MASK if m.secret else m.value}" for m in macros))
 
 
+_INTERFACE_NAMES = {AGENT: "agent", SNMP: "SNMP", IPMI: "IPMI", JMX: "JMX"}
+
+
 def _interfaces(ifaces: Iterable[Any]) -> str:
     lines = []
     for i in ifaces:
-        kind = {1: "agent", 2: "SNMP"}.get(i.type, str(i.type))
+        kind = _INTERFACE_NAMES.get(i.type, str(i.type))
         addr = i.ip if i.useip else i.dns
-        details = " ".join(f"{k}={MASK if 'passphrase' in k or k == 'community' else v}" for k, v in i.details)
+        # SNMP secrets masked by the same rule as everything else that shows a plan (consumer.redact).
+        details = " ".join(f"{k}={v}" for k, v in redacted(dict(i.details)).items())
         lines.append(f"{kind} {addr}:{i.port}{' main' if i.main else ''} {details}".strip())
     return "\n".join(sorted(lines))
 

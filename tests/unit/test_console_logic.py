@@ -11,7 +11,7 @@ from console.auth import Tokens
 from console.forms import BadInput, host_filters, job_filters, netbox_filter, reconcile_request
 from console.views import difference_rows, job_summary, paginate, prune_jobs, query_hosts, query_jobs
 from consumer.delivery import Decision, KeyState
-from consumer.model import ActualHost, ActualMacro, DesiredHost, Interface, Macro, Plan
+from consumer.model import IPMI, JMX, ActualHost, ActualMacro, DesiredHost, Interface, Macro, Plan
 from consumer.redact import MASK
 from consumer.status import host_result, host_status, host_sync_record
 from consumer.sync import SyncResult
@@ -319,3 +319,10 @@ def test_netbox_filter_text() -> None:
     assert netbox_filter("") == {}
     with pytest.raises(BadInput, match="name=value"):
         netbox_filter("site")
+
+
+def test_difference_names_every_interface_type() -> None:
+    ifaces = (Interface(type=IPMI, ip="10.9.0.1", port="623"), Interface(type=JMX, ip="10.0.0.1", port="9010"))
+    plan = Plan(host_key="dcim.device:1", action="create", changes={"interfaces": []})
+    [row] = [r for r in difference_rows(_desired(interfaces=ifaces), None, plan) if r.field == "interfaces"]
+    assert row.netbox == "IPMI 10.9.0.1:623 main\nJMX 10.0.0.1:9010 main"
