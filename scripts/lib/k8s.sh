@@ -114,9 +114,12 @@ api_ready() { kctl get --raw /readyz >/dev/null 2>&1; }
 node_ready() { kctl get node localhost -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True; }
 
 k8s_images() {
-  # The pause image and the project's image, from podman's store into containerd's.
+  # The pause image and the project's image, from podman's store into containerd's. scripts/image
+  # first: it installs podman and writes the containers.conf the podman calls below use.
+  local image id
+  image=$(scripts/image)
   export CONTAINERS_CONF="$STACK_HOME/image/containers.conf"
-  if ! [[ $'\n'"$(kctr images ls -q)"$'\n' == *$'\n'"localhost/pause:nbzx"$'\n'* ]]; then
+  if [ -z "$(kctr images ls -q name==localhost/pause:nbzx)" ]; then
     if ! podman image exists localhost/pause:nbzx; then
       local c; c=$(buildah from scratch)
       buildah copy "$c" "$K8S_BIN/pause" /pause >/dev/null
@@ -126,8 +129,6 @@ k8s_images() {
     fi
     podman save --format docker-archive localhost/pause:nbzx | kctr images import - >/dev/null
   fi
-  local image id
-  image=$(scripts/image)
   id=$(podman image inspect -f '{{.Id}}' "$image")
   if [ "$(cat "$K8S_RUN/image.id" 2>/dev/null)" != "$id" ]; then
     log "k8s: loading $image into containerd"
