@@ -8,7 +8,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 scripts/dev-env
 scripts/stack up
 eval "$(scripts/stack env)"
-scripts/image >/dev/null
 scripts/cluster up
 eval "$(scripts/cluster env)"
 K="$NBZX_K8S_BIN/kubectl"
