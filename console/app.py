@@ -36,8 +36,8 @@ class Console:
         self.templates = Environment(
             loader=PackageLoader("console", "templates"), autoescape=select_autoescape(["html"])
         )
-        base = cfg.console.zabbix_frontend_url or cfg.zabbix.url
-        self.zabbix_url = base.removesuffix("/api_jsonrpc.php").rstrip("/")
+        console_url = (cfg.console.zabbix_frontend_url or "").removesuffix("/api_jsonrpc.php").rstrip("/")
+        self.zabbix_url = console_url or cfg.zabbix.ui_url
 
     def netbox_link(self, host_key: str) -> str:
         """Where the host key's object is in NetBox ("" for a key that is not a host's)."""

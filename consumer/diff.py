@@ -187,7 +187,9 @@ def plan_absent(host_key: str, a: ActualHost | None, cfg: DeleteConfig, today: s
         if grace_expired(a.deleted_on, cfg.grace, today):
             why = f"{reason}; archived {a.deleted_on}, past delete.grace {cfg.grace}"
             return Plan(host_key=host_key, action="delete", hostid=a.hostid, reason=why, removes=True)
-        return Plan(host_key=host_key, action="noop", hostid=a.hostid, reason=f"{reason}; archived {a.deleted_on}")
+        return Plan(
+            host_key=host_key, action="noop", hostid=a.hostid, reason=f"{reason}; archived {a.deleted_on}", removes=True
+        )
     tags = sorted({*a.tags, (DELETED_TAG, today)})
     changes: dict[str, Any] = {"status": 1, "tags": [{"tag": t, "value": v} for t, v in tags]}
     if cfg.mode == "soft":

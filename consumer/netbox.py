@@ -151,6 +151,23 @@ class NetBox:
             params["exclude"] = "config_context"
         return params
 
+    def _send(self, method: str, path: str, body: Any) -> Any:
+        self.requests += 1
+        resp = self.api.http_session.request(
+            method,
+            f"{self.base_url}/api/{path}",
+            json=body,
+            headers={**self._headers, "Content-Type": "application/json"},
+            timeout=self._cfg.netbox.timeout_s,
+        )
+        if not resp.ok:
+            raise pynetbox.RequestError(resp)
+        return resp.json() if resp.content else None
+
+    async def send(self, method: str, path: str, body: Any = None) -> Any:
+        """One API request (`path` under /api/, e.g. "extras/journal-entries/"), its JSON answer."""
+        return await self._run(self._send, method, path, body)
+
     def _list(self, object_type: str, ids: list[int], filters: dict[str, Any]) -> list[dict[str, Any]]:
         # One page for the whole chunk: NetBox's default page is 50, which would double the round trips.
         rows: list[dict[str, Any]] = self._page(object_type, {**self._params(filters), "id": ids, "limit": len(ids)})[
@@ -192,16 +209,19 @@ class NetBox:
                     out[f"{object_type}:{int(r['id'])}"] = OUT_OF_SCOPE
         return out
 
-    async def all_objects(self, object_type: str, extra_filter: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Every in-scope object of a type.
+    async def all_objects(
+        self, object_type: str, extra_filter: dict[str, Any] | None = None, *, scoped: bool = True
+    ) -> list[dict[str, Any]]:
+        """Every in-scope object of a type (every object at all, `scoped=False`).
 
         Offset paging skips an object whenever one before it is deleted meanwhile, and reconcile would
         take the skipped one for an orphan. So: the first page by id, then the id range after it split
         into parts read in parallel, each by keyset paging (`id__gt`), which cannot skip anything.
         """
-        if not self._scope(object_type).enabled:
+        if scoped and not self._scope(object_type).enabled:
             return []
-        params = {**self._params(merge_filters(self._scope(object_type).filter, extra_filter or {})), "ordering": "id"}
+        scope = self._scope(object_type).filter if scoped else {}
+        params = {**self._params(merge_filters(scope, extra_filter or {})), "ordering": "id"}
         first = await self._filtered(self._page, object_type, {**params, "limit": PAGE})
         rows: list[dict[str, Any]] = first["results"]
         if first["next"] is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -27,8 +28,11 @@ from prometheus_client import Counter, Gauge, Histogram
 from consumer.delivery import Decision, KeyState, Policy, commit_offset, decide, due, is_outage, next_due_in
 from consumer.fanout import dependent_host_keys
 from consumer.netbox import NetBoxError
+from consumer.netbox_write import apply_write_backs
+from consumer.outcomes import Outcomes
 from consumer.status import host_status, host_sync_record
 from consumer.sync import SyncEngine, SyncResult
+from consumer.writeback import write_back
 from consumer.zabbix import ZabbixError
 from nbzx.config import DEPENDENCY_OBJECT_TYPES, Config, parse_duration
 from nbzx.kafka import TOPIC_MAX_MESSAGE_BYTES, Producer, ProduceUnavailable, client_kwargs
@@ -71,6 +75,7 @@ class _Work:
         self.job_ids: dict[str, str] = {}  # the job a key's sync belongs to (a reconcile's, a console's)
         self.host_syncs: dict[str, list[SyncRequest]] = {}  # console "sync now" requests per key
         self.statuses: list[HostStatus] = []  # what the round did per key, for the console
+        self.synced: list[tuple[SyncResult, bool]] = []  # each key's result, and whether it is retried
 
     def add(self, key: str, rec: Any) -> None:
         self.records_by_key.setdefault(key, []).append(rec)
@@ -136,6 +141,7 @@ class EventConsumer:
             **consumer_overrides,
         }
         self.consumer: AIOKafkaConsumer | None = None
+        self.outcomes = Outcomes(cfg) if cfg.netbox.write_back.enabled else None
 
     async def run(self) -> None:
         """Consume until `stopping` is set; then leave the group cleanly."""
@@ -143,6 +149,8 @@ class EventConsumer:
         self.consumer.subscribe([self.topic], listener=_Revocations(self))
         await self.consumer.start()
         log.info("consumer_started", group=self.group, topic=self.topic)
+        if self.outcomes is not None:
+            self.outcomes.follower.start()
         try:
             while not self.stopping.is_set():
                 wait = next_due_in(self.parked, time.time())
@@ -154,6 +162,8 @@ class EventConsumer:
                     await self.commit()
                     await self._update_lag()
         finally:
+            if self.outcomes is not None:
+                await self.outcomes.follower.stop()
             await self.consumer.stop()  # leaves the group: partitions move at once, not after a timeout
             log.info("consumer_stopped", group=self.group, parked=len(self.parked))
 
@@ -206,6 +216,7 @@ class EventConsumer:
             d = decide(r.host_key, r.result, r.transient, r.error, self.parked.get(r.host_key), now, self.policy)
             decisions.append((d, recs))
             work.statuses.append(host_status(r, d, work.event_at.get(r.host_key), work.job_ids.get(r.host_key)))
+            work.synced.append((r, d.outcome == "retry"))
             self._observe(r, work)
         for key, (transient, error) in failed.items():  # keys the engine returned nothing for
             recs = work.records_by_key.get(key, [])
@@ -213,6 +224,7 @@ class EventConsumer:
             decisions.append((d, recs))
             r = SyncResult(host_key=key, action="sync", result="error", error=error, transient=transient)
             work.statuses.append(host_status(r, d, work.event_at.get(key), work.job_ids.get(key)))
+            work.synced.append((r, d.outcome == "retry"))
         return decisions
 
     async def _settle(self, work: _Work, decisions: list[tuple[Decision, list[Any]]]) -> Round:
@@ -238,7 +250,26 @@ class EventConsumer:
         self._outage([d.outcome for d, _ in decisions])
         dead_keys = {d.host_key for d, _ in decisions if d.outcome == "dead"}
         await self._publish_statuses(work, dead_keys)
+        await self._write_back(work)
         return stats
+
+    async def _write_back(self, work: _Work) -> None:
+        """Opt-in write-back to NetBox of the outcomes that changed (DESIGN §10): best effort, after the
+        round is settled, never holding delivery back."""
+        if self.outcomes is None:
+            return
+        cfg, now = self.cfg.netbox.write_back, datetime.now(UTC)
+        previous = {r.host_key: self.outcomes.previous(r.host_key) for r, _ in work.synced}
+        for st in work.statuses:
+            self.outcomes.record(st)
+        writes = [
+            w
+            for r, retrying in work.synced
+            if (w := write_back(r, retrying, previous[r.host_key], cfg, self.cfg.zabbix.ui_url, now)).journal
+            or w.fields
+        ]
+        if writes:
+            await apply_write_backs(self.engine.netbox, writes)
 
     async def _publish_statuses(self, work: _Work, dead_keys: set[str]) -> None:
         """Host statuses and console host_sync job records: best effort, never holding delivery back

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from consumer.delivery import Decision
 from consumer.sync import SyncResult
+from consumer.writeback import sync_state
 from schemas.messages import HostResult, HostStatus, JobRecord, JobStatus, utc_now
 
 
@@ -31,6 +32,7 @@ def host_status(
 ) -> HostStatus:
     """The status record of one key after one sync and the policy's decision about it."""
     retrying = decision.outcome == "retry"
+    state = sync_state(r, retrying)
     attempts = decision.state.attempts if decision.state is not None else (0 if r.result != "error" else 1)
     return HostStatus(
         host_key=r.host_key,
@@ -45,6 +47,7 @@ def host_status(
         attempts=attempts,
         event_at=datetime.fromtimestamp(event_at, UTC).isoformat() if event_at else None,
         job_id=job_id,
+        state=state,
     )
 
 

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from prometheus_client import Counter, Histogram
@@ -41,6 +42,9 @@ class SyncResult(msgspec.Struct, kw_only=True):
     reason: str = ""
     error: str | None = None
     transient: bool = False
+    removes: bool = False  # the delete policy took (or keeps) this host away
+    in_netbox: bool = True  # False when the key's object is gone from NetBox
+    custom_fields: dict[str, Any] | None = None  # the object's custom fields as read (None: not read in scope)
 
 
 def today_utc() -> str:
@@ -179,21 +183,25 @@ class SyncEngine:
         """One key's plan (as `sync` would make it, writing nothing), with both sides it compared."""
         plans, objects, actuals = await self._plans_and_sides([host_key])
         found, actual = objects.get(host_key), actuals.get(host_key)
-        desired = None
-        if isinstance(found, dict):
-            try:
-                url = self.netbox.object_url(host_key)
-                desired = one_proxy(map_host(found, host_key, self.cfg, url), self.zabbix.caps.proxy_groups)
-            except Exception:  # Skip, or data that cannot be mapped: the plan says why
-                desired = None
-        return plans[host_key], desired, actual
+        desired = self.desired(host_key, found) if isinstance(found, dict) else None
+        return plans[host_key], (desired if isinstance(desired, DesiredHost) else None), actual
+
+    def desired(self, host_key: str, obj: Mapping[str, Any]) -> DesiredHost | str:
+        """The host NetBox wants for one object, or why there is none (a skip reason, a mapping error)."""
+        try:
+            desired = map_host(obj, host_key, self.cfg, self.netbox.object_url(host_key))
+        except Skip as skip:
+            return skip.reason
+        except Exception as exc:  # data that cannot be mapped (a malformed config context)
+            return f"cannot plan {host_key}: {type(exc).__name__}: {exc}"
+        return one_proxy(desired, self.zabbix.caps.proxy_groups)
 
     async def sync(self, host_keys: Iterable[str], dry_run: bool = False) -> list[SyncResult]:
         """Bring Zabbix in line with NetBox for these host keys; one result per key."""
         t0 = time.perf_counter()
         keys = sorted(set(host_keys))
         try:
-            plans = await self.plans(keys)
+            plans, objects, _ = await self._plans_and_sides(keys)
         except (NetBoxError, ZabbixError) as exc:
             if not exc.transient and len(keys) > 1:
                 # A refusal of the bulk read may come from one key: read each alone, so it fails alone.
@@ -209,7 +217,7 @@ class SyncEngine:
             writes = group_writes(plans.values(), massupdate=self.zabbix.caps.host_massupdate)
         done = await asyncio.gather(*(self._write(w, dry_run) for w in writes))
         order = {k: i for i, k in enumerate(keys)}
-        results = sorted((r for rs in done for r in rs), key=lambda r: order[r.host_key])
+        results = sorted((_with_object(r, objects) for rs in done for r in rs), key=lambda r: order[r.host_key])
         SYNC_SECONDS.observe(time.perf_counter() - t0)
         return results
 
@@ -244,6 +252,7 @@ class SyncEngine:
             host=plan.host,
             changed=changed,
             reason=plan.reason,
+            removes=plan.removes,
         )
         return self._finish(res, t0, batched=batched)
 
@@ -302,6 +311,7 @@ class SyncEngine:
                 host=plan.host,
                 changed=changed,
                 reason=plan.reason,
+                removes=plan.removes,
             )
         else:
             try:
@@ -315,6 +325,13 @@ class SyncEngine:
                 return self._failed(plan, _as_zabbix_error(exc), t0)
             return self._succeeded(plan, hostid, changed, t0)
         return self._finish(res, t0, dry_run)
+
+
+def _with_object(r: SyncResult, objects: Mapping[str, Found]) -> SyncResult:
+    """The result with what NetBox holds for its key (what write-back compares with)."""
+    found = objects.get(r.host_key)
+    fields = found.get("custom_fields") or {} if isinstance(found, dict) else None
+    return msgspec.structs.replace(r, in_netbox=found is not None, custom_fields=fields)
 
 
 def _as_zabbix_error(exc: Exception) -> ZabbixError:

@@ -306,6 +306,32 @@ class Zabbix:
         await self.refresh_settings()
         return self._by_key(await self.call("host.get", host_get_params(self.caps)))
 
+    async def unowned_hosts(self) -> list[ActualHost]:
+        """Every host without our ownership tag (what brownfield adoption looks at), in one host.get."""
+        await self.refresh_settings()
+        return self._normalise(await self.call("host.get", host_get_params(self.caps, unowned=True)))
+
+    async def template_item_keys(self, names: Iterable[str]) -> dict[str, frozenset[str]]:
+        """Template name -> the keys of its items and discovery rules (two templates sharing one cannot
+        both be linked to a host)."""
+        names = sorted(set(names))
+        if not names:
+            return {}
+        rows = await self.call(
+            "template.get",
+            {"output": ["host"], "filter": {"host": names}, "selectItems": ["key_"], "selectDiscoveries": ["key_"]},
+        )
+        return {
+            str(r["host"]): frozenset(i["key_"] for i in [*r.get("items", []), *r.get("discoveries", [])]) for r in rows
+        }
+
+    async def add_owner_tag(self, host: ActualHost, host_key: str) -> None:
+        """Make an existing host ours (tags are replaced as a whole: its other tags are kept)."""
+        tags = [{"tag": t, "value": v} for t, v in host.tags if t != OWNER_TAG] + [
+            {"tag": OWNER_TAG, "value": host_key}
+        ]
+        await self.call("host.update", {"hostid": host.hostid, "tags": tags})
+
     async def host_keys_with_tag(self, tag: str, values: list[str]) -> list[str]:
         """Keys of owned hosts carrying `tag` with one of `values`."""
         if not values:

@@ -32,9 +32,14 @@ HOST_OUTPUT = ["hostid", "host", "name", "status", "description", "inventory_mod
 
 
 def host_get_params(
-    caps: Capabilities, *, host_keys: Iterable[str] | None = None, names: Iterable[str] | None = None
+    caps: Capabilities,
+    *,
+    host_keys: Iterable[str] | None = None,
+    names: Iterable[str] | None = None,
+    unowned: bool = False,
 ) -> dict[str, Any]:
-    """host.get with everything the diff needs, by owner tag (exact match) or technical name."""
+    """host.get with everything the diff needs: by owner tag (exact match), by technical name, every host
+    without our owner tag (`unowned`), or else every host we own."""
     proxy_fields = (
         ["monitored_by", "proxyid", "proxy_groupid"] if caps.proxy_fields == "monitored_by" else ["proxy_hostid"]
     )
@@ -54,6 +59,8 @@ def host_get_params(
         params["evaltype"] = 0
     elif names is not None:
         params["filter"] = {"host": list(names)}
+    elif unowned:
+        params["tags"] = [{"tag": OWNER_TAG, "operator": 5}]  # 5 = Not exists
     else:  # every host we own
         params["tags"] = [{"tag": OWNER_TAG, "operator": 4}]
     return params

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from nbzx.config import Config, ConfigError, load_config, require
 from nbzx.logging import setup_logging
+
+if TYPE_CHECKING:
+    from consumer.sync import SyncEngine
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -157,24 +162,14 @@ def cmd_netbox_register(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """Sync host keys now and print each plan and result as JSON lines."""
-    from consumer.netbox import NetBox
     from consumer.redact import redacted
-    from consumer.sync import SyncEngine
-    from consumer.zabbix import Zabbix
 
     cfg = _config(args)
-    require(cfg, "netbox_token", "zabbix_auth")
 
     async def run() -> int:
-        netbox, zabbix = NetBox(cfg), Zabbix(cfg)
-        await zabbix.start()
-        try:
-            engine = SyncEngine(cfg, netbox, zabbix)
+        async with open_engine(cfg) as engine:
             plans = await engine.plans(args.host_keys)
             results = await engine.sync(args.host_keys, dry_run=args.dry_run)
-        finally:
-            await zabbix.close()
-            netbox.close()
         for r in results:
             plan = plans.get(r.host_key)
             out = redacted({"plan": msgspec.to_builtins(plan) if plan else None, "result": msgspec.to_builtins(r)})
@@ -184,12 +179,22 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def _engine(cfg: Config) -> Any:
+@contextlib.asynccontextmanager
+async def open_engine(cfg: Config) -> AsyncIterator[SyncEngine]:
+    """The sync engine with both clients, logged in to Zabbix; closed on the way out. Every command
+    that reads or writes NetBox and Zabbix opens it here."""
     from consumer.netbox import NetBox
     from consumer.sync import SyncEngine
     from consumer.zabbix import Zabbix
 
-    return SyncEngine(cfg, NetBox(cfg), Zabbix(cfg))
+    require(cfg, "netbox_token", "zabbix_auth")
+    engine = SyncEngine(cfg, NetBox(cfg), Zabbix(cfg))
+    try:
+        await engine.zabbix.start()
+        yield engine
+    finally:
+        await engine.zabbix.close()
+        engine.netbox.close()
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
@@ -213,14 +218,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             if args.local:
                 from consumer.reconcile import Reconciler
 
-                require(cfg, "netbox_token", "zabbix_auth")
-                engine = _engine(cfg)
-                await engine.zabbix.start()
-                try:
+                async with open_engine(cfg) as engine:
                     record = await Reconciler(cfg, engine, producer).run(req)
-                finally:
-                    await engine.zabbix.close()
-                    engine.netbox.close()
                 print(json.dumps(msgspec.to_builtins(record), indent=2))
                 return 0 if record.status == "completed" else 1
             await producer.send(cfg.kafka.topics.control, "reconcile", encode(req))
@@ -301,20 +300,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from nbzx.scheduler import parse_time
 
     cfg = _config(args)
-    require(cfg, "netbox_token", "zabbix_auth")
     since = parse_time(args.since)
     until = parse_time(args.until) if args.until else None
     group = args.group or f"{cfg.kafka.group}-backfill-{int(time.time())}"
 
     async def run() -> int:
-        engine = _engine(cfg)
         producer = Producer(cfg, client_id=f"{cfg.kafka.client_id}-replay")
-        await engine.zabbix.start()
         try:
-            record = await replay(cfg, engine, producer, since, until, group)
+            async with open_engine(cfg) as engine:
+                record = await replay(cfg, engine, producer, since, until, group)
         finally:
-            await engine.zabbix.close()
-            engine.netbox.close()
             await producer.stop()
         print(json.dumps(msgspec.to_builtins(record), indent=2))
         return 0 if record.status == "completed" else 1
@@ -339,6 +334,67 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             print(f"{d.produced_at[:19]}  {d.host_key:40}  attempts={d.attempts}  {d.error}")
         print(f"{len(letters)} dead letter(s)")
     return 0
+
+
+def cmd_netbox_fields(args: argparse.Namespace) -> int:
+    """Create the custom fields write-back uses (idempotent)."""
+    from consumer.netbox import NetBox
+    from consumer.netbox_write import ensure_custom_fields
+
+    cfg = _config(args)
+    require(cfg, "netbox_token")
+    netbox = NetBox(cfg)
+    try:
+        result = asyncio.run(ensure_custom_fields(netbox, cfg.netbox.write_back))
+    finally:
+        netbox.close()
+    for name, state in result.items():
+        print(f"{name}: {state}")
+    return 0
+
+
+def cmd_adopt(args: argparse.Namespace) -> int:
+    """List what brownfield adoption would take over (plan), or take it over as a job (apply)."""
+    from consumer.adopt import adopt, adoption_report
+    from nbzx.kafka import Producer
+
+    cfg = _config(args)
+    if args.adopt_command == "apply" and not (args.all or args.host_keys):
+        print("nbzx adopt apply: give host keys, or --all for every valid one", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        if args.adopt_command == "plan":
+            async with open_engine(cfg) as engine:
+                report = await adoption_report(engine)
+            print(json.dumps(msgspec.to_builtins(report), indent=2) if args.json else render_adoption(report))
+            return 0
+        producer = Producer(cfg, client_id=f"{cfg.kafka.client_id}-cli")
+        try:
+            async with open_engine(cfg) as engine:
+                record = await adopt(engine, producer, None if args.all else args.host_keys, user=args.user)
+        finally:
+            await producer.stop()
+        print(json.dumps(msgspec.to_builtins(record), indent=2))
+        return 0 if record.status == "completed" else 1
+
+    return asyncio.run(run())
+
+
+def render_adoption(report: Any) -> str:
+    """`nbzx adopt plan` as text: four sections, one line per host."""
+    lines = [f"Adoptable ({len(report.adoptable)}): nbzx adopt apply --all, or name the host keys"]
+    for a in report.adoptable:
+        changes = ", ".join(a.changes) or "nothing"
+        lines.append(f"  {a.host_key:36} <- {a.host!r} (hostid {a.hostid}, by {a.matched_by}); would change: {changes}")
+    lines.append(f"Not adoptable ({len(report.not_adoptable)}):")
+    for a in report.not_adoptable:
+        lines.append(f"  {a.host!r} (hostid {a.hostid}): {a.reason}")
+    lines.append(f"Zabbix only, matching no NetBox object ({len(report.zabbix_only)}):")
+    lines.extend(f"  {a.host!r} (hostid {a.hostid})" for a in report.zabbix_only)
+    lines.append(f"NetBox objects in scope without a Zabbix host ({len(report.netbox_only)}):")
+    lines.extend(f"  {m.host_key:36} {m.name!r}: {m.reason}" for m in report.netbox_only)
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -414,6 +470,21 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--url", help="receiver URL (default: http://receiver.host:receiver.port/webhook)")
     reg.add_argument("--name", default="netbox-zabbix-stream", help="webhook and event rule name")
     reg.set_defaults(func=cmd_netbox_register)
+    nb.add_parser("setup-fields", help="create the custom fields write-back uses (idempotent)").set_defaults(
+        func=cmd_netbox_fields
+    )
+
+    ad = sub.add_parser("adopt", help="take over Zabbix hosts made before us").add_subparsers(
+        dest="adopt_command", required=True
+    )
+    ap = ad.add_parser("plan", help="list adoptable hosts with reasons, Zabbix-only hosts, NetBox objects without")
+    ap.add_argument("--json", action="store_true")
+    ap.set_defaults(func=cmd_adopt)
+    aa = ad.add_parser("apply", help="take over valid hosts (owner tag, then a normal sync) as a job")
+    aa.add_argument("host_keys", nargs="*", metavar="HOST_KEY")
+    aa.add_argument("--all", action="store_true", help="every valid one")
+    aa.add_argument("--user", help="who asked (recorded on the job)")
+    aa.set_defaults(func=cmd_adopt)
     return p
 
 

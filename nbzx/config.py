@@ -62,11 +62,31 @@ class _Base(Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True
     pass
 
 
+class WriteBackConfig(_Base):
+    """What the consumer writes back to NetBox (DESIGN §10); off by default."""
+
+    journal: bool = False  # a journal entry when a host's outcome changes (created, removed, failing, recovered)
+    custom_fields: bool = False  # the Zabbix hostid and the sync state with its time, in custom fields
+    hostid_field: str = "nbzx_zabbix_hostid"
+    state_field: str = "nbzx_sync_state"
+    time_field: str = "nbzx_synced_at"
+
+    def __post_init__(self) -> None:
+        for name in (self.hostid_field, self.state_field, self.time_field):
+            if not re.fullmatch(r"[a-z0-9_]+", name):
+                raise ValueError(f"custom field name {name!r}: lowercase letters, digits and underscores only")
+
+    @property
+    def enabled(self) -> bool:
+        return self.journal or self.custom_fields
+
+
 class NetBoxConfig(_Base):
     url: str = "http://127.0.0.1:8000"
     verify_tls: bool = True
     timeout_s: PositiveFloat = 15.0
     threads: PositiveInt = 4  # pynetbox is blocking: a bounded pool of threads runs it
+    write_back: WriteBackConfig = field(default_factory=WriteBackConfig)
 
 
 class ZabbixConfig(_Base):
@@ -76,6 +96,12 @@ class ZabbixConfig(_Base):
     timeout_s: PositiveFloat = 30.0
     verify_tls: bool = True
     settings_import_interval: PositiveInt = 60  # minutes between settings_import jobs
+    frontend_url: str = ""  # where people open Zabbix, for links (default: url)
+
+    @property
+    def ui_url(self) -> str:
+        """The Zabbix frontend's base address, for links to hosts."""
+        return (self.frontend_url or self.url).removesuffix("/api_jsonrpc.php").rstrip("/")
 
 
 class TopicsConfig(_Base):
@@ -262,7 +288,10 @@ class HostConfig(_Base):
     proxy_group: str | None = None
     status: dict[str, HostStatus] = field(default_factory=_default_status_map)
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
-    adopt: bool = False
+    adopt: bool = False  # a host we would create whose name is taken by a host we do not own is taken over
+    # How `nbzx adopt` matches a Zabbix host to a NetBox object, in this order: technical name, visible name,
+    # primary IP.
+    adopt_match: list[Literal["host", "name", "ip"]] = field(default_factory=lambda: ["host", "name", "ip"])
     authoritative: list[Literal["groups", "tags", "templates", "macros"]] = field(default_factory=list)
 
 

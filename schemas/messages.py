@@ -19,7 +19,7 @@ VERSION = 1
 
 Event = Literal["created", "updated", "deleted"]
 JobKind = Literal[
-    "reconcile", "dry_run", "backfill", "settings_import", "maintenance_cleanup", "host_sync", "dlq_retry"
+    "reconcile", "dry_run", "backfill", "settings_import", "maintenance_cleanup", "host_sync", "dlq_retry", "adopt"
 ]
 JobStatus = Literal["scheduled", "pending", "running", "completed", "errored", "failed", "skipped"]
 Trigger = Literal["schedule", "api", "cli", "console"]
@@ -136,6 +136,8 @@ class JobRecord(_Envelope, tag="job_record"):
 
 
 HostResult = Literal["in_sync", "changed", "failed", "conflict", "skipped"]
+# A key's settled outcome (what write-back compares with; DESIGN §10): "removed" by the delete policy.
+SyncState = Literal["in_sync", "failed", "conflict", "skipped", "removed"]
 
 
 class HostStatus(_Envelope, tag="host_status"):
@@ -154,6 +156,7 @@ class HostStatus(_Envelope, tag="host_status"):
     event_at: str | None = None  # when the receiver took the latest webhook for it
     synced_at: str = field(default_factory=utc_now)
     job_id: str | None = None
+    state: SyncState | None = None  # None while a failure is retried (the last settled state holds)
 
 
 class DeadLetter(_Envelope, tag="dead_letter"):

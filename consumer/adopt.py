@@ -1,0 +1,112 @@
+"""`nbzx adopt plan|apply` (DESIGN §11): read both sides, let `consumer.adoption` decide, and take over the
+valid hosts as a job: our owner tag on the host, then the normal `sync()` of its key."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from consumer.adoption import AdoptionReport, NetBoxSide, plan_adoption
+from consumer.model import DesiredHost
+from consumer.netbox import ENDPOINTS
+from consumer.sync import SyncEngine
+from consumer.zabbix import ZabbixError
+from nbzx.jobs import Job
+from nbzx.kafka import Producer
+from nbzx.logging import get_logger
+from schemas.messages import JobRecord, Trigger
+
+log = get_logger(component="adopt")
+
+
+def primary_ips(obj: dict[str, Any]) -> tuple[str, ...]:
+    """An object's primary and out-of-band addresses, without prefix length."""
+    out = []
+    for name in ("primary_ip4", "primary_ip6", "oob_ip"):
+        ip = obj.get(name)
+        if isinstance(ip, dict) and ip.get("address"):
+            out.append(str(ip["address"]).split("/")[0])
+    return tuple(out)
+
+
+async def netbox_sides(engine: SyncEngine, object_types: Iterable[str] = ENDPOINTS) -> list[NetBoxSide]:
+    """Every NetBox object of these types, in scope or not, with its desired host or why it has none."""
+    types = list(object_types)
+    listings = await asyncio.gather(*(engine.netbox.all_objects(t, scoped=False) for t in types))
+    in_scope = await asyncio.gather(*(engine.netbox.ids(t, {}) for t in types))
+    sides = []
+    for t, rows, ids in zip(types, listings, in_scope, strict=True):
+        scoped = set(ids)
+        for obj in rows:
+            key = f"{t}:{obj['id']}"
+            desired = engine.desired(key, obj)
+            sides.append(
+                NetBoxSide(
+                    host_key=key,
+                    name=str(obj.get("name") or ""),
+                    ips=primary_ips(obj),
+                    desired=desired if isinstance(desired, DesiredHost) else None,
+                    not_synced=desired if isinstance(desired, str) else "",
+                    in_scope=int(obj["id"]) in scoped,
+                )
+            )
+    return sides
+
+
+async def adoption_report(engine: SyncEngine) -> AdoptionReport:
+    """What `nbzx adopt plan` prints: nothing is written."""
+    sides, owned, unowned = await asyncio.gather(
+        netbox_sides(engine), engine.zabbix.all_owned_hosts(), engine.zabbix.unowned_hosts()
+    )
+    templates = {t for s in sides if s.desired for t in s.desired.templates} | {t for h in unowned for t in h.templates}
+    item_keys = await engine.zabbix.template_item_keys(templates)
+    return plan_adoption(sides, owned, unowned, engine.cfg.host.adopt_match, item_keys)
+
+
+async def adopt(
+    engine: SyncEngine,
+    producer: Producer,
+    host_keys: list[str] | None,
+    *,
+    trigger: Trigger = "cli",
+    user: str | None = None,
+) -> JobRecord:
+    """Take over the valid matches for `host_keys` (None: every valid one), recorded as an `adopt` job."""
+    job = Job(producer, engine.cfg, "adopt", trigger=trigger, user=user, params={"host_keys": host_keys or "all valid"})
+    await job.publish("running")
+    try:
+        report = await adoption_report(engine)
+    except Exception as exc:
+        return await job.publish("errored", error=f"{type(exc).__name__}: {exc}")
+    valid = {a.host_key: a for a in report.adoptable if a.host_key}
+    why_not = {a.host_key: a.reason for a in report.not_adoptable if a.host_key}
+    wanted = host_keys if host_keys is not None else sorted(valid)
+    refused = {k: why_not.get(k, "no Zabbix host we do not own matches it") for k in wanted if k not in valid}
+    todo = [k for k in wanted if k in valid]
+    job.note("adopt_planned", adoptable=len(todo), refused=len(refused))
+    hosts = await engine.zabbix.hosts_by_name(valid[k].host for k in todo)
+    failed: dict[str, str] = {}
+    tagged = []
+    for n, key in enumerate(todo, 1):
+        try:
+            await engine.zabbix.add_owner_tag(hosts[valid[key].host], key)
+            tagged.append(key)
+        except (ZabbixError, KeyError) as exc:
+            failed[key] = f"owner tag not added: {exc}"
+        if n % 50 == 0:
+            await job.publish("running", results={"progress": {"tagged": n, "of": len(todo)}})
+    results = await engine.sync(tagged)
+    failed.update({r.host_key: r.error or r.reason for r in results if r.result not in ("ok", "skipped")})
+    adopted = {r.host_key: r.hostid for r in results if r.host_key not in failed}
+    for key in adopted:
+        log.info("adopted", host_key=key, hostid=adopted[key], host=valid[key].host)
+    summary = {
+        "adopted": len(adopted),
+        "failed": len(failed),
+        "refused": len(refused),
+        "hosts": {k: {"hostid": v, "host": valid[k].host} for k, v in adopted.items()},
+        "errors": failed,
+        "refusals": refused,
+    }
+    return await job.publish("failed" if failed else "completed", results=summary)

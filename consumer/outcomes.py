@@ -1,0 +1,35 @@
+"""Each host key's last settled outcome, for write-back to tell a change of outcome (DESIGN §10).
+
+Followed from the compacted host-status topic, which every consumer writes after each sync: so a
+consumer that takes over a partition, or restarts, knows what the last one recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nbzx.config import Config
+from nbzx.follow import Follower
+from schemas.messages import HostStatus, SyncState, decode_records
+
+
+class Outcomes:
+    """host key -> its last settled `SyncState`; unknown (None) for every key until caught up."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.states: dict[str, SyncState] = {}
+        self.follower = Follower(cfg, cfg.kafka.topics.host_status, self.apply)
+
+    def apply(self, records: list[Any]) -> None:
+        for msg in decode_records(records):
+            if isinstance(msg, HostStatus):
+                self.record(msg)
+
+    def record(self, status: HostStatus) -> None:
+        """Keep a status's settled state (a failure still being retried keeps the one before)."""
+        if status.state is not None:
+            self.states[status.host_key] = status.state
+
+    def previous(self, host_key: str) -> SyncState | None:
+        if not self.follower.caught_up.is_set():
+            return None
+        return self.states.get(host_key)
