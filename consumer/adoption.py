@@ -172,7 +172,9 @@ def plan_adoption(
             a.reason = f"{by} matches {len(keys)} NetBox objects: {', '.join(keys)}"
         elif len(claimed[keys[0]]) > 1:
             a.host_key = keys[0]
-            a.reason = f"{len(claimed[keys[0]])} Zabbix hosts match {keys[0]} (hostids {', '.join(claimed[keys[0]])})"
+            a.reason = (
+                f"{len(claimed[keys[0]])} Zabbix hosts match {keys[0]} (hostids {', '.join(sorted(claimed[keys[0]]))})"
+            )
         else:
             a.host_key = keys[0]
             a.reason, a.changes = check(h, by_key[keys[0]], owned, names_taken, item_keys)

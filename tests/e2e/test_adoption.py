@@ -1,0 +1,97 @@
+"""Brownfield adoption against the real NetBox and each real Zabbix of the stack: `adopt plan` lists a
+hand-made host as adoptable with its changes and a name two devices carry as not adoptable with the
+reason; `adopt apply` takes over the valid one as a job and keeps its hostid."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from consumer.adopt import adopt, adoption_report
+from consumer.netbox import NetBox
+from consumer.sync import SyncEngine
+from consumer.zabbix import Zabbix
+from nbzx.kafka import Producer, create_topics
+from tests.conftest import ZabbixServer, create_device, lab_ip
+
+
+@pytest.fixture
+async def engine(zabbix_server: ZabbixServer, kafka_bootstrap: str) -> AsyncIterator[SyncEngine]:
+    cfg = zabbix_server.config(host={"groups": ["NetBox/{site.name}"]})
+    await create_topics(cfg)
+    zabbix = Zabbix(cfg)
+    await zabbix.start()
+    netbox = NetBox(cfg)
+    yield SyncEngine(cfg, netbox, zabbix)
+    await zabbix.close()
+    netbox.close()
+
+
+def hand_made(zapi: Any, name: str, ip: str) -> str:
+    """A Zabbix host as people make them: 'Linux servers', an agent interface, a tag of their own."""
+    gid = zapi.hostgroup.get(filter={"name": "Linux servers"})[0]["groupid"]
+    iface = {"type": 1, "main": 1, "useip": 1, "ip": ip, "dns": "", "port": "10050"}
+    res = zapi.host.create(
+        host=name, groups=[{"groupid": gid}], interfaces=[iface], tags=[{"tag": "team", "value": "ops"}]
+    )
+    return str(res["hostids"][0])
+
+
+async def test_plan_lists_valid_and_invalid_matches_and_apply_keeps_the_hostid(
+    engine: SyncEngine, zabbix_server: ZabbixServer, netbox_api: Any, netbox_objects: Any
+) -> None:
+    zapi = zabbix_server.api
+    site_a, site_b = netbox_objects("adopt"), netbox_objects("adopt")
+    name, dup = f"adopt-{uuid.uuid4().hex[:6]}", f"adopt-dup-{uuid.uuid4().hex[:6]}"
+    dev = await asyncio.to_thread(create_device, netbox_api, site_a, name, lab_ip(70))
+    dup_a = await asyncio.to_thread(create_device, netbox_api, site_a, dup, lab_ip(71))
+    dup_b = await asyncio.to_thread(create_device, netbox_api, site_b, dup, lab_ip(72))
+    key = f"dcim.device:{dev.id}"
+    hostid = hand_made(zapi, name, lab_ip(70))
+    dup_hostid = hand_made(zapi, dup, "192.0.2.250")
+    try:
+        report = await adoption_report(engine)
+        [a] = [a for a in report.adoptable if a.hostid == hostid]
+        assert (a.host_key, a.matched_by, a.valid) == (key, "host", True)
+        assert {"groups", "tags"} <= set(a.changes), a.changes
+        [bad] = [a for a in report.not_adoptable if a.hostid == dup_hostid]
+        assert bad.reason == f"host matches 2 NetBox objects: dcim.device:{dup_a.id}, dcim.device:{dup_b.id}"
+        missing = {m.host_key: m.reason for m in report.netbox_only}
+        assert missing[key] == f"adoptable: Zabbix host {name!r} (hostid {hostid})"
+        assert missing[f"dcim.device:{dup_a.id}"] == "no host yet: the next sync creates it"
+
+        producer = Producer(engine.cfg, client_id="test-adopt")
+        try:
+            refused = await adopt(engine, producer, [f"dcim.device:{dup_a.id}"], user="alice")
+            assert refused.status == "completed" and refused.results["adopted"] == 0
+            assert refused.results["refusals"] == {
+                f"dcim.device:{dup_a.id}": "no Zabbix host we do not own matches it"
+            }, "the duplicate name matched no single object, so nothing names it"
+            record = await adopt(engine, producer, [key], user="alice")
+        finally:
+            await producer.stop()
+        assert (record.job_kind, record.status, record.user) == ("adopt", "completed", "alice")
+        assert (record.results["adopted"], record.results["failed"]) == (1, 0)
+        assert record.results["hosts"][key]["hostid"] == hostid
+
+        [row] = zapi.host.get(
+            hostids=[hostid],
+            output=["host"],
+            selectTags=["tag", "value"],
+            **{zabbix_server.caps.host_groups_select: ["name"]},
+        )
+        tags = {(t["tag"], t["value"]) for t in row["tags"]}
+        assert ("netbox:key", key) in tags and ("team", "ops") in tags, "owner tag added, their own tag kept"
+        assert zabbix_server.host_groups(row) == {f"NetBox/{site_a['site'].name}", "Linux servers"}
+        writes = engine.zabbix.write_calls
+        [again] = await engine.sync([key])
+        assert again.action == "noop" and again.hostid == hostid
+        assert engine.zabbix.write_calls == writes, "an adopted host is then a zero-write no-op"
+        after = await adoption_report(engine)
+        assert hostid not in {a.hostid for a in [*after.adoptable, *after.not_adoptable, *after.zabbix_only]}
+    finally:
+        zapi.host.delete(*[h["hostid"] for h in zapi.host.get(hostids=[hostid, dup_hostid], output=["hostid"])])
