@@ -16,7 +16,7 @@ class Outcomes:
     """host key -> its last settled `SyncState`; unknown (None) for every key until caught up."""
 
     def __init__(self, cfg: Config) -> None:
-        self.states: dict[str, SyncState] = {}
+        self.states: dict[str, tuple[str, SyncState]] = {}  # host key -> (synced_at, state)
         self.follower = Follower(cfg, cfg.kafka.topics.host_status, self.apply)
 
     def apply(self, records: list[Any]) -> None:
@@ -25,11 +25,16 @@ class Outcomes:
                 self.record(msg)
 
     def record(self, status: HostStatus) -> None:
-        """Keep a status's settled state (a failure still being retried keeps the one before)."""
-        if status.state is not None:
-            self.states[status.host_key] = status.state
+        """Keep a status's settled state (a failure still being retried keeps the one before). The
+        follower may bring a status older than one recorded here first: the newer one stays."""
+        if status.state is None:
+            return
+        known = self.states.get(status.host_key)
+        if known is None or status.synced_at >= known[0]:
+            self.states[status.host_key] = (status.synced_at, status.state)
 
     def previous(self, host_key: str) -> SyncState | None:
         if not self.follower.caught_up.is_set():
             return None
-        return self.states.get(host_key)
+        known = self.states.get(host_key)
+        return known[1] if known else None

@@ -37,7 +37,16 @@ from consumer.zabbix import ZabbixError
 from nbzx.config import DEPENDENCY_OBJECT_TYPES, Config, parse_duration
 from nbzx.kafka import TOPIC_MAX_MESSAGE_BYTES, Producer, ProduceUnavailable, client_kwargs
 from nbzx.logging import get_logger
-from schemas.messages import ChangeEvent, DeadLetter, HostStatus, SyncRequest, UnknownVersion, decode, encode
+from schemas.messages import (
+    ChangeEvent,
+    DeadLetter,
+    HostStatus,
+    SyncRequest,
+    SyncState,
+    UnknownVersion,
+    decode,
+    encode,
+)
 
 log = get_logger(component="consumer")
 
@@ -75,7 +84,8 @@ class _Work:
         self.job_ids: dict[str, str] = {}  # the job a key's sync belongs to (a reconcile's, a console's)
         self.host_syncs: dict[str, list[SyncRequest]] = {}  # console "sync now" requests per key
         self.statuses: list[HostStatus] = []  # what the round did per key, for the console
-        self.synced: list[tuple[SyncResult, bool]] = []  # each key's result, and whether it is retried
+        # Each key's result, whether it is retried, and its outcome before this round (for write-back).
+        self.synced: list[tuple[SyncResult, bool, SyncState | None]] = []
 
     def add(self, key: str, rec: Any) -> None:
         self.records_by_key.setdefault(key, []).append(rec)
@@ -215,17 +225,24 @@ class EventConsumer:
             recs = work.records_by_key.get(r.host_key, [])
             d = decide(r.host_key, r.result, r.transient, r.error, self.parked.get(r.host_key), now, self.policy)
             decisions.append((d, recs))
-            work.statuses.append(host_status(r, d, work.event_at.get(r.host_key), work.job_ids.get(r.host_key)))
-            work.synced.append((r, d.outcome == "retry"))
+            self._status(work, r, d)
             self._observe(r, work)
         for key, (transient, error) in failed.items():  # keys the engine returned nothing for
             recs = work.records_by_key.get(key, [])
             d = decide(key, "error", transient, error, self.parked.get(key), now, self.policy)
             decisions.append((d, recs))
             r = SyncResult(host_key=key, action="sync", result="error", error=error, transient=transient)
-            work.statuses.append(host_status(r, d, work.event_at.get(key), work.job_ids.get(key)))
-            work.synced.append((r, d.outcome == "retry"))
+            self._status(work, r, d)
         return decisions
+
+    def _status(self, work: _Work, r: SyncResult, d: Decision) -> None:
+        """The key's status for the console, and its outcome before and after for write-back (read and
+        recorded here, before the status is published and the follower may bring it back)."""
+        status = host_status(r, d, work.event_at.get(r.host_key), work.job_ids.get(r.host_key))
+        work.statuses.append(status)
+        if self.outcomes is not None:
+            work.synced.append((r, d.outcome == "retry", self.outcomes.previous(r.host_key)))
+            self.outcomes.record(status)
 
     async def _settle(self, work: _Work, decisions: list[tuple[Decision, list[Any]]]) -> Round:
         """Park, dead-letter or finish each key's records as decided; pause on an outage."""
@@ -259,14 +276,10 @@ class EventConsumer:
         if self.outcomes is None:
             return
         cfg, now = self.cfg.netbox.write_back, datetime.now(UTC)
-        previous = {r.host_key: self.outcomes.previous(r.host_key) for r, _ in work.synced}
-        for st in work.statuses:
-            self.outcomes.record(st)
         writes = [
             w
-            for r, retrying in work.synced
-            if (w := write_back(r, retrying, previous[r.host_key], cfg, self.cfg.zabbix.ui_url, now)).journal
-            or w.fields
+            for r, retrying, previous in work.synced
+            if (w := write_back(r, retrying, previous, cfg, self.cfg.zabbix.ui_url, now)).journal or w.fields
         ]
         if writes:
             await apply_write_backs(self.engine.netbox, writes)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nbzx.config import Config
-from tests.conftest import HOOK_SECRET, NETBOX_TOKEN, ROOT
+from tests.conftest import HOOK_SECRET, NETBOX_TOKEN, ROOT, lab_ip
 
 
 def free_port() -> int:
@@ -32,12 +32,12 @@ def free_port() -> int:
 class ConsumerProcess:
     """One `nbzx consumer` process with its own config file and metrics port."""
 
-    def __init__(self, config_path: Path, log_path: Path) -> None:
+    def __init__(self, config_path: Path, log_path: Path, netbox_token: str = NETBOX_TOKEN) -> None:
         self.port = json.loads(config_path.read_text())["consumer"]["http_port"]
         env = {
             **os.environ,
             "NBZX_WEBHOOK_SECRET": HOOK_SECRET,
-            "NETBOX_TOKEN": NETBOX_TOKEN,
+            "NETBOX_TOKEN": netbox_token,
             "ZABBIX_USER": "Admin",
             "ZABBIX_PASSWORD": "zabbix",
             "NBZX_API_TOKEN": "test-api-token",
@@ -155,3 +155,65 @@ def pipeline_config_doc(cfg: Config, **host: Any) -> dict[str, Any]:
 
 def new_name(prefix: str = "e2e") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, nb: Any, zapi: Any, base: dict[str, Any], tmp: Path) -> None:
+        self.cfg, self.nb, self.zapi, self.base, self.tmp = cfg, nb, zapi, base, tmp
+        self.consumers: list[ConsumerProcess] = []
+        self.host_overrides: dict[str, Any] = {}
+        self.made: list[Any] = []
+
+    def consumer(self, **zabbix: Any) -> ConsumerProcess:
+        """A new consumer process; `zabbix` overrides its Zabbix settings (a low `rate_per_s` spaces its calls)."""
+        n = len(self.consumers)
+        doc = pipeline_config_doc(self.cfg, **self.host_overrides)
+        doc["zabbix"].update(zabbix)
+        path = write_config(doc, self.tmp / f"consumer{n}.yaml")
+        c = ConsumerProcess(path, self.tmp / f"consumer{n}.log")
+        self.consumers.append(c)
+        return c
+
+    def devices(self, names: list[str], with_ip: bool = False, **fields: Any) -> list[Any]:
+        """Create devices in one bulk POST (one webhook each)."""
+        b = self.base
+        devs = self.nb.dcim.devices.create(
+            [
+                {
+                    "name": n,
+                    "device_type": b["device_type"].id,
+                    "role": b["role"].id,
+                    "site": b["site"].id,
+                    "status": "active",
+                    **fields,
+                }
+                for n in names
+            ]
+        )
+        self.made.extend(devs)
+        if with_ip:
+            for i, d in enumerate(devs):
+                iface = self.nb.dcim.interfaces.create(device=d.id, name="eth0", type="1000base-t")
+                ip = self.nb.ipam.ip_addresses.create(
+                    address=f"{lab_ip(10 + i)}/24", assigned_object_type="dcim.interface", assigned_object_id=iface.id
+                )
+                d.update({"primary_ip4": ip.id})
+        return list(devs)
+
+    def hosts(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
+        return owned_hosts(self.zapi, keys)
+
+    async def converged(self, keys: list[str], check: Any = None, timeout_s: float = 60) -> dict[str, Any]:
+        """Wait until each key has exactly one host (passing `check`, if given); fail on duplicates."""
+
+        def ok() -> dict[str, Any] | None:
+            hosts = self.hosts(keys)
+            dups = {k: len(v) for k, v in hosts.items() if len(v) > 1}
+            assert not dups, f"duplicated hosts: {dups}"
+            if set(hosts) != set(keys):
+                return None
+            flat = {k: v[0] for k, v in hosts.items()}
+            return flat if check is None or all(check(k, h) for k, h in flat.items()) else None
+
+        result: dict[str, Any] = await wait_until(ok, timeout_s, f"{len(keys)} hosts in Zabbix")
+        return result

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,103 +16,8 @@ import pytest
 from nbzx.config import Config
 from nbzx.kafka import Producer
 from schemas import DeadLetter, SyncRequest, decode, encode
-from tests.conftest import ROOT, consume_all, end_offsets, ensure_stack, lab_ip
-from tests.e2e.pipeline import (
-    ConsumerProcess,
-    new_name,
-    owned_hosts,
-    pipeline_config_doc,
-    wait_until,
-    write_config,
-)
-
-
-class Pipeline:
-    def __init__(self, cfg: Config, nb: Any, zapi: Any, base: dict[str, Any], tmp: Path) -> None:
-        self.cfg, self.nb, self.zapi, self.base, self.tmp = cfg, nb, zapi, base, tmp
-        self.consumers: list[ConsumerProcess] = []
-        self.host_overrides: dict[str, Any] = {}
-        self.made: list[Any] = []
-
-    def consumer(self, **zabbix: Any) -> ConsumerProcess:
-        """A new consumer process; `zabbix` overrides its Zabbix settings (a low `rate_per_s` spaces its calls)."""
-        n = len(self.consumers)
-        doc = pipeline_config_doc(self.cfg, **self.host_overrides)
-        doc["zabbix"].update(zabbix)
-        path = write_config(doc, self.tmp / f"consumer{n}.yaml")
-        c = ConsumerProcess(path, self.tmp / f"consumer{n}.log")
-        self.consumers.append(c)
-        return c
-
-    def devices(self, names: list[str], with_ip: bool = False, **fields: Any) -> list[Any]:
-        """Create devices in one bulk POST (one webhook each)."""
-        b = self.base
-        devs = self.nb.dcim.devices.create(
-            [
-                {
-                    "name": n,
-                    "device_type": b["device_type"].id,
-                    "role": b["role"].id,
-                    "site": b["site"].id,
-                    "status": "active",
-                    **fields,
-                }
-                for n in names
-            ]
-        )
-        self.made.extend(devs)
-        if with_ip:
-            for i, d in enumerate(devs):
-                iface = self.nb.dcim.interfaces.create(device=d.id, name="eth0", type="1000base-t")
-                ip = self.nb.ipam.ip_addresses.create(
-                    address=f"{lab_ip(10 + i)}/24", assigned_object_type="dcim.interface", assigned_object_id=iface.id
-                )
-                d.update({"primary_ip4": ip.id})
-        return list(devs)
-
-    def hosts(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
-        return owned_hosts(self.zapi, keys)
-
-    async def converged(self, keys: list[str], check: Any = None, timeout_s: float = 60) -> dict[str, Any]:
-        """Wait until each key has exactly one host (passing `check`, if given); fail on duplicates."""
-
-        def ok() -> dict[str, Any] | None:
-            hosts = self.hosts(keys)
-            dups = {k: len(v) for k, v in hosts.items() if len(v) > 1}
-            assert not dups, f"duplicated hosts: {dups}"
-            if set(hosts) != set(keys):
-                return None
-            flat = {k: v[0] for k, v in hosts.items()}
-            return flat if check is None or all(check(k, h) for k, h in flat.items()) else None
-
-        result: dict[str, Any] = await wait_until(ok, timeout_s, f"{len(keys)} hosts in Zabbix")
-        return result
-
-
-@pytest.fixture
-async def pipeline(
-    netbox_api: Any, zabbix_api: Any, netbox_objects: Any, receiver_for_netbox: Any, tmp_path: Path
-) -> AsyncIterator[Pipeline]:
-    ensure_stack("kafka", "zabbix", "netbox")
-    types = [
-        "dcim.device",
-        "dcim.interface",
-        "ipam.ipaddress",
-        "virtualization.virtualmachine",
-        "dcim.site",
-        "extras.tag",
-    ]
-    cfg = await receiver_for_netbox(types)
-    p = Pipeline(cfg, netbox_api, zabbix_api, netbox_objects("pipe"), tmp_path)
-    yield p
-    for c in p.consumers:
-        c.stop()
-    ids = [d.id for d in p.made]
-    existing = (
-        [d.id for d in await asyncio.to_thread(lambda: list(netbox_api.dcim.devices.filter(id=ids)))] if ids else []
-    )
-    if existing:
-        await asyncio.to_thread(netbox_api.dcim.devices.delete, existing)
+from tests.conftest import ROOT, consume_all, end_offsets, lab_ip
+from tests.e2e.pipeline import ConsumerProcess, Pipeline, new_name, wait_until
 
 
 def _stack(*args: str) -> None:

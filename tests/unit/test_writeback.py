@@ -134,3 +134,22 @@ def test_nothing_written_when_not_read_or_not_settled_or_turned_off() -> None:
 def test_field_names_are_checked() -> None:
     with pytest.raises(ValueError, match="lowercase"):
         WriteBackConfig(state_field="Sync State")
+
+
+def test_outcomes_keep_the_newest_state_whatever_order_statuses_come_in() -> None:
+    """The consumer records a status before publishing it; its follower brings older ones later."""
+    from consumer.outcomes import Outcomes
+    from nbzx.config import Config
+    from schemas.messages import HostStatus
+
+    outcomes = Outcomes(Config())
+    outcomes.follower.caught_up.set()
+    newer = HostStatus(host_key="dcim.device:7", state="failed", synced_at="2026-11-30T03:00:01.500000+00:00")
+    older = HostStatus(host_key="dcim.device:7", state="in_sync", synced_at="2026-11-30T03:00:01+00:00")
+    retrying = HostStatus(host_key="dcim.device:7", state=None, synced_at="2026-11-30T03:00:02+00:00")
+    for status in (newer, older, retrying):
+        outcomes.record(status)
+    assert outcomes.previous("dcim.device:7") == "failed"
+    assert outcomes.previous("dcim.device:8") is None
+    outcomes.follower.caught_up.clear()
+    assert outcomes.previous("dcim.device:7") is None, "not caught up: unknown"
