@@ -13,6 +13,8 @@ from typing import Any
 from consumer.mapping import group_is_managed, is_ours, safe_host_name, secret_digest
 from consumer.model import (
     DELETED_TAG,
+    IPMI_DEFAULTS,
+    IPMI_FIELDS,
     SECRET_HASH_PREFIX,
     ActualHost,
     ActualInterface,
@@ -79,6 +81,7 @@ def create_changes(d: DesiredHost) -> dict[str, Any]:
     }
     if d.inventory_mode != -1 and d.inventory:
         changes["inventory"] = dict(d.inventory)
+    changes.update({f: getattr(d, f) for f in IPMI_FIELDS if getattr(d, f) != IPMI_DEFAULTS[f]})
     if d.proxy:
         changes["proxy"] = d.proxy
     if d.proxy_group:
@@ -104,7 +107,7 @@ def plan_sync(d: DesiredHost, a: ActualHost | None) -> Plan:
     if a is None:
         return Plan(host_key=d.host_key, action="create", changes=create_changes(d))
     changes: dict[str, Any] = {}
-    for attr in ("host", "name", "status", "description", "proxy", "proxy_group"):
+    for attr in ("host", "name", "status", "description", "proxy", "proxy_group", *IPMI_FIELDS):
         if getattr(d, attr) != getattr(a, attr):
             changes[attr] = getattr(d, attr)
 

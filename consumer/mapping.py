@@ -22,7 +22,15 @@ from consumer.model import (
     Interface,
     Macro,
 )
-from nbzx.config import Config, HostConfig, InterfacesConfig, SnmpConfig
+from nbzx.config import (
+    IPMI_AUTHTYPES,
+    IPMI_PRIVILEGES,
+    Config,
+    HostConfig,
+    InterfacesConfig,
+    IpmiConfig,
+    SnmpConfig,
+)
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
 _UNSAFE_HOST_CHARS = re.compile(r"[^0-9A-Za-z_. \-]")
@@ -329,6 +337,7 @@ def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str
         description=render(host.description, obj),
         proxy=proxy,
         proxy_group=proxy_group,
+        **_ipmi(host.interfaces.ipmi, zctx, obj),
         maintenance=mapped == "maintenance" or bool(_names(obj.get("tags")) & set(host.maintenance.tags)),
         managed_tag_names=tag_names | {str(k) for k in (ctx_tags or {})}
         if isinstance(ctx_tags, Mapping)
@@ -338,6 +347,25 @@ def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str
         managed_group_prefixes=tuple(host.managed_group_prefixes),
         authoritative=frozenset(host.authoritative),
     )
+
+
+def _ipmi(cfg: IpmiConfig, zctx: Mapping[str, Any], obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The host's IPMI access: the config context's `zabbix.ipmi` (authtype, privilege, username) over
+    the config; the password only from the config (the environment), never from NetBox."""
+    raw = zctx.get("ipmi")
+    ctx: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    authtype = str(ctx.get("authtype", cfg.authtype)).lower()
+    privilege = str(ctx.get("privilege", cfg.privilege)).lower()
+    if authtype not in IPMI_AUTHTYPES:
+        raise ValueError(f"zabbix.ipmi.authtype {authtype!r}: one of {', '.join(IPMI_AUTHTYPES)}")
+    if privilege not in IPMI_PRIVILEGES:
+        raise ValueError(f"zabbix.ipmi.privilege {privilege!r}: one of {', '.join(IPMI_PRIVILEGES)}")
+    return {
+        "ipmi_authtype": IPMI_AUTHTYPES[authtype],
+        "ipmi_privilege": IPMI_PRIVILEGES[privilege],
+        "ipmi_username": render(str(ctx.get("username", cfg.username)), obj),
+        "ipmi_password": cfg.password,
+    }
 
 
 def _monitored_by(zctx: Mapping[str, Any], host: HostConfig, obj: Mapping[str, Any]) -> tuple[str | None, str | None]:

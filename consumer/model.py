@@ -12,6 +12,13 @@ from typing import Any, Literal
 from msgspec import Struct, field
 
 AGENT, SNMP, IPMI, JMX = 1, 2, 3, 4  # Zabbix's interface types
+IPMI_DEFAULTS: dict[str, int | str] = {
+    "ipmi_authtype": -1,
+    "ipmi_privilege": 2,
+    "ipmi_username": "",
+    "ipmi_password": "",
+}
+IPMI_FIELDS = tuple(IPMI_DEFAULTS)
 OWNER_TAG = "netbox:key"
 MAINTENANCE_PREFIX = "nbzx:"  # our maintenance windows are named "nbzx:<host key>"
 URL_TAG = "netbox:url"
@@ -60,6 +67,11 @@ class DesiredHost(Struct, frozen=True, kw_only=True):
     description: str = ""
     proxy: str | None = None
     proxy_group: str | None = None
+    # IPMI access (host-level in Zabbix): -1 default auth, privilege 2 user; the password is as written.
+    ipmi_authtype: int = -1
+    ipmi_privilege: int = 2
+    ipmi_username: str = ""
+    ipmi_password: str = ""
     maintenance: bool = False
     # Names of the tags, templates and macros our config can produce on any host: only these are
     # made to match; what people add by hand in Zabbix outside them stays.
@@ -104,6 +116,10 @@ class ActualHost(Struct, frozen=True, kw_only=True):
     description: str = ""
     proxy: str | None = None
     proxy_group: str | None = None
+    ipmi_authtype: int = -1
+    ipmi_privilege: int = 2
+    ipmi_username: str = ""
+    ipmi_password: str = ""
 
     @property
     def host_key(self) -> str | None:

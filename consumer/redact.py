@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 MASK = "********"
-_SECRET_DETAILS = frozenset({"authpassphrase", "privpassphrase", "community"})
+_SECRET_DETAILS = frozenset({"authpassphrase", "privpassphrase", "community", "ipmi_password"})
 _MACRO_REF = re.compile(r"^\{\$[A-Z0-9_.]+(:.*)?\}$")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from consumer.model import OWNER_TAG, ActualHost, ActualInterface, ActualMacro, Interface
+from consumer.model import IPMI_FIELDS, OWNER_TAG, ActualHost, ActualInterface, ActualMacro, Interface
 from consumer.zabbix_versions import Capabilities
 
 _SNMP_KEYS = {
@@ -28,7 +28,7 @@ _SNMP_KEYS = {
         "contextname",
     ),
 }
-HOST_OUTPUT = ["hostid", "host", "name", "status", "description", "inventory_mode"]
+HOST_OUTPUT = ["hostid", "host", "name", "status", "description", "inventory_mode", *IPMI_FIELDS]
 
 
 def host_get_params(
@@ -139,6 +139,10 @@ def normalise_host(
         description=str(raw.get("description", "")),
         proxy=proxy,
         proxy_group=proxy_group,
+        ipmi_authtype=int(raw.get("ipmi_authtype", -1)),
+        ipmi_privilege=int(raw.get("ipmi_privilege", 2)),
+        ipmi_username=str(raw.get("ipmi_username", "")),
+        ipmi_password=str(raw.get("ipmi_password", "")),
     )
 
 

@@ -206,6 +206,20 @@ class SnmpConfig(_Base):
     privpassphrase_env: str | None = None
 
 
+IPMI_AUTHTYPES = {"default": -1, "none": 0, "md2": 1, "md5": 2, "straight": 4, "oem": 5, "rmcp+": 6}
+IPMI_PRIVILEGES = {"callback": 1, "user": 2, "operator": 3, "admin": 4, "oem": 5}
+
+
+class IpmiConfig(_Base):
+    """IPMI access for every host (a config context's `zabbix.ipmi` overrides authtype, privilege, username)."""
+
+    authtype: Literal["default", "none", "md2", "md5", "straight", "oem", "rmcp+"] = "default"
+    privilege: Literal["callback", "user", "operator", "admin", "oem"] = "user"
+    username: str = ""  # a placeholder such as "{custom_fields.bmc_user}" works too
+    password: str = ""  # from password_env only
+    password_env: str | None = None
+
+
 class InterfacesConfig(_Base):
     default: Literal["agent", "snmp", "none"] = "agent"
     snmp_when: dict[str, Any] = field(default_factory=dict)
@@ -213,6 +227,7 @@ class InterfacesConfig(_Base):
     ipmi_port: Port = 623
     jmx_port: Port = 12345
     snmp: SnmpConfig = field(default_factory=SnmpConfig)
+    ipmi: IpmiConfig = field(default_factory=IpmiConfig)
     use_dns: bool = False
     ip_family: Literal["ipv4", "ipv6", "any"] = "any"
     # Interfaces every host gets besides the default one, each like a config context's
@@ -428,6 +443,9 @@ def _fill_env_secrets(cfg: Config, env: Mapping[str, str]) -> None:
         snmp.authpassphrase = _from_env(env, snmp.authpassphrase_env, "host.interfaces.snmp.authpassphrase_env")
     if snmp.privpassphrase_env:
         snmp.privpassphrase = _from_env(env, snmp.privpassphrase_env, "host.interfaces.snmp.privpassphrase_env")
+    ipmi = cfg.host.interfaces.ipmi
+    if ipmi.password_env:
+        ipmi.password = _from_env(env, ipmi.password_env, "host.interfaces.ipmi.password_env")
 
 
 def parse_config(text: str | bytes, env: Mapping[str, str] | None = None) -> Config:

@@ -421,7 +421,7 @@ async def test_a_create_that_lost_a_race_is_retried_and_then_a_noop(env: Env) ->
     assert again.action == "noop"
 
 
-async def test_ipmi_jmx_and_out_of_band_interfaces_are_written_then_a_zero_write_noop(env: Env) -> None:
+async def test_ipmi_jmx_and_out_of_band_interfaces_and_ipmi_access_are_written_then_a_zero_write_noop(env: Env) -> None:
     name = f"sync-{uuid.uuid4().hex[:6]}"
     dev = await asyncio.to_thread(env.device, name, lab_ip(90))
 
@@ -438,15 +438,27 @@ async def test_ipmi_jmx_and_out_of_band_interfaces_are_written_then_a_zero_write
                     {"type": "ipmi", "address": "oob", "use_dns": True},
                     {"type": "jmx", "port": 9010},
                     {"type": "jmx", "port": 9011},
-                ]
+                ],
+                "ipmi": {"authtype": "md5", "privilege": "operator", "username": "bmc-{name}"},
             }
         }
         dev.update({"oob_ip": oob.id, "local_context_data": context})
 
     await asyncio.to_thread(add_oob)
+    env.cfg.host.interfaces.ipmi.password = "bmc-pass"  # from password_env in a real config
     key = f"dcim.device:{dev.id}"
     [res] = await env.sync(key)
     assert (res.action, res.result) == ("create", "ok"), res
+    [access] = env.zapi.host.get(
+        hostids=[res.hostid], output=["ipmi_authtype", "ipmi_privilege", "ipmi_username", "ipmi_password"]
+    )
+    assert access == {
+        "hostid": res.hostid,
+        "ipmi_authtype": "2",
+        "ipmi_privilege": "3",
+        "ipmi_username": f"bmc-{name}",
+        "ipmi_password": "bmc-pass",
+    }
     rows = env.zapi.hostinterface.get(
         hostids=[res.hostid], output=["type", "ip", "dns", "useip", "port", "main"], sortfield="interfaceid"
     )

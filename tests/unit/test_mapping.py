@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from consumer.diff import create_changes
 from consumer.mapping import Skip, map_host, matches, render, safe_host_name, secret_digest
 from consumer.model import AGENT, IPMI, JMX, SNMP, Interface
+from consumer.redact import redacted
 from nbzx.config import Config, parse_config
 from tests.conftest import captures
 
@@ -274,6 +276,22 @@ def test_ipmi_and_jmx_interfaces_and_one_on_the_out_of_band_ip() -> None:
         (IPMI, "10.99.0.10", "623", 1, 1),
         (JMX, "192.0.2.10", "12345", 1, 1),
     ]
+
+
+def test_ipmi_access_from_config_and_config_context_with_the_password_from_the_environment() -> None:
+    ipmi = {"authtype": "md5", "privilege": "operator", "username": "{name}", "password_env": "NBZX_IPMI_PASSWORD"}
+    c = parse_config(json.dumps({"host": {"interfaces": {"ipmi": ipmi}}}), {"NBZX_IPMI_PASSWORD": "s3cret"})
+    d = map_host(device(), "dcim.device:1", c)
+    assert (d.ipmi_authtype, d.ipmi_privilege, d.ipmi_username, d.ipmi_password) == (2, 3, "srv-01-renamed", "s3cret")
+    ctx = {"zabbix": {"ipmi": {"authtype": "RMCP+", "privilege": "admin", "username": "bmc"}}}
+    d2 = map_host(device(config_context=ctx), "dcim.device:1", c)
+    assert (d2.ipmi_authtype, d2.ipmi_privilege, d2.ipmi_username, d2.ipmi_password) == (6, 4, "bmc", "s3cret")
+    plain = map_host(device(), "dcim.device:1", cfg())
+    assert (plain.ipmi_authtype, plain.ipmi_privilege, plain.ipmi_username, plain.ipmi_password) == (-1, 2, "", "")
+    with pytest.raises(ValueError, match="authtype 'md4'"):
+        map_host(device(config_context={"zabbix": {"ipmi": {"authtype": "md4"}}}), "dcim.device:1", c)
+    assert redacted(create_changes(d))["ipmi_password"] == "********"
+    assert "ipmi_authtype" not in create_changes(plain), "defaults are not written"
 
 
 def test_an_interface_on_a_missing_out_of_band_ip_is_left_out() -> None:
