@@ -92,3 +92,13 @@ def test_extra_interfaces_are_checked_at_start() -> None:
         parse_config('{"host": {"interfaces": {"extra": [{"type": "telnet"}]}}}', {})
     with pytest.raises(ConfigError, match=r"extra\[0\]\.address must be primary or oob"):
         parse_config('{"host": {"interfaces": {"extra": [{"type": "ipmi", "address": "bmc"}]}}}', {})
+
+
+@pytest.mark.parametrize("name", ["interfaces.yaml", "write-back.yaml", "adopt.yaml", "local.yaml"])
+def test_the_examples_are_valid_configs(name: str) -> None:
+    path = Path(__file__).resolve().parents[2] / "examples" / name
+    cfg = load_config(path, {"NBZX_IPMI_PASSWORD": "from-the-environment"})
+    if name == "write-back.yaml":
+        assert cfg.netbox.write_back.journal and cfg.netbox.write_back.custom_fields
+    if name == "interfaces.yaml":
+        assert cfg.host.interfaces.ipmi.password == "from-the-environment"
