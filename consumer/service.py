@@ -281,8 +281,12 @@ class EventConsumer:
             for r, retrying, previous in work.synced
             if (w := write_back(r, retrying, previous, cfg, self.cfg.zabbix.ui_url, now)).journal or w.fields
         ]
-        if writes:
+        if not writes:
+            return
+        try:
             await apply_write_backs(self.engine.netbox, writes)
+        except Exception:  # NetBox's refusals are handled there; anything else must not stop consuming
+            log.exception("write_back_crashed", writes=len(writes))
 
     async def _publish_statuses(self, work: _Work, dead_keys: set[str]) -> None:
         """Host statuses and console host_sync job records: best effort, never holding delivery back

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from msgspec import Struct
 
+from consumer.netbox import ENDPOINTS
 from consumer.sync import SyncResult
 from nbzx.config import WriteBackConfig
 from schemas.messages import SyncState
@@ -102,8 +103,9 @@ def write_back(
     zabbix_url: str,
     now: datetime,
 ) -> WriteBack:
-    """Everything one sync writes back to NetBox under `cfg`."""
-    state = sync_state(r, retrying)
+    """Everything one sync writes back to NetBox under `cfg` (nothing for a key that is not a host's:
+    a dependency's fan-out that failed is not news for that object)."""
+    state = sync_state(r, retrying) if r.host_key.rpartition(":")[0] in ENDPOINTS else None
     return WriteBack(
         host_key=r.host_key,
         state=state,

@@ -131,6 +131,12 @@ def test_nothing_written_when_not_read_or_not_settled_or_turned_off() -> None:
     assert journal_only.journal is not None and journal_only.fields is None
 
 
+def test_a_key_that_is_not_a_hosts_gets_nothing() -> None:
+    fanout = SyncResult(host_key="dcim.site:5", action="sync", result="error", error="NetBox answered 400")
+    wb = write_back(fanout, False, "in_sync", CFG, ZBX, NOW)
+    assert (wb.state, wb.journal, wb.fields) == (None, None, None)
+
+
 def test_field_names_are_checked() -> None:
     with pytest.raises(ValueError, match="lowercase"):
         WriteBackConfig(state_field="Sync State")
