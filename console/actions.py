@@ -1,7 +1,7 @@
 """What the console's buttons do: each one a Kafka request plus a job record naming the user who asked.
 
-Nothing here writes to Zabbix: reconciles and schedules go to the control topic (the control loop runs
-them), host syncs and dead-letter retries to the events topic (the consumers run them, in order per host).
+Nothing here writes to Zabbix: reconciles, schedules and adoptions go to the control topic (the control
+loop runs them), host syncs and dead-letter retries to the events topic (the consumers run them, in order per host).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from nbzx.config import Config
 from nbzx.jobs import publish_record
 from nbzx.kafka import Producer
 from schemas.messages import (
+    AdoptRequest,
     CancelRequest,
     JobRecord,
     ReconcileRequest,
@@ -119,6 +120,17 @@ class Actions:
         )
         await publish_record(self.producer, self.cfg, record)
         return job_id
+
+    async def adopt(self, user: str, host_keys: list[str]) -> str:
+        """Ask the control loop to take over these hosts (every valid one when empty); returns the job id."""
+        req = AdoptRequest(user=user, host_keys=sorted(set(host_keys)))
+        await self.producer.send(self.cfg.kafka.topics.control, "adopt", encode(req))
+        params = {"host_keys": req.host_keys or "all valid"}
+        record = JobRecord(
+            job_id=req.job_id, job_kind="adopt", status="pending", trigger="console", user=user, params=params
+        )
+        await publish_record(self.producer, self.cfg, record)
+        return req.job_id
 
     async def retry(self, user: str, job: JobRecord) -> str:
         """Run a failed or errored job again with the same parameters; returns the new job id."""

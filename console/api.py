@@ -19,6 +19,7 @@ from console.forms import (
     reconcile_json,
 )
 from console.views import difference_rows, job_summary, query_hosts, query_jobs
+from consumer.adopt import adoption_report
 from consumer.redact import redacted
 from nbzx.kafka import ProduceUnavailable
 from schemas.messages import JobRecord
@@ -153,6 +154,31 @@ async def difference(request: web.Request) -> web.Response:
 
 
 @_errors
+async def adoption(request: web.Request) -> web.Response:
+    c = console_of(request)
+    if c.engine is None:
+        return json_response(503, {"error": "this console has no NetBox and Zabbix connection"})
+    return json_response(200, msgspec.to_builtins(await adoption_report(c.engine)))
+
+
+@_errors
+async def adopt(request: web.Request) -> web.Response:
+    c, ident = console_of(request), identity_of(request)
+    body = await _body(request)
+    unknown = sorted(set(body) - {"host_keys"})
+    if unknown:
+        raise BadInput(f"unknown field(s): {', '.join(unknown)} (known: host_keys)")
+    keys = body.get("host_keys")
+    if keys == "all":
+        keys = []
+    elif not keys:
+        raise BadInput('host_keys: a list of host keys, or "all" for every valid one')
+    else:
+        keys = host_keys(keys)
+    return json_response(202, {"job_id": await c.actions.adopt(ident.user, keys), "host_keys": keys or "all"})
+
+
+@_errors
 async def sync_host(request: web.Request) -> web.Response:
     c, ident = console_of(request), identity_of(request)
     key = host_key(request.match_info["key"])
@@ -196,3 +222,5 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/hosts/{key}/sync", sync_host)
     r.add_get("/api/v1/dead-letters", dead_letters)
     r.add_post("/api/v1/dead-letters/retry", retry_letters)
+    r.add_get("/api/v1/adoption", adoption)
+    r.add_post("/api/v1/adoption", adopt)

@@ -30,6 +30,7 @@ from console.views import (
     query_hosts,
     query_jobs,
 )
+from consumer.adopt import adoption_report
 from consumer.netbox import ENDPOINTS
 from consumer.redact import redacted
 from nbzx.config import RECONCILE_INTERVALS
@@ -358,6 +359,37 @@ async def retry_letters(request: web.Request) -> web.Response:
     return await _act(request, "/dead-letters", go)
 
 
+# ---- adoption ----
+
+
+async def adoption(request: web.Request) -> web.Response:
+    """What `nbzx adopt plan` prints, computed now (nothing is written)."""
+    c = console_of(request)
+    report, error = None, ""
+    if c.engine is None:
+        error = "this console has no NetBox and Zabbix connection"
+    else:
+        try:
+            report = await adoption_report(c.engine)
+        except Exception as exc:  # NetBox or Zabbix away: say so
+            error = f"{type(exc).__name__}: {exc}"
+    return render(request, "adoption.html", report=report, error=error)
+
+
+async def adopt(request: web.Request) -> web.Response:
+    c, ident = console_of(request), identity_of(request)
+    form = await request.post()
+
+    async def go() -> tuple[str, str]:
+        keys = [host_key(str(v)) for v in form.getall("host_key", [])]
+        if not keys and form.get("all") != "1":
+            raise BadInput("choose hosts to adopt, or adopt all valid ones")
+        job_id = await c.actions.adopt(ident.user, keys)
+        return f"/jobs/{job_id}", f"Adoption of {len(keys) or 'every valid'} host(s) requested"
+
+    return await _act(request, "/adoption", go)
+
+
 def now_utc() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")
 
@@ -380,3 +412,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/dead-letters", dead_letters)
     r.add_get("/dead-letters/{partition}/{offset}", dead_letter)
     r.add_post("/dead-letters/retry", retry_letters)
+    r.add_get("/adoption", adoption)
+    r.add_post("/adoption", adopt)

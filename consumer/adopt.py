@@ -71,14 +71,24 @@ async def adopt(
     *,
     trigger: Trigger = "cli",
     user: str | None = None,
+    job_id: str | None = None,
 ) -> JobRecord:
-    """Take over the valid matches for `host_keys` (None: every valid one), recorded as an `adopt` job."""
-    job = Job(producer, engine.cfg, "adopt", trigger=trigger, user=user, params={"host_keys": host_keys or "all valid"})
+    """Take over the valid matches for `host_keys` (None: every valid one), recorded as an `adopt` job:
+    `completed`, `failed` when a host could not be taken over, `errored` when the job could not run."""
+    params = {"host_keys": host_keys or "all valid"}
+    job = Job(producer, engine.cfg, "adopt", job_id=job_id, trigger=trigger, user=user, params=params)
     await job.publish("running")
     try:
-        report = await adoption_report(engine)
-    except Exception as exc:
+        summary = await _take_over(engine, job, host_keys)
+    except Exception as exc:  # Zabbix or NetBox away, or a bug: the job says so
+        log.exception("adopt_errored", job_id=job.id)
         return await job.publish("errored", error=f"{type(exc).__name__}: {exc}")
+    return await job.publish("failed" if summary["failed"] else "completed", results=summary)
+
+
+async def _take_over(engine: SyncEngine, job: Job, host_keys: list[str] | None) -> dict[str, Any]:
+    """Owner tags on the valid matches, then the normal sync of their keys; the job's results."""
+    report = await adoption_report(engine)
     valid = {a.host_key: a for a in report.adoptable if a.host_key}
     why_not = {a.host_key: a.reason for a in report.not_adoptable if a.host_key}
     wanted = host_keys if host_keys is not None else sorted(valid)
@@ -101,7 +111,8 @@ async def adopt(
     adopted = {r.host_key: r.hostid for r in results if r.host_key not in failed}
     for key in adopted:
         log.info("adopted", host_key=key, hostid=adopted[key], host=valid[key].host)
-    summary = {
+    job.note("adopt_done", adopted=len(adopted), failed=len(failed), refused=len(refused))
+    return {
         "adopted": len(adopted),
         "failed": len(failed),
         "refused": len(refused),
@@ -109,4 +120,3 @@ async def adopt(
         "errors": failed,
         "refusals": refused,
     }
-    return await job.publish("failed" if failed else "completed", results=summary)

@@ -1,5 +1,6 @@
-"""The control loop: reconcile requests from the control topic, one reconcile at a time, and the
-system jobs (`maintenance_cleanup`, `settings_import`) on their intervals.
+"""The control loop: reconcile requests from the control topic, one reconcile at a time, adoptions
+(`AdoptRequest`, one at a time, beside a reconcile), and the system jobs (`maintenance_cleanup`,
+`settings_import`) on their intervals.
 
 The control topic has one partition and its own consumer group, so across all consumer replicas
 exactly one process runs reconciles and system jobs. A request that arrives while a reconcile runs
@@ -28,6 +29,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from consumer.adopt import adopt
 from consumer.reconcile import Reconciler, job_kind, job_params
 from consumer.sync import SyncEngine
 from consumer.system_jobs import maintenance_cleanup, settings_import
@@ -36,7 +38,17 @@ from nbzx.jobs import ENDED, publish_record, read_jobs
 from nbzx.kafka import Producer, client_kwargs
 from nbzx.logging import get_logger
 from nbzx.scheduler import next_run, parse_time
-from schemas.messages import CancelRequest, JobRecord, JobStatus, ReconcileRequest, decode, encode, new_id, utc_now
+from schemas.messages import (
+    AdoptRequest,
+    CancelRequest,
+    JobRecord,
+    JobStatus,
+    ReconcileRequest,
+    decode,
+    encode,
+    new_id,
+    utc_now,
+)
 
 log = get_logger(component="control")
 STALE_AFTER_S = 24 * 3600
@@ -73,6 +85,7 @@ class ControlLoop:
     ) -> None:
         self.cfg, self.reconciler, self.producer, self.stopping = cfg, reconciler, producer, stopping
         self.running: tuple[ReconcileRequest, asyncio.Task[JobRecord]] | None = None
+        self.adopting: tuple[AdoptRequest, asyncio.Task[JobRecord]] | None = None
         self.held: dict[str, tuple[datetime, ReconcileRequest, int]] = {}  # job id -> (due, request, offset)
         self.ended: set[str] = set()  # job ids that ran or were skipped or cancelled: never run again
         self.chained: set[str] = set()  # recurring job ids whose next run was already requested
@@ -110,10 +123,11 @@ class ControlLoop:
         finally:
             for job in system_jobs:
                 job.cancel()
-            if self.running is not None:
-                self.running[1].cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self.running[1]
+            for in_flight in (self.running, self.adopting):
+                if in_flight is not None:
+                    in_flight[1].cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await in_flight[1]
             await consumer.stop()
 
     async def _step(
@@ -133,9 +147,11 @@ class ControlLoop:
             if due <= now:
                 await self._start(req)  # raises when Kafka refuses: the request stays held, tried next step
                 del self.held[job_id]
-        if self.running is None or self.running[1].done():
+        if self.adopting is not None and self.adopting[1].done():
+            self.adopting = None
+        if (self.running is None or self.running[1].done()) and self.adopting is None:
             self.running = None
-            if pending_commit:  # committed only once no reconcile is in flight, and not past a held request
+            if pending_commit:  # committed only once no job is in flight, and not past a held request
                 oldest_held = min((offset for _, _, offset in self.held.values()), default=None)
                 offsets = {
                     tp: off if oldest_held is None else min(off, oldest_held) for tp, off in pending_commit.items()
@@ -163,6 +179,9 @@ class ControlLoop:
             return
         if isinstance(req, CancelRequest):
             await self._cancel(req)
+            return
+        if isinstance(req, AdoptRequest):
+            await self._adopt(req)
             return
         if not isinstance(req, ReconcileRequest):
             log.error("control_message_unexpected", kind=type(req).__name__, offset=rec.offset)
@@ -195,6 +214,28 @@ class ControlLoop:
         else:
             self.running = (req, asyncio.create_task(self._reconcile(req)))
         self.ended.add(req.job_id)
+
+    async def _adopt(self, req: AdoptRequest) -> None:
+        """Run an adoption (one at a time: a second one while it runs is recorded skipped)."""
+        if req.job_id in self.ended:
+            return
+        self.ended.add(req.job_id)
+        if self.adopting is not None and not self.adopting[1].done():
+            record = JobRecord(
+                job_id=req.job_id,
+                job_kind="adopt",
+                status="skipped",
+                trigger=req.trigger,
+                user=req.user,
+                completed=utc_now(),
+                error=f"adopt {self.adopting[0].job_id} is running",
+                params={"host_keys": req.host_keys or "all valid"},
+            )
+            await publish_record(self.producer, self.cfg, record)
+            return
+        keys = req.host_keys or None
+        run = adopt(self.reconciler.engine, self.producer, keys, trigger=req.trigger, user=req.user, job_id=req.job_id)
+        self.adopting = (req, asyncio.create_task(run))
 
     async def _request_next(self, req: ReconcileRequest) -> None:
         assert req.interval is not None

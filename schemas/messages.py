@@ -114,6 +114,16 @@ class CancelRequest(_Envelope, tag="cancel_request"):
     user: str | None = None
 
 
+class AdoptRequest(_Envelope, tag="adopt_request"):
+    """Take over Zabbix hosts we do not own (keyed "adopt" on the control topic): the valid matches of
+    these host keys, or every valid one when the list is empty (DESIGN §11)."""
+
+    job_id: str = field(default_factory=new_id)
+    trigger: Trigger = "console"
+    user: str | None = None
+    host_keys: list[HostKey] = field(default_factory=list)
+
+
 class JobRecord(_Envelope, tag="job_record"):
     """The latest state of one job (keyed by job id on the compacted jobs topic)."""
 
@@ -171,12 +181,15 @@ class DeadLetter(_Envelope, tag="dead_letter"):
     original: str  # the original message, verbatim, as text
 
 
-Message = ChangeEvent | SyncRequest | ReconcileRequest | CancelRequest | JobRecord | DeadLetter | HostStatus
+Message = (
+    ChangeEvent | SyncRequest | ReconcileRequest | CancelRequest | AdoptRequest | JobRecord | DeadLetter | HostStatus
+)
 MESSAGE_TYPES: tuple[type[Struct], ...] = (
     ChangeEvent,
     SyncRequest,
     ReconcileRequest,
     CancelRequest,
+    AdoptRequest,
     JobRecord,
     DeadLetter,
     HostStatus,

@@ -246,3 +246,32 @@ def test_a_viewer_reads_but_cannot_act(console_session: Session) -> None:
     assert "actions need the operator role" in refused.value.read().decode()
     b.open("/jobs")
     assert not b.all('#jobs tr[data-kind="reconcile"]'), "the refused POST started nothing"
+
+
+def test_operator_adopts_a_hand_made_host_from_the_adoption_page(console_session: Session, zabbix_api: Any) -> None:
+    s, b, nb = console_session, console_session.b, console_session.nb
+    name = f"{s.base['site'].slug}-legacy"
+    dev = create_device(nb, s.base, name, lab_ip(66))
+    key = f"dcim.device:{dev.id}"
+    gid = zabbix_api.hostgroup.get(filter={"name": "Linux servers"})[0]["groupid"]
+    iface = {"type": 1, "main": 1, "useip": 1, "ip": lab_ip(66), "dns": "", "port": "10050"}
+    hostid = zabbix_api.host.create(host=name, groups=[{"groupid": gid}], interfaces=[iface])["hostids"][0]
+    try:
+        b.sign_in(OPERATOR.split(":")[1])
+        b.open("/adoption")
+        row = b.find(f'#adoptable tr[data-hostid="{hostid}"]')
+        assert row.get_attribute("data-host-key") == key and "groups" in row.text
+        assert key in [el.get_attribute("data-host-key") for el in b.all("#netbox-only tr[data-host-key]")]
+        if DOCS_SHOTS:
+            b.screenshot(ROOT / "docs" / "console-adoption.png")
+        b.find(f'#adoptable tr[data-hostid="{hostid}"] input[type="checkbox"]').click()
+        b.click("#adopt-selected", then="#summary")
+        job_path = b.path.split("?")[0]
+        s.wait_page(job_path, lambda b: "completed" in b.text("h1"), "the adopt job to complete")
+        assert b.text("#user") == "alice" and "adopted 1" in b.text("#summary")
+        [h] = zabbix_api.host.get(hostids=[hostid], output=["hostid"], selectTags=["tag", "value"])
+        assert {"tag": "netbox:key", "value": key} in h["tags"], "the same host, now ours"
+        b.open("/adoption")
+        assert not b.all(f'tr[data-hostid="{hostid}"]'), "an adopted host is no longer listed"
+    finally:
+        zabbix_api.host.delete(hostid)

@@ -16,6 +16,7 @@ from console.app import make_app
 from console.state import ConsoleState
 from nbzx.config import parse_config
 from schemas.messages import (
+    AdoptRequest,
     CancelRequest,
     DeadLetter,
     HostStatus,
@@ -91,7 +92,7 @@ async def test_a_viewer_sees_no_actions_and_their_posts_are_refused(console: Any
     jobs = await (await client.get("/jobs")).text()
     assert 'id="actions"' not in jobs and "victor (viewer)" in jobs
     assert 'id="retry"' not in await (await client.get("/jobs/f1")).text()
-    for path in ("/reconcile", "/jobs/f1/retry", "/hosts/dcim.device:1/sync", "/dead-letters/retry"):
+    for path in ("/reconcile", "/jobs/f1/retry", "/hosts/dcim.device:1/sync", "/dead-letters/retry", "/adoption"):
         r = await client.post(path, data={"csrf": csrf}, allow_redirects=False)
         assert r.status == 403, path
     r = await client.post("/api/v1/reconcile", headers={"Authorization": "Bearer view-tok"})
@@ -197,6 +198,32 @@ async def test_sync_now_goes_through_the_events_topic_keyed_by_host(console: Any
     [job] = sent(producer, JobRecord)
     assert (job.job_kind, job.status, job.user) == ("host_sync", "pending", "alice")
     assert (await client.post("/api/v1/hosts/not-a-key/sync", headers=auth)).status == 400
+
+
+async def test_adoption_is_a_request_to_the_control_loop_and_a_job_naming_the_user(console: Any) -> None:
+    client, producer, _ = console
+    auth = {"Authorization": "Bearer op-tok"}
+    r = await client.post("/api/v1/adoption", json={"host_keys": ["dcim.device:12", "dcim.device:12"]}, headers=auth)
+    assert r.status == 202
+    [req] = sent(producer, AdoptRequest)
+    assert (req.user, req.trigger, req.host_keys) == ("alice", "console", ["dcim.device:12"])
+    assert [t for t, k, _ in producer.sent if k == "adopt"] == [CFG.kafka.topics.control]
+    [job] = sent(producer, JobRecord)
+    assert (job.job_id, job.job_kind, job.status, job.user) == (req.job_id, "adopt", "pending", "alice")
+    r = await client.post("/api/v1/adoption", json={"host_keys": "all"}, headers=auth)
+    assert r.status == 202 and sent(producer, AdoptRequest)[-1].host_keys == []
+    for bad in ({}, {"host_keys": []}, {"host_keys": "some"}, {"host_keys": ["x"]}, {"host_keys": "all", "extra": 1}):
+        assert (await client.post("/api/v1/adoption", json=bad, headers=auth)).status == 400, bad
+    csrf = await sign_in(client, "op-tok")
+    r = await client.post("/adoption", data={"csrf": csrf}, allow_redirects=False)
+    assert r.status == 303 and "Not%20done" in r.headers["Location"], "nothing chosen: nothing requested"
+    r = await client.post("/adoption", data={"csrf": csrf, "all": "1"}, allow_redirects=False)
+    assert r.status == 303 and r.headers["Location"].startswith(f"/jobs/{sent(producer, AdoptRequest)[-1].job_id}")
+    assert len(sent(producer, AdoptRequest)) == 3
+    # Without NetBox and Zabbix the plan cannot be computed: said, not a crash.
+    assert (await client.get("/api/v1/adoption", headers=auth)).status == 503
+    page = await (await client.get("/adoption")).text()
+    assert 'id="adoption-error"' in page and "no NetBox and Zabbix connection" in page
 
 
 async def test_hosts_and_dead_letters_read_and_retry(console: Any) -> None:
