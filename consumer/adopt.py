@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from consumer.adoption import AdoptionReport, NetBoxSide, plan_adoption
-from consumer.model import DesiredHost
+from consumer.model import ActualHost, DesiredHost
 from consumer.netbox import ENDPOINTS
 from consumer.sync import SyncEngine
 from consumer.zabbix import ZabbixError
@@ -18,6 +18,7 @@ from nbzx.logging import get_logger
 from schemas.messages import JobRecord, Trigger
 
 log = get_logger(component="adopt")
+TAG_BATCH = 500  # hosts per host.update that adds the owner tag
 
 
 def primary_ips(obj: dict[str, Any]) -> tuple[str, ...]:
@@ -86,6 +87,18 @@ async def adopt(
     return await job.publish("failed" if summary["failed"] else "completed", results=summary)
 
 
+async def _tag(engine: SyncEngine, batch: list[tuple[ActualHost, str]], failed: dict[str, str]) -> list[str]:
+    """Owner tags on a batch in one call; when Zabbix refuses it (one host changed meanwhile), one by one."""
+    try:
+        await engine.zabbix.add_owner_tags(batch)
+        return [k for _, k in batch]
+    except ZabbixError as exc:
+        if len(batch) == 1:
+            failed[batch[0][1]] = f"owner tag not added: {exc}"
+            return []
+    return [k for one in batch for k in await _tag(engine, [one], failed)]
+
+
 async def _take_over(engine: SyncEngine, job: Job, host_keys: list[str] | None) -> dict[str, Any]:
     """Owner tags on the valid matches, then the normal sync of their keys; the job's results."""
     report = await adoption_report(engine)
@@ -96,16 +109,13 @@ async def _take_over(engine: SyncEngine, job: Job, host_keys: list[str] | None) 
     todo = [k for k in wanted if k in valid]
     job.note("adopt_planned", adoptable=len(todo), refused=len(refused))
     hosts = await engine.zabbix.hosts_by_name(valid[k].host for k in todo)
-    failed: dict[str, str] = {}
-    tagged = []
-    for n, key in enumerate(todo, 1):
-        try:
-            await engine.zabbix.add_owner_tag(hosts[valid[key].host], key)
-            tagged.append(key)
-        except (ZabbixError, KeyError) as exc:
-            failed[key] = f"owner tag not added: {exc}"
-        if n % 50 == 0:
-            await job.publish("running", results={"progress": {"tagged": n, "of": len(todo)}})
+    failed = {k: "the host is gone from Zabbix" for k in todo if valid[k].host not in hosts}
+    tagged: list[str] = []
+    found = [k for k in todo if k not in failed]
+    for start in range(0, len(found), TAG_BATCH):
+        batch = [(hosts[valid[k].host], k) for k in found[start : start + TAG_BATCH]]
+        tagged += await _tag(engine, batch, failed)
+        await job.publish("running", results={"progress": {"tagged": len(tagged), "of": len(todo)}})
     results = await engine.sync(tagged)
     failed.update({r.host_key: r.error or r.reason for r in results if r.result not in ("ok", "skipped")})
     adopted = {r.host_key: r.hostid for r in results if r.host_key not in failed}

@@ -325,12 +325,19 @@ class Zabbix:
             str(r["host"]): frozenset(i["key_"] for i in [*r.get("items", []), *r.get("discoveries", [])]) for r in rows
         }
 
-    async def add_owner_tag(self, host: ActualHost, host_key: str) -> None:
-        """Make an existing host ours (tags are replaced as a whole: its other tags are kept)."""
-        tags = [{"tag": t, "value": v} for t, v in host.tags if t != OWNER_TAG] + [
-            {"tag": OWNER_TAG, "value": host_key}
+    async def add_owner_tags(self, hosts: Sequence[tuple[ActualHost, str]]) -> None:
+        """Make existing hosts ours, in one array host.update (tags are replaced as a whole: each host's
+        other tags are sent back)."""
+        rows = [
+            {
+                "hostid": host.hostid,
+                "tags": [{"tag": t, "value": v} for t, v in host.tags if t != OWNER_TAG]
+                + [{"tag": OWNER_TAG, "value": host_key}],
+            }
+            for host, host_key in hosts
         ]
-        await self.call("host.update", {"hostid": host.hostid, "tags": tags})
+        if rows:
+            await self.call("host.update", rows)
 
     async def host_keys_with_tag(self, tag: str, values: list[str]) -> list[str]:
         """Keys of owned hosts carrying `tag` with one of `values`."""
