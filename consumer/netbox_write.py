@@ -68,6 +68,16 @@ async def ensure_custom_fields(netbox: NetBox, cfg: WriteBackConfig) -> dict[str
     return out
 
 
+async def missing_custom_fields(netbox: NetBox, cfg: WriteBackConfig) -> list[str]:
+    """The write-back custom fields NetBox does not have (on devices and VMs)."""
+    missing = []
+    for spec in field_specs(cfg):
+        found = (await netbox.send("GET", f"extras/custom-fields/?name={spec['name']}"))["results"]
+        if not found or not set(spec["object_types"]) <= set(found[0].get("object_types", [])):
+            missing.append(spec["name"])
+    return missing
+
+
 async def apply_write_backs(netbox: NetBox, writes: Sequence[WriteBack]) -> int:
     """Write the journal entries and custom field values; the number of objects that got a write.
     Never raises: what NetBox refuses is logged and counted (the next change of outcome writes again)."""

@@ -10,7 +10,8 @@ import time
 from aiohttp import web
 
 from consumer.control import ControlLoop
-from consumer.netbox import NetBox
+from consumer.netbox import NetBox, NetBoxError
+from consumer.netbox_write import missing_custom_fields
 from consumer.reconcile import Reconciler
 from consumer.service import EventConsumer
 from consumer.sync import SyncEngine
@@ -40,6 +41,18 @@ async def connect_zabbix(zabbix: Zabbix, stopping: asyncio.Event) -> bool:
     return False
 
 
+async def check_write_back_fields(netbox: NetBox, cfg: Config) -> None:
+    """Say at start when write-back's custom fields are missing (they are then not written, and the
+    journal still is); NetBox away is no reason not to start."""
+    try:
+        missing = await missing_custom_fields(netbox, cfg.netbox.write_back)
+    except NetBoxError as exc:
+        log.warning("write_back_fields_unchecked", error=str(exc))
+        return
+    if missing:
+        log.error("write_back_fields_missing", fields=missing, fix="nbzx netbox setup-fields")
+
+
 async def run_consumer(cfg: Config, *, http: bool = True) -> None:
     """Run until SIGTERM/SIGINT: finish (or abandon, uncommitted) the batch in flight, leave the group."""
     producer = Producer(cfg, client_id=f"{cfg.kafka.client_id}-consumer")
@@ -61,6 +74,8 @@ async def run_consumer(cfg: Config, *, http: bool = True) -> None:
         runner = await serve(app, cfg.consumer.http_host, cfg.consumer.http_port)
     try:
         await producer.start()
+        if cfg.netbox.write_back.custom_fields:
+            await check_write_back_fields(netbox, cfg)
         if await connect_zabbix(zabbix, consumer.stopping):
             await asyncio.gather(consumer.run(), control.run())
     finally:

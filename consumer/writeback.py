@@ -82,8 +82,10 @@ def journal_entry(
 
 
 def field_values(r: SyncResult, state: SyncState | None, cfg: WriteBackConfig, now: datetime) -> dict[str, Any] | None:
-    """The custom fields to write, or None when the object already holds them (or was not read)."""
-    if state is None or r.custom_fields is None:
+    """The custom fields to write, or None when the object already holds them, was not read, or NetBox
+    does not have the fields (an object carries every custom field of its type, null when unset: one
+    missing was never created, and writing it would be refused on every sync)."""
+    if state is None or r.custom_fields is None or cfg.state_field not in r.custom_fields:
         return None
     wanted: dict[str, Any] = {cfg.state_field: state}
     if r.hostid:

@@ -22,7 +22,7 @@ def result(**kw: Any) -> SyncResult:
     base: dict[str, Any] = {"host_key": "dcim.device:7", "action": "noop", "result": "skipped", "host": "srv-7"}
     base.update(kw)
     base.setdefault("hostid", "10500")
-    base.setdefault("custom_fields", {})
+    base.setdefault("custom_fields", dict.fromkeys(("nbzx_zabbix_hostid", "nbzx_sync_state", "nbzx_synced_at")))
     return SyncResult(**base)
 
 
@@ -117,13 +117,21 @@ def test_our_own_write_read_back_asks_for_nothing() -> None:
 def test_a_failure_keeps_the_hostid_and_a_hard_delete_clears_it() -> None:
     failed = field_values(msgspec.structs.replace(FAILED, hostid=None), "failed", CFG, NOW)
     assert failed is not None and "nbzx_zabbix_hostid" not in failed
-    deleted = result(action="delete", result="ok", removes=True, hostid=None, custom_fields={"nbzx_zabbix_hostid": 5})
+    deleted = result(
+        action="delete",
+        result="ok",
+        removes=True,
+        hostid=None,
+        custom_fields={"nbzx_zabbix_hostid": 5, "nbzx_sync_state": "in_sync"},
+    )
     values = field_values(deleted, "removed", CFG, NOW)
     assert values is not None and values["nbzx_zabbix_hostid"] is None
 
 
 def test_nothing_written_when_not_read_or_not_settled_or_turned_off() -> None:
     assert field_values(msgspec.structs.replace(CREATED, custom_fields=None), "in_sync", CFG, NOW) is None
+    no_fields = msgspec.structs.replace(CREATED, custom_fields={"other": 1})
+    assert field_values(no_fields, "in_sync", CFG, NOW) is None, "fields never created: not written every sync"
     assert field_values(FAILED, None, CFG, NOW) is None
     off = write_back(CREATED, False, None, WriteBackConfig(), ZBX, NOW)
     assert off.journal is None and off.fields is None
