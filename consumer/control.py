@@ -181,6 +181,9 @@ class ControlLoop:
             await self._cancel(req)
             return
         if isinstance(req, AdoptRequest):
+            if time.time() - rec.timestamp / 1000 > STALE_AFTER_S:  # asked for long ago: never now
+                log.info("control_message_stale", job_id=req.job_id, offset=rec.offset)
+                return
             await self._adopt(req)
             return
         if not isinstance(req, ReconcileRequest):

@@ -5,6 +5,7 @@ reason; `adopt apply` takes over the valid one as a job and keeps its hostid."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -95,3 +96,46 @@ async def test_plan_lists_valid_and_invalid_matches_and_apply_keeps_the_hostid(
         assert hostid not in {a.hostid for a in [*after.adoptable, *after.not_adoptable, *after.zabbix_only]}
     finally:
         zapi.host.delete(*[h["hostid"] for h in zapi.host.get(hostids=[hostid, dup_hostid], output=["hostid"])])
+
+
+async def test_the_control_loop_runs_an_adopt_request_and_never_a_stale_one(engine: SyncEngine) -> None:
+    """A new control group reads the control topic from its start: an adoption asked for days ago must not
+    run then (the same rule as reconcile requests), a fresh one runs as a job naming its user."""
+    from aiokafka import AIOKafkaProducer
+
+    from consumer.control import ControlLoop
+    from consumer.reconcile import Reconciler
+    from nbzx.jobs import read_jobs
+    from nbzx.kafka import client_kwargs
+    from schemas.messages import AdoptRequest, encode
+
+    cfg = engine.cfg
+    stale = AdoptRequest(user="mallory", host_keys=["dcim.device:999999998"])
+    fresh = AdoptRequest(user="alice", host_keys=["dcim.device:999999999"])
+    raw = AIOKafkaProducer(**client_kwargs(cfg))
+    await raw.start()
+    try:
+        two_days_ago = int((time.time() - 2 * 86400) * 1000)
+        await raw.send_and_wait(cfg.kafka.topics.control, encode(stale), key=b"adopt", timestamp_ms=two_days_ago)
+        await raw.send_and_wait(cfg.kafka.topics.control, encode(fresh), key=b"adopt")
+    finally:
+        await raw.stop()
+    producer = Producer(cfg, client_id="test-adopt-control")
+    stopping = asyncio.Event()
+    loop = ControlLoop(cfg, Reconciler(cfg, engine, producer), producer, stopping, session_timeout_ms=1000)
+    task = asyncio.create_task(loop.run())
+    try:
+        deadline = time.monotonic() + 60
+        jobs = await read_jobs(cfg)
+        while not (fresh.job_id in jobs and jobs[fresh.job_id].status == "completed"):
+            assert time.monotonic() < deadline, jobs.get(fresh.job_id)
+            await asyncio.sleep(0.5)
+            jobs = await read_jobs(cfg)
+        record = jobs[fresh.job_id]
+        assert (record.job_kind, record.user, record.trigger) == ("adopt", "alice", "console")
+        assert record.results["refusals"] == {"dcim.device:999999999": "no Zabbix host we do not own matches it"}
+        assert stale.job_id not in jobs, "a request from two days ago is not run"
+    finally:
+        stopping.set()
+        await task
+        await producer.stop()
