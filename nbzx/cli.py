@@ -88,6 +88,7 @@ def inspect_file(path: Path, cfg: Config, secret: str | None) -> dict[str, Any]:
         max_body_bytes=cfg.receiver.max_body_bytes,
         object_types=cfg.receiver.object_types,
         vc_as_one_host=cfg.receiver.virtual_chassis_as_one_host,
+        own_fields=cfg.netbox.write_back.own_fields,
     )
     out: dict[str, Any] = {
         "file": str(path),

@@ -80,6 +80,12 @@ class WriteBackConfig(_Base):
     def enabled(self) -> bool:
         return self.journal or self.custom_fields
 
+    @property
+    def own_fields(self) -> tuple[str, ...]:
+        """The custom fields write-back writes (none when it writes none): a NetBox update that changed
+        only these is our own, and the receiver drops its webhook."""
+        return (self.hostid_field, self.state_field, self.time_field) if self.custom_fields else ()
+
 
 class NetBoxConfig(_Base):
     url: str = "http://127.0.0.1:8000"

@@ -22,7 +22,7 @@ from nbzx.kafka import Producer, ProduceUnavailable
 from nbzx.logging import get_logger
 from nbzx.scheduler import run_scheduler
 from receiver import metrics
-from receiver.webhook import Delivery, inspect_delivery
+from receiver.webhook import OWN_WRITE, Delivery, inspect_delivery
 from schemas.messages import ReconcileRequest, ReconcileScope, encode
 
 log = get_logger(component="receiver")
@@ -56,6 +56,7 @@ async def webhook(request: web.Request) -> web.Response:
         object_types=cfg.receiver.object_types,
         vc_as_one_host=cfg.receiver.virtual_chassis_as_one_host,
         received_at=received_at,
+        own_fields=cfg.netbox.write_back.own_fields,
     )
     if result.status != 202:
         label = {401: "unauthorized", 413: "too_large", 415: "bad_content_type"}.get(result.status, "bad_request")
@@ -63,7 +64,8 @@ async def webhook(request: web.Request) -> web.Response:
         log.warning("webhook_rejected", status=result.status, reason=result.reason, remote=request.remote)
         return _json(result.status, {"error": result.reason})
     if result.event is None:
-        metrics.WEBHOOKS.labels("ignored").inc()
+        # Our own write-back coming back is counted apart: an operator can see the loop being cut.
+        metrics.WEBHOOKS.labels("own_write" if result.reason == OWN_WRITE else "ignored").inc()
         return _json(202, {"ignored": result.ignored, "reason": result.reason})
     ev = result.event
     t0 = time.perf_counter()

@@ -90,11 +90,13 @@ def inspect_delivery(
     object_types: Collection[str],
     vc_as_one_host: bool = False,
     received_at: float | None = None,
+    own_fields: Collection[str] = (),
 ) -> Inspection:
     """The receiver's whole decision for one delivery, in the order DESIGN.md gives.
 
     401 bad or missing signature, 413 over the limit, 415 not JSON, 400 not a NetBox event,
-    202 with `ignored` for an object type out of scope, else 202 with the event to produce.
+    202 with `ignored` for an object type out of scope or for an update that changed nothing but
+    `own_fields` (the custom fields write-back writes), else 202 with the event to produce.
     """
     if len(delivery.raw) > max_body_bytes:
         return Inspection(413, False, f"body is {len(delivery.raw)} bytes, over the {max_body_bytes} limit")
@@ -109,7 +111,24 @@ def inspect_delivery(
         return Inspection(exc.status, True, exc.reason)
     if event.object_type not in object_types:
         return Inspection(202, True, "object type not in scope", ignored=event.object_type)
+    if own_fields and event.event == "updated" and event.changed == ["custom_fields"]:
+        changed = changed_custom_fields(msgspec.json.decode(delivery.raw))
+        if changed and changed <= set(own_fields):
+            return Inspection(202, True, OWN_WRITE, ignored=event.object_type)
     return Inspection(202, True, event=event)
+
+
+OWN_WRITE = "only write-back's own custom fields changed"
+
+
+def changed_custom_fields(body: Mapping[str, Any]) -> set[str]:
+    """The custom fields whose values differ between an update's snapshots (empty when unknown)."""
+    snapshots = _dict_or_none(body.get("snapshots")) or {}
+    pre = _dict_or_none((_dict_or_none(snapshots.get("prechange")) or {}).get("custom_fields"))
+    post = _dict_or_none((_dict_or_none(snapshots.get("postchange")) or {}).get("custom_fields"))
+    if pre is None or post is None:
+        return set()
+    return {k for k in pre.keys() | post.keys() if pre.get(k) != post.get(k)}
 
 
 def parse_body(raw: bytes, *, vc_as_one_host: bool = False, received_at: float | None = None) -> ChangeEvent:

@@ -15,6 +15,7 @@ import pytest
 from consumer.netbox import NetBox
 from consumer.netbox_write import ensure_custom_fields
 from nbzx.kafka import Producer
+from receiver import metrics
 from schemas import SyncRequest, encode
 from tests.e2e.pipeline import ConsumerProcess, Pipeline, pipeline_config_doc, wait_until, write_config
 
@@ -78,6 +79,8 @@ async def test_journal_and_custom_fields_on_create_failure_and_recovery_and_no_l
         admin.close()
     doc = pipeline_config_doc(cfg)
     doc["netbox"]["write_back"] = {"journal": True, "custom_fields": True}
+    cfg.netbox.write_back.custom_fields = True  # the in-process receiver's config: it drops our own writes
+    own_writes = metrics.WEBHOOKS.labels("own_write")._value.get()
     path = write_config(doc, pipeline.tmp / "consumer-wb.yaml")
     consumer = ConsumerProcess(path, pipeline.tmp / "consumer-wb.log", netbox_token=token)
     pipeline.consumers.append(consumer)
@@ -111,6 +114,7 @@ async def test_journal_and_custom_fields_on_create_failure_and_recovery_and_no_l
     await asyncio.sleep(3)
     before = (changes_by(nb, user, dev.id), len(journal(nb, dev.id)), consumer.zabbix_writes())
     assert before[0] == 3, "one custom-field write per change of outcome (created, failed, recovered)"
+    assert metrics.WEBHOOKS.labels("own_write")._value.get() - own_writes == 3, "their webhooks dropped"
     noops = consumer.metric("nbzx_sync_total", action="noop")
     producer = Producer(cfg, client_id="test-wb")
     try:

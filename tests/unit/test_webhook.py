@@ -300,3 +300,35 @@ def test_arbitrary_bytes_raise_only_webhook_error(raw: bytes) -> None:
         parse_body(raw)
     except WebhookError as exc:
         assert exc.status == 400
+
+
+OWN = ("nbzx_zabbix_hostid", "nbzx_sync_state", "nbzx_synced_at")
+
+
+def _cf_update(pre: dict[str, Any], post: dict[str, Any], other: dict[str, Any] | None = None) -> Delivery:
+    """The real capture of a device update, its snapshots changed as NetBox sends them for a custom-field
+    write (and `other` top-level changes), signed again."""
+    body = copy.deepcopy(next(c for c in CAPTURES if c["file"] == "06-updated-dcim_device.json")["body"])
+    for snap, cf in (("prechange", pre), ("postchange", post)):
+        body["snapshots"][snap]["custom_fields"] = cf
+        body["snapshots"][snap]["comments"] = "same"
+    body["snapshots"]["postchange"].update(other or {})
+    raw = json.dumps(body).encode()
+    return Delivery(raw, sign(HOOK_SECRET, raw), "application/json")
+
+
+def inspect_own(delivery: Delivery, own: tuple[str, ...] = OWN) -> Any:
+    return inspect_delivery(delivery, HOOK_SECRET, max_body_bytes=10**6, object_types=SCOPE, own_fields=own)
+
+
+def test_an_update_of_only_write_backs_own_custom_fields_is_dropped_and_anything_else_goes_on() -> None:
+    before = {"nbzx_sync_state": "failed", "nbzx_zabbix_hostid": 10501, "nbzx_synced_at": None, "env": "prod"}
+    ours = {**before, "nbzx_sync_state": "in_sync", "nbzx_synced_at": "2026-11-30T02:00:00Z"}
+    dropped = inspect_own(_cf_update(before, ours))
+    assert (dropped.status, dropped.event, dropped.reason) == (202, None, "only write-back's own custom fields changed")
+    theirs = inspect_own(_cf_update(before, {**ours, "env": "dev"}))
+    assert theirs.event is not None and theirs.event.changed == ["custom_fields"], "a person's change goes on"
+    mixed = inspect_own(_cf_update(before, ours, {"description": "changed by hand"}))
+    assert mixed.event is not None and mixed.event.changed == ["custom_fields", "description"]
+    off = inspect_own(_cf_update(before, ours), own=())
+    assert off.event is not None, "write-back off: nothing is ours"
