@@ -194,3 +194,15 @@ def test_our_helm_knows_a_current_kubernetes_without_being_told(helm: str) -> No
     # kubeVersion (>= 1.25) is met without passing one.
     out = run(helm, "template", "nbzx", str(CHART))
     assert out.returncode == 0, out.stderr
+
+
+def test_write_back_custom_fields_are_created_by_the_install_hook(helm: str) -> None:
+    def hook_args(*sets: str) -> list[list[str]]:
+        out = render(helm, sets=sets)
+        assert out.returncode == 0, out.stderr
+        [job] = [d for d in docs(out.stdout) if d["kind"] == "Job" and d["metadata"]["name"].endswith("-topics")]
+        return [c["args"] for c in job["spec"]["template"]["spec"]["containers"]]
+
+    assert hook_args() == [["kafka", "init"]]
+    assert hook_args("config.netbox.write_back.journal=true") == [["kafka", "init"]], "journal entries need none"
+    assert hook_args("config.netbox.write_back.custom_fields=true") == [["kafka", "init"], ["netbox", "setup-fields"]]

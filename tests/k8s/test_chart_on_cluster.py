@@ -66,7 +66,8 @@ def test_minimal_values_run_the_pipeline_in_pods(
 ) -> None:
     nb, zapi = netbox_api, zabbix_api
     rel = release(MINIMAL)
-    rel.install()  # --wait: the topics hook Job succeeded and every Deployment is Ready
+    rel.sets += ["config.netbox.write_back.journal=true", "config.netbox.write_back.custom_fields=true"]
+    rel.install()  # --wait: the hook Job (topics, write-back's custom fields) succeeded, every Deployment Ready
     for component in ("receiver", "consumer"):
         pods = rel.pods(component)
         assert pods and all(c["ready"] for p in pods for c in p["status"]["containerStatuses"]), (
@@ -83,6 +84,15 @@ def test_minimal_values_run_the_pipeline_in_pods(
         # A NetBox change reaches Zabbix through the receiver Service and the consumer pods.
         first = create_device(nb, base, f"{slug}-a", lab_ip(70))
         _in_zabbix(zapi, [f"dcim.device:{first.id}"])
+
+        # Write-back from the pods: the state in the device's custom fields, a journal entry.
+        def state() -> Any:
+            return nb.dcim.devices.get(first.id).custom_fields.get("nbzx_sync_state")
+
+        _until(lambda: state() == "in_sync", "the sync state written back to NetBox")
+        entries = nb.extras.journal_entries.filter(assigned_object_type="dcim.device", assigned_object_id=first.id)
+        kinds = [e.kind.value for e in entries]
+        assert kinds == ["info"], kinds
 
         # POST /reconcile through the Service runs a job.
         status, body = _http(f"{url}/reconcile", "POST", {"filter": {"site": slug}})
