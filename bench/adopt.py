@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import sys
 import time
 import uuid
@@ -24,6 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.netbox_fixtures import netbox_orm
+from bench.reconcile import ENV, rss_mb
 from consumer.adopt import adopt, adoption_report, netbox_sides
 from consumer.adoption import plan_adoption
 from consumer.netbox import NetBox
@@ -31,16 +31,6 @@ from consumer.sync import SyncEngine
 from consumer.zabbix import Zabbix
 from nbzx.config import parse_config
 from nbzx.kafka import Producer, create_topics
-
-ENV = {
-    "NETBOX_TOKEN": "nbt_nbzxlocal001.NbzxLocalToken0123456789abcdefghijABCDEF",
-    "ZABBIX_USER": "Admin",
-    "ZABBIX_PASSWORD": "zabbix",
-}
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 async def run_size(n: int) -> dict[str, Any]:

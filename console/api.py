@@ -48,6 +48,14 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def _only(body: dict[str, Any], *known: str) -> dict[str, Any]:
+    """The body, when it has no field but these (a misspelt field is a 400, not silently ignored)."""
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        raise BadInput(f"unknown field(s): {', '.join(unknown)} (known: {', '.join(known)})")
+    return body
+
+
 def _errors(handler: Any) -> Any:
     """A bad parameter is a 400, Kafka away a 503: with a message, never a traceback."""
 
@@ -164,10 +172,7 @@ async def adoption(request: web.Request) -> web.Response:
 @_errors
 async def adopt(request: web.Request) -> web.Response:
     c, ident = console_of(request), identity_of(request)
-    body = await _body(request)
-    unknown = sorted(set(body) - {"host_keys"})
-    if unknown:
-        raise BadInput(f"unknown field(s): {', '.join(unknown)} (known: host_keys)")
+    body = _only(await _body(request), "host_keys")
     keys = body.get("host_keys")
     if keys == "all":
         keys = []
@@ -198,10 +203,7 @@ async def dead_letters(request: web.Request) -> web.Response:
 @_errors
 async def retry_letters(request: web.Request) -> web.Response:
     c, ident = console_of(request), identity_of(request)
-    body = await _body(request)
-    unknown = sorted(set(body) - {"host_keys"})
-    if unknown:
-        raise BadInput(f"unknown field(s): {', '.join(unknown)} (known: host_keys)")
+    body = _only(await _body(request), "host_keys")
     keys, missing = c.state.letter_keys(host_keys(body["host_keys"]) if "host_keys" in body else [])
     if missing:
         return json_response(404, {"error": f"no dead letter for {', '.join(missing)}"})
