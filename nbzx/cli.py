@@ -497,6 +497,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"nbzx: configuration error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from consumer.netbox import NetBoxError
+        from consumer.zabbix import ZabbixError
+
+        if not isinstance(exc, NetBoxError | ZabbixError):
+            raise
+        # NetBox or Zabbix refused or unreachable: the reason, not a traceback.
+        print(f"nbzx: {exc}", file=sys.stderr)
+        return 1
     return rc
 
 
