@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 from consumer.adoption import AdoptionReport, NetBoxSide, plan_adoption
 from consumer.model import ActualHost, DesiredHost
 from consumer.netbox import ENDPOINTS
-from consumer.sync import SyncEngine
+from consumer.netbox_write import apply_write_backs
+from consumer.sync import SyncEngine, SyncResult
+from consumer.writeback import adopted_entry, write_back
 from consumer.zabbix import ZabbixError
 from nbzx.jobs import Job
 from nbzx.kafka import Producer
@@ -99,6 +104,21 @@ async def _tag(engine: SyncEngine, batch: list[tuple[ActualHost, str]], failed: 
     return [k for one in batch for k in await _tag(engine, [one], failed)]
 
 
+async def _write_back(engine: SyncEngine, results: list[SyncResult]) -> None:
+    """With write-back on: an "adopted" journal entry and the custom fields on each adopted object (the
+    consumers would not write them: the next sync of an adopted host changes nothing)."""
+    cfg, url, now = engine.cfg.netbox.write_back, engine.cfg.zabbix.ui_url, datetime.now(UTC)
+    if not cfg.enabled or not results:
+        return
+    writes = [
+        msgspec.structs.replace(
+            write_back(r, False, None, cfg, url, now), journal=adopted_entry(r, url) if cfg.journal else None
+        )
+        for r in results
+    ]
+    await apply_write_backs(engine.netbox, writes)
+
+
 async def _take_over(engine: SyncEngine, job: Job, host_keys: list[str] | None) -> dict[str, Any]:
     """Owner tags on the valid matches, then the normal sync of their keys; the job's results."""
     report = await adoption_report(engine)
@@ -121,6 +141,7 @@ async def _take_over(engine: SyncEngine, job: Job, host_keys: list[str] | None) 
     adopted = {r.host_key: r.hostid for r in results if r.host_key not in failed}
     for key in adopted:
         log.info("adopted", host_key=key, hostid=adopted[key], host=valid[key].host)
+    await _write_back(engine, [r for r in results if r.host_key in adopted])
     job.note("adopt_done", adopted=len(adopted), failed=len(failed), refused=len(refused))
     return {
         "adopted": len(adopted),

@@ -116,6 +116,13 @@ def write_back(
     )
 
 
+def adopted_entry(r: SyncResult, zabbix_url: str) -> JournalEntry:
+    """The entry for a host adoption took over (its first sync is an update, which says nothing by itself)."""
+    return _entry(
+        r, "info", f"Adopted: Zabbix host {_host_link(r, zabbix_url)} is now kept in step with NetBox.{_changed(r)}"
+    )
+
+
 def _entry(r: SyncResult, kind: JournalKind, text: str) -> JournalEntry:
     return JournalEntry(host_key=r.host_key, kind=kind, comments=f"**netbox-zabbix-stream**: {text}")
 

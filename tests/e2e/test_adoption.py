@@ -14,6 +14,7 @@ import pytest
 
 from consumer.adopt import adopt, adoption_report
 from consumer.netbox import NetBox
+from consumer.netbox_write import ensure_custom_fields
 from consumer.sync import SyncEngine
 from consumer.zabbix import Zabbix
 from nbzx.kafka import Producer, create_topics
@@ -52,6 +53,8 @@ async def test_plan_lists_valid_and_invalid_matches_and_apply_keeps_the_hostid(
     dup_a = await asyncio.to_thread(create_device, netbox_api, site_a, dup, lab_ip(71))
     dup_b = await asyncio.to_thread(create_device, netbox_api, site_b, dup, lab_ip(72))
     key = f"dcim.device:{dev.id}"
+    engine.cfg.netbox.write_back.journal = engine.cfg.netbox.write_back.custom_fields = True
+    await ensure_custom_fields(engine.netbox, engine.cfg.netbox.write_back)
     hostid = hand_made(zapi, name, lab_ip(70))
     dup_hostid = hand_made(zapi, dup, "192.0.2.250")
     try:
@@ -88,6 +91,13 @@ async def test_plan_lists_valid_and_invalid_matches_and_apply_keeps_the_hostid(
         tags = {(t["tag"], t["value"]) for t in row["tags"]}
         assert ("netbox:key", key) in tags and ("team", "ops") in tags, "owner tag added, their own tag kept"
         assert zabbix_server.host_groups(row) == {f"NetBox/{site_a['site'].name}", "Linux servers"}
+        # With write-back on, NetBox says so: an "adopted" journal entry, the hostid and the state.
+        [entry] = netbox_api.extras.journal_entries.filter(
+            assigned_object_type="dcim.device", assigned_object_id=dev.id
+        )
+        assert entry.kind.value == "info" and entry.comments.startswith("**netbox-zabbix-stream**: Adopted")
+        fields = netbox_api.dcim.devices.get(dev.id).custom_fields
+        assert (fields["nbzx_zabbix_hostid"], fields["nbzx_sync_state"]) == (int(hostid), "in_sync")
         writes = engine.zabbix.write_calls
         [again] = await engine.sync([key])
         assert again.action == "noop" and again.hostid == hostid

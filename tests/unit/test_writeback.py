@@ -167,3 +167,12 @@ def test_outcomes_keep_the_newest_state_whatever_order_statuses_come_in() -> Non
     assert outcomes.previous("dcim.device:8") is None
     outcomes.follower.caught_up.clear()
     assert outcomes.previous("dcim.device:7") is None, "not caught up: unknown"
+
+
+def test_an_adopted_host_gets_its_own_entry_with_a_link() -> None:
+    from consumer.writeback import adopted_entry
+
+    adopted = result(action="update", result="ok", changed=["groups", "tags"], hostid="10777")
+    entry = adopted_entry(adopted, ZBX)
+    assert entry.kind == "info" and "Adopted: Zabbix host `srv-7`" in entry.comments
+    assert "hostid=10777" in entry.comments and "Changed: groups, tags." in entry.comments
