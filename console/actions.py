@@ -6,6 +6,7 @@ loop runs them), host syncs and dead-letter retries to the events topic (the con
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from consumer.reconcile import job_kind, job_params
@@ -33,8 +34,15 @@ class Refused(ValueError):
 class Actions:
     """The console's actions, bound to a producer."""
 
-    def __init__(self, cfg: Config, producer: Producer) -> None:
-        self.cfg, self.producer = cfg, producer
+    def __init__(self, cfg: Config, producer: Producer, seen: Callable[[JobRecord], None] | None = None) -> None:
+        """`seen` gets every job record an action publishes: the console shows the job at once, without
+        waiting for its own follower to read the record back from Kafka."""
+        self.cfg, self.producer, self.seen = cfg, producer, seen
+
+    async def _record(self, record: JobRecord) -> None:
+        await publish_record(self.producer, self.cfg, record)
+        if self.seen is not None:
+            self.seen(record)
 
     async def reconcile(
         self,
@@ -59,9 +67,7 @@ class Actions:
         )
         await self.producer.send(self.cfg.kafka.topics.control, "reconcile", encode(req))
         # Shown at once; the control loop's own records (scheduled, running, ...) follow.
-        await publish_record(
-            self.producer,
-            self.cfg,
+        await self._record(
             JobRecord(
                 job_id=req.job_id,
                 job_kind=job_kind(req),
@@ -87,9 +93,7 @@ class Actions:
         """Sync one host now (through the consumers, in order with its events); returns the job id."""
         job_id = new_id()
         params = {"host_key": host_key, **({"retry_of": retry_of} if retry_of else {})}
-        await publish_record(
-            self.producer,
-            self.cfg,
+        await self._record(
             JobRecord(
                 job_id=job_id, job_kind="host_sync", status="pending", trigger="console", user=user, params=params
             ),
@@ -118,7 +122,7 @@ class Actions:
             results={"host_keys": keys},
             params={"host_keys": keys},
         )
-        await publish_record(self.producer, self.cfg, record)
+        await self._record(record)
         return job_id
 
     async def adopt(self, user: str, host_keys: list[str]) -> str:
@@ -129,7 +133,7 @@ class Actions:
         record = JobRecord(
             job_id=req.job_id, job_kind="adopt", status="pending", trigger="console", user=user, params=params
         )
-        await publish_record(self.producer, self.cfg, record)
+        await self._record(record)
         return req.job_id
 
     async def retry(self, user: str, job: JobRecord) -> str:

@@ -110,7 +110,8 @@ def make_app(
     from console import api, pages
 
     app = web.Application(middlewares=[access])
-    console = Console(cfg, state or ConsoleState(cfg), Actions(cfg, producer), engine)
+    state = state or ConsoleState(cfg)
+    console = Console(cfg, state, Actions(cfg, producer, seen=state.add_job), engine)
     app[CONSOLE] = console
 
     async def lifecycle(app: web.Application) -> Any:

@@ -59,6 +59,10 @@ class ConsoleState:
         if len(self.jobs) > self.max_jobs or self._since_prune > 1000:
             self.prune(datetime.now(UTC))
 
+    def add_job(self, record: JobRecord) -> None:
+        """A record this console just published: shown before the follower reads it back."""
+        self.jobs[record.job_id] = record
+
     def prune(self, now: datetime) -> None:
         """Forget ended jobs beyond the configured count and age."""
         for job_id in prune_jobs(self.jobs, self.max_jobs, self.max_job_age_s, now):

@@ -40,7 +40,8 @@ PERMISSIONS = [
 def limited_token(netbox_api: Any) -> Iterator[tuple[str, str]]:
     """(username, v2 token) of a new NetBox user holding only `PERMISSIONS`."""
     name = f"test-nbzx-{uuid.uuid4().hex[:6]}"
-    user = netbox_api.users.users.create(username=name, password=secrets.token_urlsafe(24))
+    # NetBox wants a numeral, an upper- and a lower-case letter in a password.
+    user = netbox_api.users.users.create(username=name, password=f"{secrets.token_urlsafe(24)}Aa1")
     perms = [
         netbox_api.users.permissions.create(
             name=f"{name}-{action}", object_types=types, actions=[action], users=[user.id]

@@ -226,6 +226,20 @@ async def test_adoption_is_a_request_to_the_control_loop_and_a_job_naming_the_us
     assert 'id="adoption-error"' in page and "no NetBox and Zabbix connection" in page
 
 
+async def test_a_requested_job_is_shown_at_once_not_after_kafka_brings_it_back(console: Any) -> None:
+    """The page an action redirects to is the job's: it must not say "not found" while the console's
+    follower has yet to read the record back (here nothing feeds the state but the actions)."""
+    client, _, _ = console
+    auth = {"Authorization": "Bearer op-tok"}
+    for path, body in (("/api/v1/reconcile", {}), ("/api/v1/adoption", {"host_keys": "all"})):
+        job_id = (await (await client.post(path, json=body, headers=auth)).json())["job_id"]
+        r = await client.get(f"/api/v1/jobs/{job_id}", headers=auth)
+        assert r.status == 200 and (await r.json())["status"] == "pending", path
+    csrf = await sign_in(client, "op-tok")
+    r = await client.post("/reconcile", data={"csrf": csrf})
+    assert r.status == 200 and 'id="summary"' in await r.text(), "the redirect lands on the job's page"
+
+
 async def test_hosts_and_dead_letters_read_and_retry(console: Any) -> None:
     client, producer, state = console
     state.apply_statuses(
