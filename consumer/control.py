@@ -180,21 +180,21 @@ class ControlLoop:
         if isinstance(req, CancelRequest):
             await self._cancel(req)
             return
-        if isinstance(req, AdoptRequest):
-            if time.time() - rec.timestamp / 1000 > STALE_AFTER_S:  # asked for long ago: never now
-                log.info("control_message_stale", job_id=req.job_id, offset=rec.offset)
-                return
-            await self._adopt(req)
-            return
-        if not isinstance(req, ReconcileRequest):
+        if not isinstance(req, ReconcileRequest | AdoptRequest):
             log.error("control_message_unexpected", kind=type(req).__name__, offset=rec.offset)
             return
+        # The same two rules for every job request: a job that ended never runs again, and one asked
+        # for (or due) long ago never runs now.
         if req.job_id in self.ended:
             log.info("control_message_done_before", job_id=req.job_id, offset=rec.offset)
             return
-        due = parse_time(req.scheduled_for) if req.scheduled_for else None
+        scheduled_for = req.scheduled_for if isinstance(req, ReconcileRequest) else None
+        due = parse_time(scheduled_for) if scheduled_for else None
         if time.time() - (due.timestamp() if due else rec.timestamp / 1000) > STALE_AFTER_S:
             log.info("control_message_stale", job_id=req.job_id, offset=rec.offset)
+            return
+        if isinstance(req, AdoptRequest):
+            await self._adopt(req)
             return
         if due is not None and due > datetime.now(UTC):
             self.held[req.job_id] = (due, req, rec.offset)
@@ -220,8 +220,6 @@ class ControlLoop:
 
     async def _adopt(self, req: AdoptRequest) -> None:
         """Run an adoption (one at a time: a second one while it runs is recorded skipped)."""
-        if req.job_id in self.ended:
-            return
         self.ended.add(req.job_id)
         if self.adopting is not None and not self.adopting[1].done():
             record = JobRecord(
