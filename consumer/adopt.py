@@ -15,7 +15,7 @@ from consumer.model import ActualHost, DesiredHost
 from consumer.netbox import ENDPOINTS
 from consumer.netbox_write import apply_write_backs
 from consumer.sync import SyncEngine, SyncResult
-from consumer.writeback import adopted_entry, write_back
+from consumer.writeback import adopted_entry, sync_state, write_back
 from consumer.zabbix import ZabbixError
 from nbzx.jobs import Job
 from nbzx.kafka import Producer
@@ -112,7 +112,8 @@ async def _write_back(engine: SyncEngine, results: list[SyncResult]) -> None:
         return
     writes = [
         msgspec.structs.replace(
-            write_back(r, False, None, cfg, url, now), journal=adopted_entry(r, url) if cfg.journal else None
+            write_back(r, sync_state(r, retrying=False), None, cfg, url, now),
+            journal=adopted_entry(r, url) if cfg.journal else None,
         )
         for r in results
     ]

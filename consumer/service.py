@@ -84,8 +84,8 @@ class _Work:
         self.job_ids: dict[str, str] = {}  # the job a key's sync belongs to (a reconcile's, a console's)
         self.host_syncs: dict[str, list[SyncRequest]] = {}  # console "sync now" requests per key
         self.statuses: list[HostStatus] = []  # what the round did per key, for the console
-        # Each key's result, whether it is retried, and its outcome before this round (for write-back).
-        self.synced: list[tuple[SyncResult, bool, SyncState | None]] = []
+        # Each key's result with its settled state and the state before this round (for write-back).
+        self.synced: list[tuple[SyncResult, SyncState | None, SyncState | None]] = []
 
     def add(self, key: str, rec: Any) -> None:
         self.records_by_key.setdefault(key, []).append(rec)
@@ -241,7 +241,7 @@ class EventConsumer:
         status = host_status(r, d, work.event_at.get(r.host_key), work.job_ids.get(r.host_key))
         work.statuses.append(status)
         if self.outcomes is not None:
-            work.synced.append((r, d.outcome == "retry", self.outcomes.previous(r.host_key)))
+            work.synced.append((r, status.state, self.outcomes.previous(r.host_key)))
             self.outcomes.record(status)
 
     async def _settle(self, work: _Work, decisions: list[tuple[Decision, list[Any]]]) -> Round:
@@ -278,8 +278,8 @@ class EventConsumer:
         cfg, now = self.cfg.netbox.write_back, datetime.now(UTC)
         writes = [
             w
-            for r, retrying, previous in work.synced
-            if (w := write_back(r, retrying, previous, cfg, self.cfg.zabbix.ui_url, now)).journal or w.fields
+            for r, state, previous in work.synced
+            if (w := write_back(r, state, previous, cfg, self.cfg.zabbix.ui_url, now)).journal or w.fields
         ]
         if not writes:
             return

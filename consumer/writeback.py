@@ -99,15 +99,17 @@ def field_values(r: SyncResult, state: SyncState | None, cfg: WriteBackConfig, n
 
 def write_back(
     r: SyncResult,
-    retrying: bool,
+    state: SyncState | None,
     previous: SyncState | None,
     cfg: WriteBackConfig,
     zabbix_url: str,
     now: datetime,
 ) -> WriteBack:
-    """Everything one sync writes back to NetBox under `cfg` (nothing for a key that is not a host's:
-    a dependency's fan-out that failed is not news for that object)."""
-    state = sync_state(r, retrying) if r.host_key.rpartition(":")[0] in ENDPOINTS else None
+    """Everything one sync, whose settled state is `state` (`sync_state`, as its host status carries
+    it), writes back to NetBox under `cfg`; nothing for a key that is not a host's (a dependency's
+    fan-out that failed is not news for that object)."""
+    if r.host_key.rpartition(":")[0] not in ENDPOINTS:
+        state = None
     return WriteBack(
         host_key=r.host_key,
         state=state,

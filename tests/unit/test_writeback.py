@@ -110,7 +110,7 @@ def test_our_own_write_read_back_asks_for_nothing() -> None:
     as_read = {**values, "nbzx_synced_at": "2026-11-30T03:00:00Z", "other_field": "x"}
     again = msgspec.structs.replace(NOOP, custom_fields=as_read)
     assert field_values(again, "in_sync", CFG, NOW) is None
-    wb = write_back(again, False, "in_sync", CFG, ZBX, NOW)
+    wb = write_back(again, sync_state(again, False), "in_sync", CFG, ZBX, NOW)
     assert wb.journal is None and wb.fields is None
 
 
@@ -133,15 +133,15 @@ def test_nothing_written_when_not_read_or_not_settled_or_turned_off() -> None:
     no_fields = msgspec.structs.replace(CREATED, custom_fields={"other": 1})
     assert field_values(no_fields, "in_sync", CFG, NOW) is None, "fields never created: not written every sync"
     assert field_values(FAILED, None, CFG, NOW) is None
-    off = write_back(CREATED, False, None, WriteBackConfig(), ZBX, NOW)
+    off = write_back(CREATED, "in_sync", None, WriteBackConfig(), ZBX, NOW)
     assert off.journal is None and off.fields is None
-    journal_only = write_back(CREATED, False, None, WriteBackConfig(journal=True), ZBX, NOW)
+    journal_only = write_back(CREATED, "in_sync", None, WriteBackConfig(journal=True), ZBX, NOW)
     assert journal_only.journal is not None and journal_only.fields is None
 
 
 def test_a_key_that_is_not_a_hosts_gets_nothing() -> None:
     fanout = SyncResult(host_key="dcim.site:5", action="sync", result="error", error="NetBox answered 400")
-    wb = write_back(fanout, False, "in_sync", CFG, ZBX, NOW)
+    wb = write_back(fanout, sync_state(fanout, False), "in_sync", CFG, ZBX, NOW)
     assert (wb.state, wb.journal, wb.fields) == (None, None, None)
 
 
