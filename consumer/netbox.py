@@ -50,13 +50,18 @@ def split_key(host_key: str) -> tuple[str, int]:
     return object_type, int(raw_id)
 
 
+def list_path(object_type: str) -> str:
+    """ "dcim.device" -> "dcim/devices/": where a host type's objects are, under /api/ and in the UI."""
+    app, endpoint = ENDPOINTS[object_type]
+    return f"{app}/{endpoint.replace('_', '-')}/"
+
+
 def object_url(base_url: str, host_key: str) -> str:
     """The NetBox UI address of a host key's object under `base_url`; "" for a key that is not a host's."""
     object_type, _, object_id = host_key.rpartition(":")
     if object_type not in ENDPOINTS:
         return ""
-    app, endpoint = ENDPOINTS[object_type]
-    return f"{base_url.rstrip('/')}/{app}/{endpoint.replace('_', '-')}/{object_id}/"
+    return f"{base_url.rstrip('/')}/{list_path(object_type)}{object_id}/"
 
 
 def merge_filters(scope: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -132,17 +137,7 @@ class NetBox:
     def _page(self, object_type: str, params: dict[str, Any]) -> dict[str, Any]:
         """One page of a listing as plain JSON. pynetbox's Record objects, turned back into dicts, give
         the same data at a quarter of a millisecond of CPU per device: too much at 20,000 devices."""
-        app, endpoint = ENDPOINTS[object_type]
-        self.requests += 1
-        resp = self.api.http_session.get(
-            f"{self.base_url}/api/{app}/{endpoint.replace('_', '-')}/",
-            params=params,
-            headers=self._headers,
-            timeout=self._cfg.netbox.timeout_s,
-        )
-        if not resp.ok:
-            raise pynetbox.RequestError(resp)
-        body: dict[str, Any] = resp.json()
+        body: dict[str, Any] = self._send("GET", list_path(object_type), params=params)
         return body
 
     def _params(self, filters: dict[str, Any]) -> dict[str, Any]:
@@ -151,13 +146,14 @@ class NetBox:
             params["exclude"] = "config_context"
         return params
 
-    def _send(self, method: str, path: str, body: Any) -> Any:
+    def _send(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
         self.requests += 1
         resp = self.api.http_session.request(
             method,
             f"{self.base_url}/api/{path}",
+            params=params,
             json=body,
-            headers={**self._headers, "Content-Type": "application/json"},
+            headers=self._headers if body is None else {**self._headers, "Content-Type": "application/json"},
             timeout=self._cfg.netbox.timeout_s,
         )
         if not resp.ok:

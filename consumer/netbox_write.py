@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from consumer.netbox import ENDPOINTS, NetBox, NetBoxError, split_key
+from consumer.netbox import ENDPOINTS, NetBox, NetBoxError, list_path, split_key
 from consumer.writeback import JournalEntry, WriteBack
 from nbzx.config import WriteBackConfig
 from nbzx.logging import get_logger
@@ -47,12 +47,11 @@ async def ensure_custom_fields(netbox: NetBox, cfg: WriteBackConfig) -> dict[str
     field name -> "created", "updated" or "present"."""
     out: dict[str, str] = {}
     for spec in field_specs(cfg):
-        found = (await netbox.send("GET", f"extras/custom-fields/?name={spec['name']}"))["results"]
-        if not found:
+        have = await _custom_field(netbox, spec["name"])
+        if have is None:
             await netbox.send("POST", "extras/custom-fields/", spec)
             out[spec["name"]] = "created"
             continue
-        have = found[0]
         if have["type"]["value"] != spec["type"]:
             raise NetBoxError(
                 f"custom field {spec['name']!r} exists with type {have['type']['value']}, write-back needs"
@@ -72,10 +71,16 @@ async def missing_custom_fields(netbox: NetBox, cfg: WriteBackConfig) -> list[st
     """The write-back custom fields NetBox does not have (on devices and VMs)."""
     missing = []
     for spec in field_specs(cfg):
-        found = (await netbox.send("GET", f"extras/custom-fields/?name={spec['name']}"))["results"]
-        if not found or not set(spec["object_types"]) <= set(found[0].get("object_types", [])):
+        have = await _custom_field(netbox, spec["name"])
+        if have is None or not set(spec["object_types"]) <= set(have.get("object_types", [])):
             missing.append(spec["name"])
     return missing
+
+
+async def _custom_field(netbox: NetBox, name: str) -> dict[str, Any] | None:
+    """NetBox's custom field of that name, or None."""
+    found = (await netbox.send("GET", f"extras/custom-fields/?name={name}"))["results"]
+    return dict(found[0]) if found else None
 
 
 async def apply_write_backs(netbox: NetBox, writes: Sequence[WriteBack]) -> int:
@@ -89,8 +94,7 @@ async def apply_write_backs(netbox: NetBox, writes: Sequence[WriteBack]) -> int:
             by_type.setdefault(object_type, []).append({"id": object_id, "custom_fields": w.fields})
     sends = [_bulk(netbox, "journal", "extras/journal-entries/", "POST", [_journal_body(e) for e in entries])]
     for object_type, rows in by_type.items():
-        app, endpoint = ENDPOINTS[object_type]
-        sends.append(_bulk(netbox, "custom_fields", f"{app}/{endpoint.replace('_', '-')}/", "PATCH", rows))
+        sends.append(_bulk(netbox, "custom_fields", list_path(object_type), "PATCH", rows))
     done = await asyncio.gather(*sends)
     return sum(done)
 
