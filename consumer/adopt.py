@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from consumer.adoption import AdoptionReport, NetBoxSide, plan_adoption
+from consumer.mapping import ip_address
 from consumer.model import ActualHost, DesiredHost
 from consumer.netbox import ENDPOINTS
 from consumer.netbox_write import apply_write_backs
@@ -28,12 +29,8 @@ TAG_BATCH = 500  # hosts per host.update that adds the owner tag
 
 def primary_ips(obj: dict[str, Any]) -> tuple[str, ...]:
     """An object's primary and out-of-band addresses, without prefix length."""
-    out = []
-    for name in ("primary_ip4", "primary_ip6", "oob_ip"):
-        ip = obj.get(name)
-        if isinstance(ip, dict) and ip.get("address"):
-            out.append(str(ip["address"]).split("/")[0])
-    return tuple(out)
+    addresses = (ip_address(obj.get(name))[0] for name in ("primary_ip4", "primary_ip6", "oob_ip"))
+    return tuple(a for a in addresses if a)
 
 
 async def netbox_sides(engine: SyncEngine, object_types: Iterable[str] = ENDPOINTS) -> list[NetBoxSide]:

@@ -136,10 +136,10 @@ def matches(match: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
 def _primary_ip(obj: Mapping[str, Any], family: str) -> tuple[str, str]:
     """(address without prefix length, dns name) of the primary IP of the wanted family."""
     key = {"ipv4": "primary_ip4", "ipv6": "primary_ip6"}.get(family, "primary_ip")
-    return _address(obj.get(key) or (obj.get("primary_ip4") or obj.get("primary_ip6") if family == "any" else None))
+    return ip_address(obj.get(key) or (obj.get("primary_ip4") or obj.get("primary_ip6") if family == "any" else None))
 
 
-def _address(ip: Any) -> tuple[str, str]:
+def ip_address(ip: Any) -> tuple[str, str]:
     """(address without prefix length, dns name) of a NetBox IP address object; empty when there is none."""
     if not isinstance(ip, Mapping) or not ip.get("address"):
         return "", ""
@@ -203,7 +203,7 @@ def _interface(cfg: InterfacesConfig, spec: Mapping[str, Any], obj: Mapping[str,
         raise ValueError(f"interface type {type_name!r} is not one of agent, snmp, ipmi, jmx")
     kind = INTERFACE_TYPES[type_name]
     if str(spec.get("address", "primary")) == "oob":
-        ip, dns = _address(obj.get("oob_ip"))
+        ip, dns = ip_address(obj.get("oob_ip"))
     else:
         ip, dns = _primary_ip(obj, cfg.ip_family)
     use_dns = bool(spec.get("use_dns", cfg.use_dns))

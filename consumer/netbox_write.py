@@ -85,7 +85,8 @@ async def _custom_field(netbox: NetBox, name: str) -> dict[str, Any] | None:
 
 async def apply_write_backs(netbox: NetBox, writes: Sequence[WriteBack]) -> int:
     """Write the journal entries and custom field values; the number of objects that got a write.
-    Never raises: what NetBox refuses is logged and counted (the next change of outcome writes again)."""
+    NetBox refusing or unreachable raises nothing: it is logged and counted (the next change of outcome
+    writes again)."""
     entries = [w.journal for w in writes if w.journal is not None]
     by_type: dict[str, list[dict[str, Any]]] = {}
     for w in writes:
