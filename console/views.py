@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar, get_args
 
 import msgspec
 
-from consumer.model import AGENT, IPMI, JMX, SNMP, ActualHost, DesiredHost, Plan
+from consumer.model import INTERFACE_NAMES, ActualHost, DesiredHost, Plan
 from consumer.redact import MASK, redacted
 from nbzx.jobs import ENDED
 from nbzx.scheduler import parse_time
@@ -133,13 +133,10 @@ def _macros(macros: Iterable[Any]) -> str:
     return "\n".join(sorted(f"{m.macro}={MASK if m.secret else m.value}" for m in macros))
 
 
-_INTERFACE_NAMES = {AGENT: "agent", SNMP: "SNMP", IPMI: "IPMI", JMX: "JMX"}
-
-
 def _interfaces(ifaces: Iterable[Any]) -> str:
     lines = []
     for i in ifaces:
-        kind = _INTERFACE_NAMES.get(i.type, str(i.type))
+        kind = INTERFACE_NAMES.get(i.type, str(i.type))
         addr = i.ip if i.useip else i.dns
         # SNMP secrets masked by the same rule as everything else that shows a plan (consumer.redact).
         details = " ".join(f"{k}={v}" for k, v in redacted(dict(i.details)).items())

@@ -14,10 +14,9 @@ from typing import Literal
 from msgspec import Struct, field
 
 from consumer.diff import plan_sync
-from consumer.model import AGENT, IPMI, JMX, SNMP, ActualHost, DesiredHost
+from consumer.model import INTERFACE_NAMES, ActualHost, DesiredHost
 
 MatchBy = Literal["host", "name", "ip"]
-INTERFACE_NAMES = {AGENT: "agent", SNMP: "SNMP", IPMI: "IPMI", JMX: "JMX"}
 
 
 class Adoption(Struct, kw_only=True):

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from msgspec import Struct, field
 
 AGENT, SNMP, IPMI, JMX = 1, 2, 3, 4  # Zabbix's interface types
+INTERFACE_NAMES = {AGENT: "agent", SNMP: "SNMP", IPMI: "IPMI", JMX: "JMX"}  # as people read them
 IPMI_DEFAULTS: dict[str, int | str] = {
     "ipmi_authtype": -1,
     "ipmi_privilege": 2,
