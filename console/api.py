@@ -16,6 +16,7 @@ from console.forms import (
     host_key,
     host_keys,
     job_filters,
+    only_fields,
     reconcile_json,
 )
 from console.views import difference_rows, job_summary, query_hosts, query_jobs
@@ -45,14 +46,6 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise BadInput(f"the body is not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise BadInput("the body must be a JSON object")
-    return body
-
-
-def _only(body: dict[str, Any], *known: str) -> dict[str, Any]:
-    """The body, when it has no field but these (a misspelt field is a 400, not silently ignored)."""
-    unknown = sorted(set(body) - set(known))
-    if unknown:
-        raise BadInput(f"unknown field(s): {', '.join(unknown)} (known: {', '.join(known)})")
     return body
 
 
@@ -172,7 +165,7 @@ async def adoption(request: web.Request) -> web.Response:
 @_errors
 async def adopt(request: web.Request) -> web.Response:
     c, ident = console_of(request), identity_of(request)
-    body = _only(await _body(request), "host_keys")
+    body = only_fields(await _body(request), "host_keys")
     keys = body.get("host_keys")
     if keys == "all":
         keys = []
@@ -203,7 +196,7 @@ async def dead_letters(request: web.Request) -> web.Response:
 @_errors
 async def retry_letters(request: web.Request) -> web.Response:
     c, ident = console_of(request), identity_of(request)
-    body = _only(await _body(request), "host_keys")
+    body = only_fields(await _body(request), "host_keys")
     keys, missing = c.state.letter_keys(host_keys(body["host_keys"]) if "host_keys" in body else [])
     if missing:
         return json_response(404, {"error": f"no dead letter for {', '.join(missing)}"})

@@ -98,11 +98,17 @@ def host_keys(value: Any) -> list[str]:
     return [host_key(v) for v in value]
 
 
+def only_fields(body: Mapping[str, Any], *known: str) -> Mapping[str, Any]:
+    """The JSON body, when it has no field but these (a misspelt field is refused, not silently ignored)."""
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        raise BadInput(f"unknown field(s): {', '.join(unknown)} (known: {', '.join(known)})")
+    return body
+
+
 def reconcile_json(body: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON reconcile body, typed as docs/console-api.yaml says (forms send text; JSON may not)."""
-    unknown = sorted(set(body) - set(RECONCILE_FIELDS))
-    if unknown:
-        raise BadInput(f"unknown field(s): {', '.join(unknown)} (known: {', '.join(RECONCILE_FIELDS)})")
+    only_fields(body, *RECONCILE_FIELDS)
     for name, kind in RECONCILE_FIELDS.items():
         value = body.get(name)
         if name in body and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
