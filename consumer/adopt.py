@@ -126,6 +126,8 @@ async def _take_over(engine: SyncEngine, job: Job, host_keys: list[str] | None) 
     refused = {k: why_not.get(k, "no Zabbix host we do not own matches it") for k in wanted if k not in valid}
     todo = [k for k in wanted if k in valid]
     job.note("adopt_planned", adoptable=len(todo), refused=len(refused))
+    # Read again, by name, right before tagging: host.update replaces the tags whole, so the tags sent
+    # back must be the ones the host has now, not the ones the report saw.
     hosts = await engine.zabbix.hosts_by_name(valid[k].host for k in todo)
     failed = {k: "the host is gone from Zabbix" for k in todo if valid[k].host not in hosts}
     tagged: list[str] = []
