@@ -86,7 +86,7 @@ def stack(*args: str) -> None:
 def stop_netbox_api() -> None:
     """Stop NetBox's web process only (the one scripts/stack started, by its PID): its API is gone,
     while its webhook worker and queue stay, as when a NetBox web node goes down."""
-    home = Path(os.environ.get("NBZX_STACK_HOME", Path.home() / ".cache" / "nbzx-stack"))
+    home = Path(os.environ.get("NBZX_STATE_HOME", Path.home() / ".local" / "state" / "nbzx-stack"))
     state = (home / "stack.state").read_text().split("\n")
     pid = next(int(line.split()[1]) for line in state if line.startswith("netbox-web "))
     os.killpg(pid, signal.SIGKILL)  # a crash, not a drain: gunicorn's graceful stop takes 30 s

@@ -11,9 +11,10 @@ import os
 import subprocess
 from pathlib import Path
 
-STACK_HOME = Path(os.environ.get("NBZX_STACK_HOME", Path.home() / ".cache" / "nbzx-stack"))
-NETBOX_BIN = STACK_HOME / "netbox" / "venv-4.7.3" / "bin" / "netbox"
-NETBOX_ROOT = STACK_HOME / "netbox" / "root"
+CACHE_HOME = Path(os.environ.get("NBZX_CACHE_HOME", Path.home() / ".cache" / "nbzx-stack"))
+STATE_HOME = Path(os.environ.get("NBZX_STATE_HOME", Path.home() / ".local" / "state" / "nbzx-stack"))
+NETBOX_BIN = CACHE_HOME / "netbox" / "venv-4.7.3" / "bin" / "netbox"
+NETBOX_ROOT = STATE_HOME / "netbox"
 
 _SCRIPT = """
 import json

@@ -1,12 +1,22 @@
-# Shared helpers for scripts/stack: logging, the state file, background start, health waits, apt.
-# Sourced, not run.
+# Shared helpers for scripts/stack, scripts/cluster and scripts/image: logging, the state file,
+# background start, health waits, apt. Sourced, not run.
+# shellcheck shell=bash
+# The settings below are read by the files that source this one; checked alone they look unused.
+# shellcheck disable=SC2034
+# shellcheck source=scripts/lib/fail.sh
+. "$(dirname "${BASH_SOURCE[0]}")/fail.sh"
 
-# Everything the stack downloads, builds or stores lives outside the repository, so a fresh clone
-# on the same machine reuses it (the NetBox migrate dump alone saves ~5.5 minutes).
-STACK_HOME=${NBZX_STACK_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/nbzx-stack}
-STATE_FILE="$STACK_HOME/stack.state"
-LOG_DIR="$STACK_HOME/logs"
-mkdir -p "$STACK_HOME" "$LOG_DIR"
+# Two places, both outside the repository:
+# - CACHE_DIR holds what is downloaded or built once (Kafka's jars, NetBox's venv and its migrated
+#   dump, the Zabbix 7.0 chroot, Kubernetes' binaries, tools): kept between runs and clones.
+# - STATE_DIR holds what running the stack makes (Kafka's data, generated configs, pid/state file,
+#   logs, the cluster's etcd and containerd): `scripts/stack wipe` empties it, and the whole test
+#   command starts from an empty one, so every run replays a fresh machine's order of steps.
+CACHE_DIR=${NBZX_CACHE_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/nbzx-stack}
+STATE_DIR=${NBZX_STATE_HOME:-${XDG_STATE_HOME:-$HOME/.local/state}/nbzx-stack}
+STATE_FILE="$STATE_DIR/stack.state"
+LOG_DIR="$STATE_DIR/logs"
+mkdir -p "$CACHE_DIR" "$STATE_DIR" "$LOG_DIR"
 
 # Fixed loopback ports; the test fixtures and the example config use the same numbers.
 PG_PORT=5432
@@ -21,7 +31,8 @@ POD_CIDR=10.244.0.0/24
 POD_GATEWAY=10.244.0.1
 KAFKA_PODS_PORT=${NBZX_KAFKA_PODS_PORT:-19092}
 
-log() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# log MESSAGE: a progress line; it also names the step a failure report shows (scripts/lib/fail.sh).
+log() { NBZX_STEP=$*; printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 now() { date +%s.%N; }
@@ -40,7 +51,7 @@ state_del() {
   grep -v "^$1 " "$STATE_FILE" > "$STATE_FILE.tmp" || true
   mv "$STATE_FILE.tmp" "$STATE_FILE"
 }
-state_pid() { [ -f "$STATE_FILE" ] && awk -v n="$1" '$1==n {print $2}' "$STATE_FILE" || true; }
+state_pid() { if [ -f "$STATE_FILE" ]; then awk -v n="$1" '$1==n {print $2}' "$STATE_FILE"; fi; }
 
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 

@@ -1,4 +1,5 @@
 # A single-node Kubernetes on this machine: etcd (Debian), the control plane and kubelet (built by
+# shellcheck shell=bash
 # scripts/lib/k8s_build.sh), containerd (Debian) with its CRI plugin and a CNI bridge. Sourced by
 # scripts/cluster, after common.sh and k8s_build.sh. Every process is started with start_bg and
 # stopped by PID, like the rest of the stack.
@@ -8,7 +9,8 @@
 # kube-proxy (iptables mode) makes Services' cluster IPs reachable from this machine too, so NetBox
 # posts its webhooks to the receiver Service itself. There is no cluster DNS: pods are given addresses.
 
-K8S_RUN="$K8S_HOME/run"
+# Certificates, etcd, containerd and kubelet data: state, made anew after `scripts/stack wipe`.
+K8S_RUN="$STATE_DIR/k8s"
 KUBECONFIG_FILE="$K8S_RUN/admin.kubeconfig"
 K8S_API_PORT=6443
 POD_BRIDGE=nbzxpods0
@@ -118,7 +120,7 @@ k8s_images() {
   # first: it installs podman and writes the containers.conf the podman calls below use.
   local image id
   image=$(scripts/image)
-  export CONTAINERS_CONF="$STACK_HOME/image/containers.conf"
+  export CONTAINERS_CONF="$CACHE_DIR/image/containers.conf"
   if [ -z "$(kctr images ls -q name==localhost/pause:nbzx)" ]; then
     if ! podman image exists localhost/pause:nbzx; then
       local c; c=$(buildah from scratch)

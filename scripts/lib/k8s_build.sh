@@ -1,4 +1,5 @@
 # Kubernetes binaries built from the Go module proxy, once per version, cached outside the repo.
+# shellcheck shell=bash
 # Sourced by scripts/cluster, after scripts/lib/common.sh.
 #
 # k8s.io/kubernetes cannot be `go install`ed (its go.mod replaces its 33 staging modules with local
@@ -6,7 +7,7 @@
 # v0.X.Y, then builds the cmd packages with the version ldflags.
 
 K8S_VERSION=${NBZX_K8S_VERSION:-v1.37.2}
-K8S_HOME="$STACK_HOME/k8s"
+K8S_HOME="$CACHE_DIR/k8s"
 K8S_BIN="$K8S_HOME/$K8S_VERSION/bin"
 K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 

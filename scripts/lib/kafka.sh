@@ -1,9 +1,10 @@
 # Apache Kafka 4.x, single-node KRaft (broker + controller in one JVM). Sourced by scripts/stack.
+# shellcheck shell=bash
 # The jars come from Maven Central through scripts/kafka/pom.xml: there is no other download route.
 
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$SCRIPTS_DIR/kafka/pom.xml")
-KAFKA_LIBS="$STACK_HOME/kafka/libs-$KAFKA_VERSION"
-KAFKA_STATE="$STACK_HOME/kafka/node"
+KAFKA_LIBS="$CACHE_DIR/kafka/libs-$KAFKA_VERSION"
+KAFKA_STATE="$STATE_DIR/kafka"
 KAFKA_LOG="$LOG_DIR/kafka.log"
 
 kafka_install() {
@@ -73,17 +74,20 @@ PROPS
   if [ ! -f "$KAFKA_STATE/data/meta.properties" ]; then
     log "kafka: formatting KRaft storage"
     local cid
-    cid=$(java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
+    [ -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] || die "kafka_configure ran before kafka_install: no jars in $KAFKA_LIBS"
+    cid=$(java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>"$LOG_DIR/kafka-format.log" | tail -1)
     java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format --standalone -t "$cid" \
-      -c "$KAFKA_STATE/server.properties" >"$LOG_DIR/kafka-format.log" 2>&1 \
+      -c "$KAFKA_STATE/server.properties" >>"$LOG_DIR/kafka-format.log" 2>&1 \
       || { tail -n 20 "$LOG_DIR/kafka-format.log" >&2; die "kafka storage format failed"; }
   fi
 }
 
 kafka_ready() { python3 "$SCRIPTS_DIR/lib/kafka_ready.py" "127.0.0.1:$KAFKA_PORT"; }
 
+# Install, then configure (formatting the storage runs Kafka's own StorageTool from the jars), then start.
 kafka_up() {
   local t0; t0=$(now)
+  kafka_install
   kafka_configure
   if pid_alive "$(state_pid kafka)" && kafka_ready >/dev/null 2>&1; then
     if [ "$KAFKA_CONFIG_CHANGED" = 0 ]; then log "kafka: already running on :$KAFKA_PORT"; return 0; fi
@@ -91,7 +95,6 @@ kafka_up() {
     kafka_down
   fi
   port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by a process the stack did not start"
-  kafka_install
   log "kafka: starting Apache Kafka $KAFKA_VERSION (KRaft) on :$KAFKA_PORT"
   start_bg kafka "$KAFKA_PORT" "$KAFKA_LOG" \
     java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \

@@ -1,10 +1,12 @@
 # NetBox 4.7.3 from its PyPI wheel, in its own Python 3.12 venv, with Redis, gunicorn and an RQ
+# shellcheck shell=bash
 # worker. Sourced by scripts/stack.
 
 NETBOX_VERSION=4.7.3
-NETBOX_HOME="$STACK_HOME/netbox"
+NETBOX_HOME="$CACHE_DIR/netbox"
 NETBOX_VENV="$NETBOX_HOME/venv-$NETBOX_VERSION"
-export NETBOX_ROOT="$NETBOX_HOME/root"
+# Generated configuration (state); the venv and the migrated dump are cached.
+export NETBOX_ROOT="$STATE_DIR/netbox"
 NETBOX_DUMP="$NETBOX_HOME/netbox-$NETBOX_VERSION-base.dump"
 NETBOX_URL="http://127.0.0.1:$NETBOX_PORT"
 # Deterministic v2 API token for the local stack and the tests (never used outside loopback).

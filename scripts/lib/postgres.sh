@@ -1,4 +1,5 @@
 # PostgreSQL 15 from Debian's packages, shared by Zabbix and NetBox. Sourced by scripts/stack.
+# shellcheck shell=bash
 
 postgres_up() {
   local t0; t0=$(now)

@@ -3,8 +3,9 @@
 # in namespace nbzx-demo with examples/helm-minimal.yaml + examples/helm-local.yaml and the console on;
 # NetBox's webhook points at the receiver Service (its cluster IP, which kube-proxy makes reachable
 # from this machine), and the demo devices land in Zabbix through the consumer pods.
-set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# shellcheck source=scripts/lib/fail.sh
+. scripts/lib/fail.sh
 scripts/dev-env
 scripts/stack up
 eval "$(scripts/stack env)"

@@ -1,4 +1,5 @@
 # Zabbix 6.0 LTS from Debian's packages: DB on the shared PostgreSQL, the frontend's JSON-RPC API
+# shellcheck shell=bash
 # served by PHP's built-in server (no Apache), and zabbix_server. Sourced by scripts/stack.
 
 ZABBIX_LOG="$LOG_DIR/zabbix-php.log"
@@ -114,7 +115,7 @@ zabbix_server_up() {
 
 zabbix_up() {
   local t0; t0=$(now)
-  if pid_alive "$(state_pid zabbix-php)" && zabbix_api_ready && pid_alive "$(state_pid zabbix-server)"; then
+  if pid_alive "$(state_pid zabbix-php)" && zabbix_api_ready "$ZABBIX_URL" && pid_alive "$(state_pid zabbix-server)"; then
     log "zabbix: already running on :$ZABBIX_PORT"; return 0
   fi
   zabbix_install
@@ -127,7 +128,7 @@ zabbix_up() {
     PHP_CLI_SERVER_WORKERS=4 start_bg zabbix-php "$ZABBIX_PORT" "$ZABBIX_LOG" \
       php -S "127.0.0.1:$ZABBIX_PORT" -t /usr/share/zabbix
   fi
-  wait_for "zabbix apiinfo.version" 60 "$ZABBIX_LOG" zabbix_api_ready || die "zabbix API did not answer"
+  wait_for "zabbix apiinfo.version" 60 "$ZABBIX_LOG" zabbix_api_ready "$ZABBIX_URL" || die "zabbix API did not answer"
   wait_for "zabbix Admin login" 30 "$ZABBIX_LOG" zabbix_login_ok || die "zabbix Admin could not log in"
   zabbix_server_up
   log "zabbix: up in $(elapsed "$t0")s (API $ZABBIX_URL, Admin/zabbix)"
@@ -144,7 +145,7 @@ zabbix_reset() {
 
 zabbix_status() {
   local pid; pid=$(state_pid zabbix-php)
-  if pid_alive "$pid" && zabbix_api_ready; then echo "zabbix    up    :$ZABBIX_PORT pid $pid ($ZABBIX_URL)"
+  if pid_alive "$pid" && zabbix_api_ready "$ZABBIX_URL"; then echo "zabbix    up    :$ZABBIX_PORT pid $pid ($ZABBIX_URL)"
   else echo "zabbix    down"; fi
   pid=$(state_pid zabbix-server)
   if pid_alive "$pid"; then echo "zbx-srv   up    :10051 pid $pid"; else echo "zbx-srv   down"; fi

@@ -1,10 +1,11 @@
 # Zabbix 7.0 LTS next to the 6.0 one: Debian's own 7.0 packages (trixie-backports, the newest 7.0
-# Debian builds) in a minimal trixie chroot cached under $STACK_HOME, its database in the shared
+# shellcheck shell=bash
+# Debian builds) in a minimal trixie chroot cached under $CACHE_DIR, its database in the shared
 # PostgreSQL (database "zabbix7"), and the frontend's JSON-RPC API served by the chroot's PHP
 # built-in server on its own port. No zabbix_server: every API call the service makes works
 # without one (only history.push needs it). Sourced by scripts/stack.
 
-ZABBIX7_ROOT="$STACK_HOME/zabbix7/root-trixie"
+ZABBIX7_ROOT="$CACHE_DIR/zabbix7/root-trixie"
 ZABBIX7_LOG="$LOG_DIR/zabbix7-php.log"
 ZABBIX7_URL="http://127.0.0.1:$ZABBIX7_PORT/api_jsonrpc.php"
 ZABBIX7_SUITE=trixie

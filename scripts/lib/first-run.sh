@@ -1,0 +1,34 @@
+# What a run is about to install, and how long each part took on a first run here (measured, see
+# README "First run"). Printed by scripts/run and scripts/test before they start. Sourced, not run.
+# shellcheck shell=bash
+
+# first_run_banner WHAT: WHAT is "stack" (scripts/run) or "all" (scripts/test: the cluster and the
+# browser too). Lists only the parts whose cache is missing; prints one line when nothing is.
+first_run_banner() {
+  local cache=${NBZX_CACHE_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/nbzx-stack} parts=()
+  [ -x .venv/bin/python ] || parts+=("the project's virtualenv (.venv, pip)                          ~1 min")
+  compgen -G "$cache/kafka/libs-*/kafka_2.13-*.jar" >/dev/null \
+    || parts+=("Apache Kafka's jars (Maven) and a JDK (Debian)                     ~1-2 min")
+  dpkg-query -W -f='${Status}' zabbix-server-pgsql 2>/dev/null | grep -q 'ok installed' \
+    || parts+=("Zabbix 6.0 and PostgreSQL (Debian packages)                        ~1-2 min")
+  [ -f "$cache/zabbix7/root-trixie/.nbzx-ready" ] \
+    || parts+=("Zabbix 7.0 in a Debian trixie chroot (debootstrap + apt)           ~2-3 min")
+  compgen -G "$cache/netbox/netbox-*-base.dump" >/dev/null \
+    || parts+=("NetBox 4.7.3 (pip, builds psycopg) and its database migrations     ~10 min")
+  if [ "$1" = all ]; then
+    compgen -G "$cache/k8s/*/bin/kubelet" >/dev/null \
+      || parts+=("Kubernetes built from the Go module proxy, the image's base (podman) ~15 min")
+    [ -x "$cache/tools/bin/helm" ] || parts+=("the Helm CLI built from its Go module                              ~2 min")
+    command -v chromium >/dev/null || parts+=("Chromium and its driver for the console tests (Debian)            ~1 min")
+  fi
+  if [ ${#parts[@]} -eq 0 ]; then
+    printf '[%s] everything is installed (caches in %s); the stack starts from an empty state\n' "${0##*/}" "$cache" >&2
+    return 0
+  fi
+  {
+    printf '[%s] first run on this machine: installing what is missing (2 cores, times measured here):\n' "${0##*/}"
+    printf '        - %s\n' "${parts[@]}"
+    printf '      Downloads and builds are cached in %s (about 6 GB when complete),\n' "$cache"
+    printf '      so later runs take minutes. Progress lines follow; a failure names its step, command and log.\n'
+  } >&2
+}
