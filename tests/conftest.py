@@ -18,6 +18,9 @@ import pytest
 
 from nbzx.config import Config, parse_config
 
+# Skips, uncollected files and missing tiers fail the run; the hypothesis seed is printed.
+pytest_plugins = ["tests.run_guard"]
+
 ROOT = Path(__file__).resolve().parent.parent
 # Real NetBox 4.7.3 deliveries, byte-exact (secret hook-secret-123), copied into the repository.
 WEBHOOK_DIR = ROOT / "tests" / "fixtures" / "netbox-webhooks"
