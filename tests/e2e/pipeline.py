@@ -19,8 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from consumer.zabbix import WRITE_METHODS
 from nbzx.config import Config
 from tests.conftest import HOOK_SECRET, NETBOX_TOKEN, ROOT, lab_ip
+from tests.metrics import metric_value
 
 
 def free_port() -> int:
@@ -52,24 +54,15 @@ class ConsumerProcess:
         )
 
     def metric(self, name: str, **labels: str) -> float:
-        """Sum of a Prometheus counter/gauge's samples with these labels (0 when absent)."""
+        """Sum of a metric's samples with these labels (0 when not counted yet; an error when not exposed)."""
         import urllib.request
 
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-        total = 0.0
-        for line in text.splitlines():
-            if not line.startswith(name + "{") and not line.startswith(name + " "):
-                continue
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+            return metric_value(resp.read().decode(), name, **labels)
 
     def zabbix_writes(self) -> float:
-        return sum(
-            self.metric("nbzx_zabbix_calls_total", method=m, result="ok")
-            for m in ("host.create", "host.update", "host.delete", "host.massupdate")
-        )
+        """Successful Zabbix calls of every method the client counts as a write."""
+        return sum(self.metric("nbzx_zabbix_calls_total", method=m, result="ok") for m in WRITE_METHODS)
 
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -16,6 +16,7 @@ from receiver.app import make_app
 from receiver.webhook import sign
 from schemas import ChangeEvent, JobRecord, ReconcileRequest, decode
 from tests.conftest import HOOK_SECRET, captures, make_config
+from tests.metrics import metric_value
 
 
 class RecordingProducer:
@@ -159,8 +160,7 @@ async def test_reconcile_rejects_unknown_fields(client: Any) -> None:
 
 async def test_metrics_count_results(client: Any) -> None:
     def count(text: str, result: str) -> float:
-        line = next((x for x in text.splitlines() if x.startswith(f'nbzx_webhooks_total{{result="{result}"}}')), None)
-        return float(line.rsplit(" ", 1)[1]) if line else 0.0
+        return metric_value(text, "nbzx_webhooks_total", result=result)
 
     raw = CAP["raw_body"].encode()
     before = await (await client.get("/metrics")).text()
