@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from nbzx.config import Config
-from nbzx.kafka import create_topics
+from nbzx.kafka import Producer, create_topics
+from schemas import DeadLetter, encode
 from tests.browser import Browser
 from tests.conftest import ROOT, create_device, lab_ip
 from tests.e2e.pipeline import ConsumerProcess, free_port, pipeline_config_doc, write_config
@@ -80,8 +81,8 @@ class ConsoleProcess:
 class Session:
     """What the test drives: the browser, NetBox, and a way to wait for the pages to show something."""
 
-    def __init__(self, browser: Browser, console: ConsoleProcess, nb: Any, base: dict[str, Any]) -> None:
-        self.b, self.console, self.nb, self.base = browser, console, nb, base
+    def __init__(self, browser: Browser, console: ConsoleProcess, nb: Any, base: dict[str, Any], cfg: Config) -> None:
+        self.b, self.console, self.nb, self.base, self.cfg = browser, console, nb, base, cfg
 
     def wait_page(self, path: str, check: Callable[[Browser], Any], what: str, timeout_s: float = 60) -> Any:
         """Open `path` until `check(browser)` is truthy (the pages are server-rendered: reload to see news)."""
@@ -120,7 +121,7 @@ def console_session(
         while not console.ready():
             assert time.monotonic() < deadline, (tmp_path / "console.log").read_text()[-3000:]
             time.sleep(0.3)
-        yield Session(browser, console, netbox_api, base)
+        yield Session(browser, console, netbox_api, base, cfg)
     finally:
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
@@ -224,15 +225,32 @@ def test_operator_reconciles_fixes_a_failing_host_retries_and_schedules(console_
         b.screenshot(ROOT / "docs" / "console-jobs.png")
 
 
+async def _dead_letter(cfg: Config, host_key: str) -> None:
+    producer = Producer(cfg)
+    await producer.start()
+    try:
+        letter = DeadLetter(
+            host_key=host_key, error="template No Such Template 42 missing", attempts=1,
+            topic=cfg.kafka.topics.events, partition=0, offset=0, original="{}",
+        )  # fmt: skip
+        await producer.send(cfg.kafka.topics.dlq, host_key, encode(letter))
+    finally:
+        await producer.stop()
+
+
 def test_a_viewer_reads_but_cannot_act(console_session: Session) -> None:
     s, b = console_session, console_session.b
+    dev = create_device(s.nb, s.base, f"{s.base['site'].slug}-viewed", lab_ip(62))
+    key = f"dcim.device:{dev.id}"
+    asyncio.run(_dead_letter(s.cfg, key))  # something a viewer could retry, were it allowed
     b.sign_in(VIEWER.split(":")[1])
     assert b.text("#who") == "victor (viewer)"
     assert not b.all("#actions")
-    b.open("/hosts/dcim.device:1")
+    b.open(f"/hosts/{key}")
+    assert key in b.text("h1"), "the host's page is shown"
     assert not b.all("#sync-now")
-    b.open("/dead-letters")
-    assert not b.all("#retry-all")
+    s.wait_page("/dead-letters", lambda b: b.all(f'tr[data-host-key="{key}"]'), "the dead letter listed")
+    assert not b.all("#retry-all") and not b.all(".retry-one"), "listed, yet no retry for a viewer"
     cookie = b.driver.get_cookie("nbzx_session")["value"]  # type: ignore[index]
     req = urllib.request.Request(
         f"{s.console.url}/reconcile",

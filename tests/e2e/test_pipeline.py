@@ -131,15 +131,26 @@ async def test_broker_stopped_and_restarted_mid_stream(pipeline: Pipeline) -> No
     pipeline.consumer()
     first = await asyncio.to_thread(pipeline.devices, [new_name("kb") for _ in range(3)])
     await pipeline.converged([f"dcim.device:{d.id}" for d in first])
+    refused_before = _unavailable()
     await asyncio.to_thread(_stack, "down", "kafka")
     try:
         # The receiver answers 503 now; NetBox keeps the deliveries and retries them (RQ_RETRY_MAX).
         second = await asyncio.to_thread(pipeline.devices, [new_name("kb") for _ in range(3)])
-        await asyncio.sleep(3)
+        second_keys = [f"dcim.device:{d.id}" for d in second]
+        # The outage was hit: NetBox's deliveries of the three creations were refused with 503.
+        await wait_until(lambda: _unavailable() - refused_before >= 3, 30, "three deliveries answered 503")
+        assert pipeline.hosts(second_keys) == {}, "nothing reached Zabbix while the broker was down"
     finally:
         await asyncio.to_thread(_stack, "up", "kafka")
     keys = [f"dcim.device:{d.id}" for d in [*first, *second]]
     await pipeline.converged(keys, timeout_s=150)
+
+
+def _unavailable() -> float:
+    """Webhooks the test's in-process receiver answered with 503 (Kafka unavailable)."""
+    from receiver.metrics import WEBHOOKS
+
+    return float(WEBHOOKS.labels("unavailable")._value.get())
 
 
 @pytest.mark.parametrize("service", ["zabbix", "netbox"])

@@ -5,7 +5,6 @@ held requests survive a control-loop restart; the console's view follows the top
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -91,10 +90,11 @@ async def stack(
     try:
         yield s
     finally:
-        with contextlib.suppress(Exception):
-            await s.stop_control()
-        await s.reconciler.engine.zabbix.close()
-        s.reconciler.engine.netbox.close()
+        try:
+            await s.stop_control()  # a control loop that fell over fails the test here
+        finally:
+            await s.reconciler.engine.zabbix.close()
+            s.reconciler.engine.netbox.close()
 
 
 async def test_reconcile_now_from_the_console_runs_and_completes_with_the_user(stack: Stack) -> None:
