@@ -3,7 +3,8 @@
 Read every in-scope object from NetBox and every owned host from Zabbix, map and diff in memory
 with the sync engine's pure functions, and emit a `SyncRequest` only for host keys whose plan is not
 empty: the consumers then apply them through the same `sync()` path as events. A no-op reconcile
-emits nothing and writes nothing. Deletions over `reconcile.max_delete` fail the job and emit nothing.
+emits nothing and writes nothing. When the deletions exceed `reconcile.max_delete`, they are held
+back (none is emitted) while creates and updates go out, and the job fails saying so (DESIGN.md §6).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from nbzx.config import Config
 from nbzx.jobs import Job
 from nbzx.kafka import Producer
 from nbzx.logging import get_logger
-from schemas.messages import JobKind, JobRecord, ReconcileRequest, SyncRequest, encode
+from schemas.messages import JobKind, JobRecord, JobStatus, ReconcileRequest, SyncRequest, encode
 
 log = get_logger(component="reconcile")
 DRY_RUN_CHANGES_SHOWN = 2000  # hosts whose changed fields a dry run's record lists (it is one Kafka record)
@@ -30,10 +31,19 @@ HOSTS = Gauge("nbzx_reconcile_hosts", "Hosts per state in the last reconcile", [
 
 
 def delete_cap(max_delete: str | int, owned: int) -> int:
-    """How many deletions a reconcile may emit: a count, or a percentage of owned hosts (at least 1)."""
+    """How many deletions a reconcile may emit: a count, or a percentage of owned hosts. A percentage
+    above 0 allows at least one; "0%" allows none, as 0 does."""
     if isinstance(max_delete, int) or not str(max_delete).endswith("%"):
         return int(max_delete)
-    return max(1, int(owned * float(str(max_delete)[:-1]) / 100))
+    percent = float(str(max_delete)[:-1])
+    return 0 if percent == 0 else max(1, int(owned * percent / 100))
+
+
+def held_back(plans: dict[str, Plan], cap: int) -> list[str]:
+    """The host keys whose deletion a reconcile holds back: all of them when they exceed `cap` (so
+    many at once usually means a scope filter or NetBox gone wrong, not hosts really gone), else none."""
+    deletes = sorted(k for k, p in plans.items() if _bucket(p) == "delete")
+    return deletes if len(deletes) > cap else []
 
 
 def job_kind(req: ReconcileRequest) -> JobKind:
@@ -125,21 +135,26 @@ class Reconciler:
         for state in ("in_sync", "create", "update", "delete", "conflicts", "skipped"):
             HOSTS.labels(state).set(results[state])
         cap = delete_cap(self.cfg.reconcile.max_delete, self.owned_count)
-        if counts["delete"] > cap:
-            msg = (
-                f"{counts['delete']} hosts would be deleted, over reconcile.max_delete "
-                f"({self.cfg.reconcile.max_delete} of {self.owned_count} owned hosts = {cap}); nothing was emitted. "
+        held = held_back(plans, cap)
+        error = None
+        if held:
+            error = (
+                f"{len(held)} hosts would be deleted, over reconcile.max_delete "
+                f"({self.cfg.reconcile.max_delete} of {self.owned_count} owned hosts = {cap}): the deletes were "
+                f"held back{'' if req.dry_run else ', the creates and updates were sent'}. "
                 "Check the scope filter and NetBox, or raise reconcile.max_delete."
             )
-            job.note("reconcile_delete_cap", deletes=counts["delete"], cap=cap)
-            return await job.publish("failed", error=msg, results={**results, "plan": by_action})
+            results["held_deletes"] = len(held)
+            job.note("reconcile_delete_cap", deletes=len(held), cap=cap)
+        status: JobStatus = "failed" if held else "completed"
         if req.dry_run:
             # What would change per host (field names only: values may be secrets), for the first hosts.
             changes = {k: sorted(p.changes) for k, p in sorted(plans.items()) if p.changes}
             shown = dict(list(changes.items())[:DRY_RUN_CHANGES_SHOWN])
             dry = {"dry_run": True, "plan": by_action, "changes": shown, "changes_total": len(changes)}
-            return await job.publish("completed", results={**results, **dry})
-        todo = sorted(k for k, p in plans.items() if not p.empty)
+            return await job.publish(status, error=error, results={**results, **dry})
+        holding = set(held)
+        todo = sorted(k for k, p in plans.items() if not p.empty and k not in holding)
         progress = {"read": len(plans), "planned": len(todo), "emitted": 0}
         await job.publish("running", results={**results, "progress": progress})
         last = time.monotonic()
@@ -152,8 +167,10 @@ class Reconciler:
                 await job.publish("running", results={**results, "progress": {**progress, "emitted": emitted}})
         emitted = len(todo)
         job.note("reconcile_emitted", sync_requests=emitted)
+        if held:  # which hosts were held back, and what went out instead
+            results["plan"] = by_action
         return await job.publish(
-            "completed", results={**results, "emitted": emitted, "progress": {**progress, "emitted": emitted}}
+            status, error=error, results={**results, "emitted": emitted, "progress": {**progress, "emitted": emitted}}
         )
 
 

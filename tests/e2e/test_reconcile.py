@@ -199,19 +199,37 @@ async def test_drift_in_zabbix_is_restored_and_foreign_hosts_are_untouched(env: 
     assert row == {"hostid": foreign, "description": "not ours", "status": "0", "tags": []}
 
 
-async def test_orphans_beyond_the_cap_fail_the_job_and_delete_nothing(env: Env) -> None:
-    devs = [await asyncio.to_thread(env.device, f"rec-o{i}-{uuid.uuid4().hex[:5]}", lab_ip(50 + i)) for i in range(3)]
+async def test_deletes_beyond_the_cap_are_held_back_while_creates_and_updates_go_out(env: Env) -> None:
+    devs = [await asyncio.to_thread(env.device, f"rec-o{i}-{uuid.uuid4().hex[:5]}", lab_ip(50 + i)) for i in range(4)]
     keys = [f"dcim.device:{d.id}" for d in devs]
     await env.engine.sync(keys)
-    await asyncio.to_thread(env.nb.dcim.devices.delete, [d.id for d in devs])
+    gone, kept = devs[:3], devs[3]
+    await asyncio.to_thread(env.nb.dcim.devices.delete, [d.id for d in gone])
+    renamed = f"{kept.name}-renamed"
+    await asyncio.to_thread(kept.update, {"name": renamed})  # an update in the same reconcile
+    new = await asyncio.to_thread(env.device, f"rec-n-{uuid.uuid4().hex[:5]}", lab_ip(49))  # and a create
+    new_key, kept_key, gone_keys = f"dcim.device:{new.id}", f"dcim.device:{kept.id}", keys[:3]
     before = await end_offsets(env.cfg, env.cfg.kafka.topics.events)
+
+    dry = await env.reconcile(dry_run=True)
+    assert dry.status == "failed" and sorted(dry.results["plan"]["delete"]) == sorted(gone_keys)
+    assert await end_offsets(env.cfg, env.cfg.kafka.topics.events) == before, "a dry run emits nothing"
+
     job = await env.reconcile()
     assert job.status == "failed"
     assert "3 hosts would be deleted" in (job.error or "") and "max_delete" in (job.error or "")
-    assert await end_offsets(env.cfg, env.cfg.kafka.topics.events) == before
-    assert all(env.host(k) is not None and "(archived" not in env.host(k)["name"] for k in keys)  # type: ignore[index]
-    dry = await env.reconcile(dry_run=True)
-    assert dry.status == "failed" and sorted(dry.results["plan"]["delete"]) == sorted(keys)
+    assert "held back" in (job.error or "") and "creates and updates were sent" in (job.error or "")
+    r = job.results
+    assert (r["create"], r["update"], r["delete"], r["held_deletes"], r["emitted"]) == (1, 1, 3, 3, 2)
+    assert sorted(r["plan"]["delete"]) == sorted(gone_keys)
+    emitted = sum((await end_offsets(env.cfg, env.cfg.kafka.topics.events)).values()) - sum(before.values())
+    assert emitted == 2, "only the create and the update were emitted"
+    env.start_consumer()
+    await env.wait_hosts(
+        lambda: env.host(new_key) is not None and (env.host(kept_key) or {}).get("host") == renamed,
+        "the create and the update applied",
+    )
+    assert all(env.host(k) is not None and "(archived" not in env.host(k)["name"] for k in gone_keys)  # type: ignore[index]
 
 
 async def test_replay_from_a_time_converges_and_a_second_replay_writes_nothing(env: Env) -> None:

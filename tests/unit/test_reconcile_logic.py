@@ -9,7 +9,8 @@ import msgspec
 import pytest
 
 from consumer.diff import grace_expired
-from consumer.reconcile import delete_cap
+from consumer.model import Plan
+from consumer.reconcile import delete_cap, held_back
 from consumer.system_jobs import missing_settings
 from nbzx.config import parse_config
 from nbzx.jobs import materialise, newest_first
@@ -21,10 +22,33 @@ T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     ("spec", "owned", "cap"),
-    [("10%", 200, 20), ("10%", 5, 1), ("0%", 100, 1), (3, 100, 3), ("25", 100, 25), ("2.5%", 1000, 25)],
+    [
+        ("10%", 200, 20),
+        ("10%", 5, 1),
+        ("0%", 100, 0),
+        ("0", 100, 0),
+        (0, 100, 0),
+        ("0.5%", 100, 1),
+        (3, 100, 3),
+        ("25", 100, 25),
+        ("2.5%", 1000, 25),
+    ],
 )
 def test_delete_cap(spec: str | int, owned: int, cap: int) -> None:
     assert delete_cap(spec, owned) == cap
+
+
+def test_deletes_over_the_cap_are_held_back_and_nothing_else() -> None:
+    plans = {
+        "dcim.device:1": Plan(host_key="dcim.device:1", action="create"),
+        "dcim.device:2": Plan(host_key="dcim.device:2", action="update", hostid="2", changes={"status": 1}),
+        "dcim.device:3": Plan(host_key="dcim.device:3", action="update", hostid="3", removes=True),
+        "dcim.device:4": Plan(host_key="dcim.device:4", action="delete", hostid="4", removes=True),
+        "dcim.device:5": Plan(host_key="dcim.device:5", action="noop", hostid="5"),
+    }
+    assert held_back(plans, 1) == ["dcim.device:3", "dcim.device:4"], "over the cap: every delete, only deletes"
+    assert held_back(plans, 2) == [], "at the cap: nothing held"
+    assert held_back(plans, delete_cap("0%", 5)) == ["dcim.device:3", "dcim.device:4"]
 
 
 def test_grace() -> None:
