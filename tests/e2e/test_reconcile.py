@@ -7,11 +7,15 @@ fleet a reconcile sees is exactly the test's.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +33,12 @@ from nbzx.kafka import Producer, create_topics
 from nbzx.scheduler import parse_time, run_scheduler
 from receiver.app import make_app
 from schemas import ReconcileRequest, SyncRequest, encode
-from tests.conftest import ROOT, create_device, end_offsets, lab_ip, make_config
+from tests.conftest import HOOK_SECRET, NETBOX_TOKEN, ROOT, create_device, end_offsets, lab_ip, make_config
+from tests.e2e.pipeline import pipeline_config_doc, write_config
+
+# What a CLI process of the service reads from its environment on the local stack.
+CLI_ENV = {"NETBOX_TOKEN": NETBOX_TOKEN, "ZABBIX_USER": "Admin", "ZABBIX_PASSWORD": "zabbix",
+           "NBZX_WEBHOOK_SECRET": HOOK_SECRET, "NBZX_API_TOKEN": "test-api-token"}  # fmt: skip
 
 
 class Env:
@@ -247,6 +256,43 @@ async def test_replay_from_a_time_converges_and_a_second_replay_writes_nothing(e
     assert second.status == "completed" and second.results["messages"] == 5
     assert env.engine.zabbix.write_calls == writes, "replaying the same events again changes nothing"
     assert (await read_jobs(env.cfg))[second.job_id].job_kind == "backfill"
+
+
+async def test_the_replay_command_applies_the_window_between_since_and_until(env: Env, tmp_path: Path) -> None:
+    """`nbzx replay --since --until` as an operator runs it: a process, its progress on stderr, the
+    job as JSON on stdout; messages before --since and after --until are not applied."""
+    made = [await asyncio.to_thread(env.device, f"rec-w{i}-{uuid.uuid4().hex[:5]}", lab_ip(70 + i)) for i in range(7)]
+    keys = [f"dcim.device:{d.id}" for d in made]
+    before, inside, after = keys[:2], keys[2:5], keys[5:]
+
+    async def queue(batch: list[str]) -> None:
+        for k in batch:
+            await env.producer.send(env.cfg.kafka.topics.events, k, encode(SyncRequest(host_key=k, reason="cli")))
+
+    await queue(before)
+    await asyncio.sleep(1.2)  # record timestamps are in milliseconds: keep the three windows apart
+    since = datetime.now(UTC)
+    await queue(inside)
+    await asyncio.sleep(1.2)
+    until = datetime.now(UTC)
+    await asyncio.sleep(1.2)
+    await queue(after)
+
+    doc = pipeline_config_doc(env.cfg)
+    config = write_config(doc, tmp_path / "replay.yaml")
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "nbzx.cli", "--config", str(config), "replay", "--since", since.isoformat(),
+         "--until", until.isoformat(), "--group", f"bf-{uuid.uuid4().hex[:6]}"],
+        cwd=ROOT, env={**os.environ, **CLI_ENV}, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(proc.stdout)
+    assert (record["job_kind"], record["status"]) == ("backfill", "completed")
+    assert record["results"]["messages"] == 3 and record["results"]["applied"] == 3, record["results"]
+    assert "3/3 messages" in proc.stderr, "progress is shown"
+    assert all(env.host(k) is not None for k in inside)
+    assert all(env.host(k) is None for k in [*before, *after]), "nothing outside the window was applied"
 
 
 async def test_scheduler_runs_on_schedule_after_failures_and_jobs_are_served(env: Env, aiohttp_client: Any) -> None:

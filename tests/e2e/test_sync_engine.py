@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from consumer.netbox import NetBox
+from consumer.ratelimit import Budget
 from consumer.sync import SyncEngine
 from consumer.zabbix import Zabbix
 from nbzx.config import Config
@@ -68,6 +69,16 @@ async def env(netbox_api: Any, zabbix_server: ZabbixServer, netbox_objects: Any)
     yield Env(cfg, SyncEngine(cfg, netbox, zabbix), netbox_api, zabbix_server, base)
     await zabbix.close()
     netbox.close()
+
+
+class CountingBudget(Budget):
+    """The real budget, counting the tokens it hands out."""
+
+    taken = 0
+
+    async def _take(self) -> None:
+        await super()._take()
+        self.taken += 1
 
 
 def _names(items: list[dict[str, Any]]) -> set[str]:
@@ -267,6 +278,7 @@ async def test_many_hosts_are_written_with_one_call_per_kind_of_change(env: Env)
     devs = [await asyncio.to_thread(env.device, f"batch-{tag}-{i}", lab_ip(110 + i)) for i in range(5)]
     keys = [f"dcim.device:{d.id}" for d in devs]
     calls = dict(env.engine.zabbix.calls)
+    budget = env.engine.zabbix.budget = CountingBudget(env.cfg.zabbix.rate_per_s, env.cfg.zabbix.concurrency)
 
     def made(method: str) -> int:
         return env.engine.zabbix.calls.get(method, 0) - calls.get(method, 0)
@@ -274,6 +286,8 @@ async def test_many_hosts_are_written_with_one_call_per_kind_of_change(env: Env)
     results = await env.sync(*keys)
     assert [(r.action, r.result) for r in results] == [("create", "ok")] * 5
     assert made("host.create") == 1, "five new hosts, one host.create"
+    all_calls = sum(env.engine.zabbix.calls.values()) - sum(calls.values())
+    assert budget.taken == all_calls, "each call takes one token from the budget: a batch of five counts once"
     hostids = {k: env.zhost(k)["hostid"] for k in keys}  # type: ignore[index]
     assert [r.hostid for r in results] == [hostids[r.host_key] for r in results]
 
