@@ -4,6 +4,7 @@ host is checked field by field."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from consumer.netbox import NetBox
 from consumer.ratelimit import Budget
 from consumer.sync import SyncEngine
 from consumer.zabbix import Zabbix
-from nbzx.config import Config
+from nbzx.config import Config, parse_config
 from tests.conftest import TEST_MARK, ZabbixServer, create_device, lab_ip
 
 
@@ -498,3 +499,57 @@ async def test_ipmi_jmx_and_out_of_band_interfaces_and_ipmi_access_are_written_t
     assert sorted(r["interfaceid"] for r in after) == ids, "the interfaces are updated, not replaced"
     assert {r["ip"] for r in after if r["type"] == "3"} == {lab_ip(92)}
     assert {r["ip"] for r in after if r["type"] != "3"} == {lab_ip(90)}
+
+
+async def test_snmpv3_interface_and_secret_macro_from_the_environment_then_a_zero_write_noop(env: Env) -> None:
+    """SNMPv3 passphrases and a secret macro come from environment variables (`*_env`), are written
+    to the real Zabbix, and a second pass writes nothing although Zabbix never returns a secret
+    macro's value; a rotated secret is one update."""
+
+    def secrets(auth: str, priv: str, db: str) -> Config:
+        doc = {
+            "host": {
+                "interfaces": {
+                    "default": "snmp",
+                    "snmp": {
+                        "version": 3, "securityname": "mon-{name}", "securitylevel": "authPriv",
+                        "authprotocol": "SHA256", "authpassphrase_env": "NBZX_T_AUTH",
+                        "privprotocol": "AES256", "privpassphrase_env": "NBZX_T_PRIV", "contextname": "ctx",
+                    },
+                },
+                "macros": {"{$NBZX_DB_PASS}": {"secret": True, "value_env": "NBZX_T_DB"}},
+            }
+        }  # fmt: skip
+        return parse_config(json.dumps(doc), {"NBZX_T_AUTH": auth, "NBZX_T_PRIV": priv, "NBZX_T_DB": db})
+
+    def use(parsed: Config) -> None:
+        env.cfg.host.interfaces = parsed.host.interfaces
+        env.cfg.host.macros = {**env.cfg.host.macros, **parsed.host.macros}
+
+    use(secrets("auth-pass-1", "priv-pass-1", "db-pass-1"))
+    name = f"snmp-{uuid.uuid4().hex[:6]}"
+    dev = await asyncio.to_thread(env.device, name, lab_ip(95))
+    key = f"dcim.device:{dev.id}"
+    [res] = await env.sync(key)
+    assert (res.action, res.result) == ("create", "ok"), res
+    [iface] = env.zapi.hostinterface.get(hostids=[res.hostid], output=["type", "ip", "port", "details"])
+    assert (iface["type"], iface["ip"], iface["port"]) == ("2", lab_ip(95), "161")
+    details = iface["details"]
+    assert (details["version"], details["securityname"], details["securitylevel"]) == ("3", f"mon-{name}", "2")
+    assert (details["authprotocol"], details["privprotocol"], details["contextname"]) == ("3", "3", "ctx")
+    assert (details["authpassphrase"], details["privpassphrase"]) == ("auth-pass-1", "priv-pass-1")
+    [macro] = [m for m in env.zhost(key)["macros"] if m["macro"] == "{$NBZX_DB_PASS}"]  # type: ignore[index]
+    assert macro["type"] == "1" and macro.get("value", "") == "", "a secret macro, its value never read back"
+
+    writes = env.engine.zabbix.write_calls
+    [again] = await env.sync(key)
+    assert again.action == "noop", again
+    assert env.engine.zabbix.write_calls == writes, "the second pass writes nothing"
+
+    use(secrets("auth-pass-1", "priv-pass-2", "db-pass-2"))  # both secrets rotated
+    [rotated] = await env.sync(key)
+    assert (rotated.action, sorted(rotated.changed)) == ("update", ["interfaces", "macros"]), rotated
+    [iface] = env.zapi.hostinterface.get(hostids=[res.hostid], output=["details"])
+    assert iface["details"]["privpassphrase"] == "priv-pass-2"
+    [settled] = await env.sync(key)
+    assert settled.action == "noop", settled

@@ -37,6 +37,18 @@ from nbzx.config import ConfigError, load_config, parse_config, parse_duration, 
             "host: {macros: {'{$PW}': {value_env: NOPE, secret: true}}}",
             "host.macros.{$PW}.value_env: environment variable NOPE is not set",
         ),
+        (
+            "host: {interfaces: {snmp: {version: 3, privpassphrase: hunter2}}}",
+            "host.interfaces.snmp.privpassphrase: secrets are not read from the config file; use a Zabbix user macro",
+        ),
+        (
+            "host: {interfaces: {snmp: {version: 3, privpassphrase_env: NOPE}}}",
+            "host.interfaces.snmp.privpassphrase_env: environment variable NOPE is not set",
+        ),
+        (
+            "host: {interfaces: {snmp: {version: 3, authpassphrase_env: NOPE}}}",
+            "host.interfaces.snmp.authpassphrase_env: environment variable NOPE is not set",
+        ),
         ("consumer: {transient_window: soon}", "'soon' is not a duration"),
         ("receiver: {max_body_bytes: 2000000}", "receiver.max_body_bytes: Expected `int` <= 1048576"),
         ("- just a list", "config must be a YAML mapping"),

@@ -129,6 +129,13 @@ def test_snmp_v3_carries_every_parameter() -> None:
     }
 
 
+def test_snmp_v3_passphrases_from_the_environment() -> None:
+    snmp = {"version": 3, "securitylevel": "authPriv", "authpassphrase_env": "A", "privpassphrase_env": "P"}
+    c = parse_config(json.dumps({"host": {"interfaces": {"default": "snmp", "snmp": snmp}}}), {"A": "a1", "P": "p1"})
+    [iface] = map_host(device(), "dcim.device:1", c).interfaces
+    assert (dict(iface.details)["authpassphrase"], dict(iface.details)["privpassphrase"]) == ("a1", "p1")
+
+
 def test_dns_name_and_ip_family() -> None:
     obj = device()
     obj["primary_ip4"] = {**obj["primary_ip4"], "dns_name": "srv01.example.net"}
