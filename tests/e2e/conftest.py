@@ -10,15 +10,18 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ensure_stack
+from tests.conftest import ensure_stack, zabbix_server_for
 from tests.e2e.pipeline import Pipeline
 
 
 @pytest.fixture
 async def pipeline(
-    netbox_api: Any, zabbix_api: Any, netbox_objects: Any, receiver_for_netbox: Any, tmp_path: Path
+    request: pytest.FixtureRequest, netbox_api: Any, netbox_objects: Any, receiver_for_netbox: Any, tmp_path: Path
 ) -> AsyncIterator[Pipeline]:
-    ensure_stack("kafka", "zabbix", "netbox")
+    """The pipeline into Zabbix 7.0; `@pytest.mark.parametrize("pipeline", ["6.0", "7.0"], indirect=True)`
+    runs a test on each server."""
+    server = zabbix_server_for(getattr(request, "param", "7.0"))
+    ensure_stack("kafka", server.service, "netbox")
     types = [
         "dcim.device",
         "dcim.interface",
@@ -28,7 +31,8 @@ async def pipeline(
         "extras.tag",
     ]
     cfg = await receiver_for_netbox(types)
-    p = Pipeline(cfg, netbox_api, zabbix_api, netbox_objects("pipe"), tmp_path)
+    cfg.zabbix.url = server.url
+    p = Pipeline(cfg, netbox_api, server.api, netbox_objects("pipe"), tmp_path, server.service)
     yield p
     for c in p.consumers:
         c.stop()

@@ -102,7 +102,6 @@ def owned_hosts(zapi: Any, host_keys: list[str]) -> dict[str, list[dict[str, Any
         output=["hostid", "host", "name", "status"],
         selectTags=["tag", "value"],
         selectInterfaces=["ip"],
-        selectGroups=["name"],
         tags=[{"tag": "netbox:key", "value": k, "operator": 1} for k in host_keys],
         evaltype=0,
     )
@@ -151,8 +150,11 @@ def new_name(prefix: str = "e2e") -> str:
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, nb: Any, zapi: Any, base: dict[str, Any], tmp: Path) -> None:
+    def __init__(
+        self, cfg: Config, nb: Any, zapi: Any, base: dict[str, Any], tmp: Path, zabbix_service: str = "zabbix"
+    ) -> None:
         self.cfg, self.nb, self.zapi, self.base, self.tmp = cfg, nb, zapi, base, tmp
+        self.zabbix_service = zabbix_service  # scripts/stack's name for the Zabbix the consumers write to
         self.consumers: list[ConsumerProcess] = []
         self.host_overrides: dict[str, Any] = {}
         self.made: list[Any] = []

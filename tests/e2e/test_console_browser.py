@@ -1,6 +1,6 @@
 """The operator console in a real headless Chromium (Debian's chromium, driven by Selenium), against
 the real local stack: a consumer process (control loop included), a console process, NetBox and
-Zabbix 6.0. A failing test leaves a screenshot of every page it visited in test-artifacts/console/.
+Zabbix 7.0. A failing test leaves a screenshot of every page it visited in test-artifacts/console/.
 
 Set NBZX_DOCS_SCREENSHOTS=1 to refresh the screenshots in docs/ from this run.
 """
@@ -29,7 +29,7 @@ from nbzx.config import Config
 from nbzx.kafka import Producer, create_topics
 from schemas import DeadLetter, encode
 from tests.browser import Browser
-from tests.conftest import ROOT, create_device, lab_ip
+from tests.conftest import ROOT, ZabbixServer, create_device, lab_ip
 from tests.e2e.pipeline import ConsumerProcess, free_port, pipeline_config_doc, write_config
 
 pytestmark = pytest.mark.e2e
@@ -102,12 +102,13 @@ def console_session(
     kafka_config: Config,
     netbox_api: Any,
     netbox_objects: Any,
-    zabbix_api: Any,
+    zabbix7: ZabbixServer,
     tmp_path: Path,
 ) -> Iterator[Session]:
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.fail("Debian's chromium and chromium-driver are needed (scripts/test installs them)")
     cfg = kafka_config
+    cfg.zabbix.url = zabbix7.url
     asyncio.run(create_topics(cfg))
     base = netbox_objects("console")
     doc = pipeline_config_doc(cfg)
@@ -266,8 +267,11 @@ def test_a_viewer_reads_but_cannot_act(console_session: Session) -> None:
     assert not b.all('#jobs tr[data-kind="reconcile"]'), "the refused POST started nothing"
 
 
-def test_operator_adopts_a_hand_made_host_from_the_adoption_page(console_session: Session, zabbix_api: Any) -> None:
+def test_operator_adopts_a_hand_made_host_from_the_adoption_page(
+    console_session: Session, zabbix7: ZabbixServer
+) -> None:
     s, b, nb = console_session, console_session.b, console_session.nb
+    zabbix_api = zabbix7.api
     name = f"{s.base['site'].slug}-legacy"
     dev = create_device(nb, s.base, name, lab_ip(66))
     key = f"dcim.device:{dev.id}"

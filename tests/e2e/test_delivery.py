@@ -1,4 +1,4 @@
-"""Delivery under failure, with an in-process consumer on the stack's real Kafka, NetBox and Zabbix 6.0:
+"""Delivery under failure, with an in-process consumer on the stack's real Kafka, NetBox and Zabbix 7.0:
 one key's failure never holds or loses another key's change, and nothing is committed past a record
 that was neither applied nor stored as a dead letter (DESIGN §4 "Delivery")."""
 
@@ -22,7 +22,7 @@ from nbzx.config import Config
 from nbzx.kafka import Producer, create_topics
 from receiver.webhook import normalise
 from schemas import ChangeEvent, DeadLetter, SyncRequest, decode, encode
-from tests.conftest import TEST_MARK, consume_all, create_device, lab_ip, make_config
+from tests.conftest import TEST_MARK, ZabbixServer, consume_all, create_device, lab_ip
 from tests.e2e.pipeline import wait_until
 
 
@@ -112,9 +112,9 @@ def sync_request(key: str) -> tuple[str, bytes]:
 
 
 @pytest.fixture
-async def env(netbox_api: Any, zabbix_api: Any, netbox_objects: Any) -> AsyncIterator[Env]:
+async def env(netbox_api: Any, zabbix7: ZabbixServer, netbox_objects: Any) -> AsyncIterator[Env]:
     base = netbox_objects("dlv")
-    cfg = make_config(
+    cfg = zabbix7.config(
         host={"groups": ["NetBox/{site.name}"], "description": "{description}"},
         delete={"mode": "hard"},
         consumer={
@@ -126,7 +126,7 @@ async def env(netbox_api: Any, zabbix_api: Any, netbox_objects: Any) -> AsyncIte
         },
     )
     await create_topics(cfg)
-    e = Env(cfg, netbox_api, zabbix_api, base)
+    e = Env(cfg, netbox_api, zabbix7.api, base)
     await e.zabbix.start()
     await e.producer.start()
     yield e

@@ -1,4 +1,5 @@
-"""Reconcile, jobs, schedule and replay against the real stack.
+"""Reconcile, jobs, schedule and replay against the real stack, on each real Zabbix (6.0 and 7.0);
+the scheduler and the replay command, whose subject is not the Zabbix version, on 7.0.
 
 Each test starts from a pristine Zabbix (about a second) and scopes NetBox to its own site, so the
 fleet a reconcile sees is exactly the test's.
@@ -33,7 +34,7 @@ from nbzx.kafka import Producer, create_topics
 from nbzx.scheduler import parse_time, run_scheduler
 from receiver.app import make_app
 from schemas import ReconcileRequest, SyncRequest, encode
-from tests.conftest import HOOK_SECRET, NETBOX_TOKEN, ROOT, create_device, end_offsets, lab_ip, make_config
+from tests.conftest import HOOK_SECRET, NETBOX_TOKEN, ROOT, ZabbixServer, create_device, end_offsets, lab_ip
 from tests.e2e.pipeline import pipeline_config_doc, write_config
 
 # What a CLI process of the service reads from its environment on the local stack.
@@ -43,9 +44,10 @@ CLI_ENV = {"NETBOX_TOKEN": NETBOX_TOKEN, "ZABBIX_USER": "Admin", "ZABBIX_PASSWOR
 
 class Env:
     def __init__(
-        self, cfg: Config, engine: SyncEngine, producer: Producer, nb: Any, zapi: Any, base: dict[str, Any]
+        self, cfg: Config, engine: SyncEngine, producer: Producer, nb: Any, server: ZabbixServer, base: dict[str, Any]
     ) -> None:
-        self.cfg, self.engine, self.producer, self.nb, self.zapi, self.base = cfg, engine, producer, nb, zapi, base
+        self.cfg, self.engine, self.producer, self.nb, self.base = cfg, engine, producer, nb, base
+        self.server, self.zapi = server, server.api
         self.reconciler = Reconciler(cfg, engine, producer)
         self.consumer_task: asyncio.Task[None] | None = None
         self.consumer: EventConsumer | None = None
@@ -70,13 +72,16 @@ class Env:
         rows = self.zapi.host.get(
             tags=[{"tag": "netbox:key", "value": key, "operator": 1}],
             output=["hostid", "host", "name", "status"],
-            selectGroups=["name"],
             selectParentTemplates=["name"],
             selectTags=["tag", "value"],
             selectInterfaces=["interfaceid", "ip"],
+            **{self.server.caps.host_groups_select: ["name"]},
         )
         assert len(rows) <= 1
-        return rows[0] if rows else None
+        if not rows:
+            return None
+        rows[0]["groups"] = rows[0].pop(self.server.caps.host_groups_key)
+        return rows[0]
 
     async def wait_hosts(self, check: Any, what: str, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
@@ -87,17 +92,12 @@ class Env:
         raise AssertionError(f"timed out waiting for {what}; hosts now: {self.zapi.host.get(output=['host', 'name'])}")
 
 
-def _reset_zabbix() -> None:
-    subprocess.run([str(ROOT / "scripts" / "stack"), "reset", "zabbix"], check=True, capture_output=True)
-
-
 @pytest.fixture
-async def env(netbox_api: Any, zabbix_api: Any, netbox_objects: Any) -> AsyncIterator[Env]:
-    await asyncio.to_thread(_reset_zabbix)
-    zabbix_api.login(user="Admin", password="zabbix")  # the reset dropped every session
+async def env(netbox_api: Any, zabbix_server: ZabbixServer, netbox_objects: Any) -> AsyncIterator[Env]:
+    await asyncio.to_thread(zabbix_server.reset)
     base = netbox_objects("rec")
     site_filter = {"site_id": [base["site"].id]}
-    cfg = make_config(
+    cfg = zabbix_server.config(
         scope={"devices": {"filter": site_filter}, "virtual_machines": {"filter": site_filter}},
         host={
             "groups": ["NetBox/{site.name}"],
@@ -120,7 +120,7 @@ async def env(netbox_api: Any, zabbix_api: Any, netbox_objects: Any) -> AsyncIte
     netbox = NetBox(cfg)
     producer = Producer(cfg)
     await producer.start()
-    e = Env(cfg, SyncEngine(cfg, netbox, zabbix), producer, netbox_api, zabbix_api, base)
+    e = Env(cfg, SyncEngine(cfg, netbox, zabbix), producer, netbox_api, zabbix_server, base)
     yield e
     await e.stop_consumer()
     await producer.stop()
@@ -258,6 +258,7 @@ async def test_replay_from_a_time_converges_and_a_second_replay_writes_nothing(e
     assert (await read_jobs(env.cfg))[second.job_id].job_kind == "backfill"
 
 
+@pytest.mark.parametrize("zabbix_server", ["7.0"], indirect=True)
 async def test_the_replay_command_applies_the_window_between_since_and_until(env: Env, tmp_path: Path) -> None:
     """`nbzx replay --since --until` as an operator runs it: a process, its progress on stderr, the
     job as JSON on stdout; messages before --since and after --until are not applied."""
@@ -295,6 +296,7 @@ async def test_the_replay_command_applies_the_window_between_since_and_until(env
     assert all(env.host(k) is None for k in [*before, *after]), "nothing outside the window was applied"
 
 
+@pytest.mark.parametrize("zabbix_server", ["7.0"], indirect=True)
 async def test_scheduler_runs_on_schedule_after_failures_and_jobs_are_served(env: Env, aiohttp_client: Any) -> None:
     # An orphan and max_delete 0: every run fails, and the chain must go on anyway.
     gid = env.zapi.hostgroup.get(filter={"name": "Discovered hosts"})[0]["groupid"]

@@ -68,6 +68,7 @@ def changes_by(nb: Any, user: str, device_id: int) -> int:
     return len(list(rows))
 
 
+@pytest.mark.parametrize("pipeline", ["6.0", "7.0"], indirect=True, ids=["zabbix6.0", "zabbix7.0"])
 async def test_journal_and_custom_fields_on_create_failure_and_recovery_and_no_loop(
     pipeline: Pipeline, limited_token: tuple[str, str]
 ) -> None:
