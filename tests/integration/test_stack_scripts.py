@@ -1,0 +1,126 @@
+"""The stack's own scripts, as a fresh machine runs them: install before configure, and no failure
+that ends a script without saying where and why (scripts/lib/fail.sh)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.e2e.pipeline import free_port
+
+SCRIPTS = ROOT / "scripts"
+SERVICES = ("postgres", "kafka", "zabbix", "zabbix7", "redis", "netbox", "k8s")
+
+
+def _kafka_env(tmp_path: Path) -> dict[str, str]:
+    """A Kafka of its own: empty cache and state under tmp_path, ports nothing else uses."""
+    return {
+        **os.environ,
+        "NBZX_CACHE_HOME": str(tmp_path / "cache"),
+        "NBZX_STATE_HOME": str(tmp_path / "state"),
+        "NBZX_KAFKA_PORT": str(free_port()),
+        "NBZX_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "NBZX_KAFKA_PODS_PORT": str(free_port()),
+    }
+
+
+def _stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SCRIPTS / "stack"), *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_kafka_from_an_empty_cache_is_installed_before_it_is_configured(tmp_path: Path) -> None:
+    """A fresh machine's first `scripts/stack up`: no jars yet (Maven's own repository may be warm)."""
+    env = _kafka_env(tmp_path)
+    try:
+        up = _stack(env, "up", "kafka")
+        assert up.returncode == 0, up.stderr[-3000:]
+        assert "kafka: resolving Apache Kafka" in up.stderr, "the jars were fetched into the empty cache"
+        assert re.search(r"kafka +up", _stack(env, "status").stdout)
+    finally:
+        _stack(env, "down", "kafka")
+
+
+def test_a_failing_step_names_itself_its_command_and_line_and_shows_its_log(tmp_path: Path) -> None:
+    """The failure a newcomer met: Kafka's StorageTool failing inside a command substitution under
+    `set -e` ended `scripts/stack` with status 1 and not a word."""
+    env = _kafka_env(tmp_path)
+    jars = tmp_path / "cache" / "kafka" / "libs-4.4.0"
+    version = re.search(r"<kafka.version>(.*)</kafka.version>", (SCRIPTS / "kafka" / "pom.xml").read_text())
+    assert version is not None
+    jars = jars.with_name(f"libs-{version.group(1)}")
+    jars.mkdir(parents=True)
+    (jars / f"kafka_2.13-{version.group(1)}.jar").write_bytes(b"")  # "cached", yet holds no class
+    try:
+        up = _stack(env, "up", "kafka")
+    finally:
+        _stack(env, "down", "kafka")
+    assert up.returncode != 0
+    err = up.stderr
+    assert "[stack] FAILED (exit status" in err, err
+    assert "step:    kafka: formatting KRaft storage" in err, err
+    assert re.search(r"command: cid=\$\(java .*StorageTool random-uuid", err), err
+    assert re.search(r"where:   .*scripts/lib/kafka\.sh:\d+", err), err
+    assert re.search(r"log:     .*kafka-format\.log", err) and "kafka.tools.StorageTool" in err, err
+
+
+def _entry_points() -> list[Path]:
+    found = [
+        p for p in SCRIPTS.rglob("*") if p.is_file() and p.read_text(errors="replace").startswith("#!/usr/bin/env bash")
+    ]
+    return sorted([*found, ROOT / ".ci" / "run"])
+
+
+@pytest.mark.parametrize("script", _entry_points(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_script_reports_its_failures(script: Path) -> None:
+    """Each bash entry point sources fail.sh, directly or through common.sh, before it runs anything,
+    or only `exec`s one that does."""
+    text = script.read_text()
+    body = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    sources = re.compile(r'^\.\s+.*(lib/fail\.sh|lib/common\.sh)"?$')
+    first = body[0] if body else ""
+    if script.name == "run" and script.parent.name == ".ci":
+        assert any(re.match(r"exec scripts/\w+", ln) for ln in body), ".ci/run only execs a script that does"
+        return
+    # `cd` to the repository (or SCRIPTS_DIR=...) may come first; the handler right after.
+    head = [ln for ln in body[:3] if not ln.startswith(("cd ", "SCRIPTS_DIR="))]
+    assert head and sources.match(head[0].strip()), f"{script}: first command is {first!r}, not sourcing fail.sh"
+
+
+def _functions(text: str) -> dict[str, list[str]]:
+    """name -> body lines of every top-level function `name() {` ... `}` in a bash file."""
+    out: dict[str, list[str]] = {}
+    name = None
+    for line in text.splitlines():
+        m = re.match(r"^(\w+)\(\) \{\s*$", line)
+        if m:
+            name = m.group(1)
+            out[name] = []
+        elif line == "}":
+            name = None
+        elif name:
+            out[name].append(line)
+    return out
+
+
+@pytest.mark.parametrize("lib", sorted((SCRIPTS / "lib").glob("*.sh")), ids=lambda p: p.name)
+def test_each_services_up_installs_before_it_configures_or_starts(lib: Path) -> None:
+    """In every service's `X_up` (scripts/stack's services, redis, the cluster), installing (`X_install`
+    or `apt_install`) comes before any configure, database load or start."""
+    for name, body in _functions(lib.read_text()).items():
+        service = name.removesuffix("_up")
+        if service not in SERVICES or not name.endswith("_up"):
+            continue
+        installs = [i for i, ln in enumerate(body) if re.search(rf"\b({service}_install|apt_install)\b", ln)]
+        later = [
+            i for i, ln in enumerate(body)
+            if re.search(rf"\b{service}_(configure|load_db|db)\b|\bstart_bg\b|\b{service}_processes_up\b", ln)
+        ]  # fmt: skip
+        if installs and later:
+            assert installs[0] < later[0], f"{lib.name}: {name} configures or starts before {service}_install"
+        elif later:
+            pytest.fail(f"{lib.name}: {name} configures or starts {service} and never calls {service}_install")
