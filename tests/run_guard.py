@@ -3,7 +3,8 @@
 - Every test lives in a tier folder (tests/unit, integration, e2e, k8s) and gets its marker from it.
 - A test module that defines tests yields at least one item; a file in a tier folder that defines
   tests but is not named `test_*.py` (so pytest never collects it) is an error.
-- A whole run (no `-m`, no paths) collects every tier; a `-m TIER` run collects that tier.
+- A whole run (no `-m`, no paths) collects every tier and a `-m TIER` run that tier, each module of
+  it at least once (unless narrowed on purpose with `-k`, `--deselect` or `--lf`).
 - A skipped, xfailed or xpassed test fails the run: a missing service is an error, never a skip.
 - Property-based tests run with a seed printed in the header, so a failure can be replayed with
   `--hypothesis-seed=N`.
@@ -69,7 +70,9 @@ def collection_problems(config: pytest.Config, items: list[pytest.Item]) -> list
             continue
         per_tier[tier] += 1
         per_module[path] = per_module.get(path, 0) + 1
-    if not config.args or all(Path(a).resolve() == tests for a in config.args):
+    whole = not config.args or all(Path(a).resolve() == tests for a in config.args)
+    narrowed = config.getoption("keyword") or config.getoption("deselect") or config.getoption("lf")
+    if whole and not narrowed:  # a run of whole tiers: each tier, and each of its modules, ran something
         wanted = config.getoption("markexpr") or ""
         expected = [t for t in TIERS if not wanted or wanted == t]
         problems += [f"tier {t} collected no test" for t in expected if per_tier[t] == 0]

@@ -86,3 +86,10 @@ def test_the_hypothesis_seed_is_printed_and_used(pytester: pytest.Pytester) -> N
     result = run(pytester, "--hypothesis-seed=1234")
     result.stdout.fnmatch_lines(["hypothesis seed: 1234 (replay a failure with --hypothesis-seed=1234)"])
     result.assert_outcomes(passed=5)
+
+
+def test_a_run_narrowed_on_purpose_with_k_is_not_an_error(pytester: pytest.Pytester) -> None:
+    lay_out(pytester, {})
+    result = run(pytester, "-k", "unit")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
