@@ -6,7 +6,8 @@
 # browser too). Lists only the parts whose cache is missing; prints one line when nothing is.
 first_run_banner() {
   local cache=${NBZX_CACHE_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/nbzx-stack} parts=()
-  [ -x .venv/bin/python ] || parts+=("the project's virtualenv (.venv, pip)                          ~1 min")
+  # The virtualenv belongs to the checkout (every fresh clone makes one): said, but not a "first run".
+  [ -x .venv/bin/python ] || printf '[%s] this checkout has no .venv yet: creating it (pip, about a minute)\n' "${0##*/}" >&2
   compgen -G "$cache/kafka/libs-*/kafka_2.13-*.jar" >/dev/null \
     || parts+=("Apache Kafka's jars (Maven) and a JDK (Debian)                     ~1-2 min")
   dpkg-query -W -f='${Status}' zabbix-server-pgsql 2>/dev/null | grep -q 'ok installed' \
@@ -28,7 +29,7 @@ first_run_banner() {
   {
     printf '[%s] first run on this machine: installing what is missing (2 cores, times measured here):\n' "${0##*/}"
     printf '        - %s\n' "${parts[@]}"
-    printf '      Downloads and builds are cached in %s (about 6 GB when complete),\n' "$cache"
+    printf '      Downloads and builds are cached in %s (about 7 GB when complete, Go's build cache included),\n' "$cache"
     printf '      so later runs take minutes. Progress lines follow; a failure names its step, command and log.\n'
   } >&2
 }
