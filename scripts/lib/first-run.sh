@@ -23,7 +23,7 @@ first_run_banner() {
     command -v chromium >/dev/null || parts+=("Chromium and its driver for the console tests (Debian)            ~1 min")
   fi
   if [ ${#parts[@]} -eq 0 ]; then
-    printf '[%s] everything is installed (caches in %s); the stack starts from an empty state\n' "${0##*/}" "$cache" >&2
+    printf '[%s] everything is installed (caches in %s)\n' "${0##*/}" "$cache" >&2
     return 0
   fi
   {
