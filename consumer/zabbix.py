@@ -52,8 +52,8 @@ class ZabbixError(Exception):
 
 
 # Zabbix answers these when its database is busy: concurrent host.create on 6.0 gives DBEXECUTE_ERROR,
-# concurrent template linking "Your database is not working properly ... row level lock". The
-# transaction was rolled back, so the call can simply be made again.
+# 7.0 "Database error occurred.", concurrent template linking "Your database is not working properly
+# ... row level lock". The transaction was rolled back, so the call can simply be made again.
 _TRANSIENT_TEXT = (
     "db locked",
     "database is locked",
@@ -63,7 +63,13 @@ _TRANSIENT_TEXT = (
     "dbexecute_error",
     "database is not working properly",
     "row level lock",
+    "database error occurred",
 )
+
+
+def is_transient(text: str) -> bool:
+    """Whether a Zabbix API error says its database was busy (the call can simply be made again)."""
+    return any(t in text.lower() for t in _TRANSIENT_TEXT)
 DB_RETRIES = 3
 
 
@@ -173,7 +179,7 @@ class Zabbix:
                     relogged = True  # the session expired (or the DB was reset): log in again, once
                     await self._relogin(login)
                     continue
-                transient = any(t in text.lower() for t in _TRANSIENT_TEXT)
+                transient = is_transient(text)
                 if transient and attempt <= DB_RETRIES:
                     # Outside the slot: a call waiting for a busy database holds no concurrency permit.
                     await asyncio.sleep(0.1 * 2**attempt)
