@@ -86,14 +86,20 @@ class Session:
 
     def wait_page(self, path: str, check: Callable[[Browser], Any], what: str, timeout_s: float = 60) -> Any:
         """Open `path` until `check(browser)` is truthy (the pages are server-rendered: reload to see news)."""
+        from selenium.common.exceptions import WebDriverException
+
         deadline = time.monotonic() + timeout_s
+        last: Exception | None = None
         while time.monotonic() < deadline:
             self.b.open(path)
-            got = check(self.b)
+            try:
+                got = check(self.b)
+            except WebDriverException as exc:  # the page changed under the check (a node gone): look again
+                got, last = None, exc
             if got:
                 return got
             time.sleep(1)
-        raise AssertionError(f"timed out after {timeout_s}s waiting for {what} on {path}")
+        raise AssertionError(f"timed out after {timeout_s}s waiting for {what} on {path} (last: {last!r})")
 
 
 @pytest.fixture
