@@ -70,6 +70,8 @@ _TRANSIENT_TEXT = (
 def is_transient(text: str) -> bool:
     """Whether a Zabbix API error says its database was busy (the call can simply be made again)."""
     return any(t in text.lower() for t in _TRANSIENT_TEXT)
+
+
 DB_RETRIES = 3
 
 
