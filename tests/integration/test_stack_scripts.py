@@ -49,10 +49,9 @@ def test_a_failing_step_names_itself_its_command_and_line_and_shows_its_log(tmp_
     """The failure a newcomer met: Kafka's StorageTool failing inside a command substitution under
     `set -e` ended `scripts/stack` with status 1 and not a word."""
     env = _kafka_env(tmp_path)
-    jars = tmp_path / "cache" / "kafka" / "libs-4.4.0"
     version = re.search(r"<kafka.version>(.*)</kafka.version>", (SCRIPTS / "kafka" / "pom.xml").read_text())
     assert version is not None
-    jars = jars.with_name(f"libs-{version.group(1)}")
+    jars = tmp_path / "cache" / "kafka" / f"libs-{version.group(1)}"
     jars.mkdir(parents=True)
     (jars / f"kafka_2.13-{version.group(1)}.jar").write_bytes(b"")  # "cached", yet holds no class
     try:
