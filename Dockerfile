@@ -3,10 +3,6 @@ FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY nbzx ./nbzx
-COPY receiver ./receiver
-COPY consumer ./consumer
-COPY console ./console
-COPY schemas ./schemas
 RUN pip wheel --no-cache-dir --wheel-dir /wheels . && sha256sum /wheels/*.whl > /wheels.sha256
 
 FROM python:3.12-slim

@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.netbox_fixtures import netbox_orm
 from bench.reconcile import ENV, rss_mb
-from consumer.adopt import adopt, adoption_report, netbox_sides
-from consumer.adoption import plan_adoption
-from consumer.netbox import NetBox
-from consumer.sync import SyncEngine
-from consumer.zabbix import Zabbix
-from nbzx.config import parse_config
-from nbzx.kafka import Producer, create_topics
+from nbzx.common.config import parse_config
+from nbzx.common.kafka import Producer, create_topics
+from nbzx.core.adoption import plan_adoption
+from nbzx.engine.netbox import NetBox
+from nbzx.engine.sync import SyncEngine
+from nbzx.engine.zabbix import Zabbix
+from nbzx.jobs.adopt import adopt, adoption_report, netbox_sides
 
 
 async def run_size(n: int) -> dict[str, Any]:

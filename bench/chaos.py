@@ -43,14 +43,14 @@ import pynetbox
 from aiohttp import web
 from zabbix_utils import ZabbixAPI
 
-from consumer.netbox import NetBox
-from consumer.sync import SyncEngine
-from consumer.zabbix import Zabbix
-from nbzx.config import Config
-from nbzx.kafka import create_topics
-from nbzx.logging import setup_logging
-from receiver.app import make_app
-from schemas import DeadLetter, decode
+from nbzx.common.config import Config
+from nbzx.common.kafka import create_topics
+from nbzx.common.logging import setup_logging
+from nbzx.engine.netbox import NetBox
+from nbzx.engine.sync import SyncEngine
+from nbzx.engine.zabbix import Zabbix
+from nbzx.receiver.app import make_app
+from nbzx.schemas import DeadLetter, decode
 from tests.conftest import (
     NETBOX_TOKEN,
     NETBOX_URL,

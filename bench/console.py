@@ -30,9 +30,9 @@ from aiokafka import AIOKafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nbzx.config import parse_config  # noqa: E402
-from nbzx.kafka import create_topics  # noqa: E402
-from schemas.messages import HostStatus, JobRecord, encode  # noqa: E402
+from nbzx.common.config import parse_config  # noqa: E402
+from nbzx.common.kafka import create_topics  # noqa: E402
+from nbzx.schemas.messages import HostStatus, JobRecord, encode  # noqa: E402
 
 RESULTS = ["in_sync"] * 90 + ["changed"] * 6 + ["failed"] * 2 + ["conflict", "skipped"]
 KINDS = ["reconcile", "dry_run", "host_sync", "maintenance_cleanup", "settings_import", "dlq_retry"]
@@ -48,7 +48,7 @@ def rss_mb(pid: int) -> float:
 
 
 async def fill(cfg: object, hosts: int, jobs: int) -> None:
-    from nbzx.config import Config
+    from nbzx.common.config import Config
 
     assert isinstance(cfg, Config)
     await create_topics(cfg)
@@ -149,7 +149,16 @@ async def main() -> None:
     env = {**os.environ, "NBZX_CONSOLE_OPERATOR_TOKENS": f"bench:{TOKEN}"}
     port, bare_port = 18092, 18093
     console = subprocess.Popen(
-        [sys.executable, "-m", "nbzx.cli", "--config", str(tmp / "console.yaml"), "console", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "nbzx.cli",
+            "--config",
+            str(tmp / "console.yaml"),
+            "console",
+            "--port",
+            str(port),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

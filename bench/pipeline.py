@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.netbox_fixtures import netbox_orm  # noqa: E402
-from nbzx.config import parse_config  # noqa: E402
-from nbzx.kafka import Producer, create_topics  # noqa: E402
-from schemas.messages import ChangeEvent, SyncRequest, decode, encode  # noqa: E402
+from nbzx.common.config import parse_config  # noqa: E402
+from nbzx.common.kafka import Producer, create_topics  # noqa: E402
+from nbzx.schemas.messages import ChangeEvent, SyncRequest, decode, encode  # noqa: E402
 
 TOKEN = "nbt_nbzxlocal001.NbzxLocalToken0123456789abcdefghijABCDEF"
 ENV = {
@@ -109,7 +109,10 @@ async def main(changes: int, backlog: int) -> None:
     nb = pynetbox.api("http://127.0.0.1:8000", token=TOKEN)
     z = zabbix()
     tag = f"pipe-{run}"
-    procs = [start(["receiver"], work / "receiver.log", cfg_path), start(["consumer"], work / "consumer.log", cfg_path)]
+    procs = [
+        start(["receiver"], work / "receiver.log", cfg_path),
+        start(["consumer"], work / "consumer.log", cfg_path),
+    ]
     hook = rule = None
     try:
         await asyncio.sleep(3)

@@ -21,13 +21,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.netbox_fixtures import netbox_orm
-from consumer.netbox import NetBox
-from consumer.reconcile import Reconciler
-from consumer.sync import SyncEngine
-from consumer.zabbix import Zabbix
-from nbzx.config import parse_config
-from nbzx.kafka import Producer, create_topics
-from schemas.messages import ReconcileRequest
+from nbzx.common.config import parse_config
+from nbzx.common.kafka import Producer, create_topics
+from nbzx.engine.netbox import NetBox
+from nbzx.engine.sync import SyncEngine
+from nbzx.engine.zabbix import Zabbix
+from nbzx.jobs.reconcile import Reconciler
+from nbzx.schemas.messages import ReconcileRequest
 
 ENV = {
     "NETBOX_TOKEN": "nbt_nbzxlocal001.NbzxLocalToken0123456789abcdefghijABCDEF",

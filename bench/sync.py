@@ -28,11 +28,11 @@ from zabbix_utils import AsyncZabbixAPI
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.netbox_fixtures import netbox_orm
-from consumer.batch import BATCH_SIZE, MASS_SIZE
-from consumer.netbox import NetBox
-from consumer.sync import SyncEngine
-from consumer.zabbix import Zabbix
-from nbzx.config import parse_config
+from nbzx.common.config import parse_config
+from nbzx.core.batch import BATCH_SIZE, MASS_SIZE
+from nbzx.engine.netbox import NetBox
+from nbzx.engine.sync import SyncEngine
+from nbzx.engine.zabbix import Zabbix
 
 CONCURRENCY = 8
 BATCH = 500  # host keys per sync() call, as the consumer's max_batch

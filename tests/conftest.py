@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from nbzx.config import Config, parse_config
+from nbzx.common.config import Config, parse_config
 
 # Skips, uncollected files and missing tiers fail the run; the hypothesis seed is printed.
 pytest_plugins = ["tests.run_guard"]
@@ -107,7 +107,7 @@ def kafka_bootstrap() -> str:
 @pytest.fixture
 async def kafka_config(kafka_bootstrap: str) -> Config:
     """A config with this test's own, freshly created topics."""
-    from nbzx.kafka import create_topics
+    from nbzx.common.kafka import create_topics
 
     cfg = make_config()
     await create_topics(cfg)
@@ -130,7 +130,7 @@ class ZabbixServer:
     """One of the stack's real Zabbix servers: its URL, its capability row and a logged-in sync client."""
 
     def __init__(self, row: str, url: str, api: Any, service: str) -> None:
-        from consumer.zabbix_versions import capabilities
+        from nbzx.core.zabbix_versions import capabilities
 
         self.row, self.url, self.api, self.service = row, url, api, service
         self.caps = capabilities(str(api.api_version()))
@@ -343,7 +343,7 @@ async def end_offsets(cfg: Config, topic: str) -> dict[int, int]:
     """Partition -> end offset of `topic`."""
     from aiokafka import AIOKafkaConsumer
 
-    from nbzx.kafka import topic_partitions
+    from nbzx.common.kafka import topic_partitions
 
     consumer = AIOKafkaConsumer(bootstrap_servers=cfg.kafka.bootstrap)
     await consumer.start()
@@ -389,8 +389,8 @@ def receiver_for_netbox(netbox_webhook: Any, aiohttp_listener: Any) -> Callable[
     """Factory: fresh topics, an in-process receiver, and NetBox's webhook + rule pointing at it; returns the config."""
 
     async def start(object_types: list[str]) -> Config:
-        from nbzx.kafka import create_topics
-        from receiver.app import make_app
+        from nbzx.common.kafka import create_topics
+        from nbzx.receiver.app import make_app
 
         cfg = make_config()
         await create_topics(cfg)

@@ -71,7 +71,7 @@ def collection_problems(config: pytest.Config, items: list[pytest.Item]) -> list
         per_tier[tier] += 1
         per_module[path] = per_module.get(path, 0) + 1
     whole = not config.args or all(Path(a).resolve() == tests for a in config.args)
-    narrowed = config.getoption("keyword") or config.getoption("deselect") or config.getoption("lf")
+    narrowed = config.getoption("keyword") or config.getoption("deselect") or config.getoption("lf", default=False)
     if whole and not narrowed:  # a run of whole tiers: each tier, and each of its modules, ran something
         wanted = config.getoption("markexpr") or ""
         expected = [t for t in TIERS if not wanted or wanted == t]

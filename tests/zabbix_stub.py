@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from consumer.zabbix_versions import parse_version
+from nbzx.core.zabbix_versions import parse_version
 
 SESSION = "0424bd59b807674191e7d77572075f33"
 

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from consumer.zabbix import WRITE_METHODS
-from nbzx.config import Config
+from nbzx.common.config import Config
+from nbzx.engine.zabbix import WRITE_METHODS
 from tests.conftest import HOOK_SECRET, NETBOX_TOKEN, ROOT, lab_ip
 from tests.metrics import metric_value
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from consumer.adopt import adopt, adoption_report
-from consumer.netbox import NetBox
-from consumer.netbox_write import ensure_custom_fields
-from consumer.sync import SyncEngine
-from consumer.zabbix import Zabbix
-from nbzx.kafka import Producer, create_topics
+from nbzx.common.kafka import Producer, create_topics
+from nbzx.engine.netbox import NetBox
+from nbzx.engine.netbox_write import ensure_custom_fields
+from nbzx.engine.sync import SyncEngine
+from nbzx.engine.zabbix import Zabbix
+from nbzx.jobs.adopt import adopt, adoption_report
 from tests.conftest import ZabbixServer, create_device, lab_ip
 
 
@@ -113,11 +113,11 @@ async def test_the_control_loop_runs_an_adopt_request_and_never_a_stale_one(engi
     run then (the same rule as reconcile requests), a fresh one runs as a job naming its user."""
     from aiokafka import AIOKafkaProducer
 
-    from consumer.control import ControlLoop
-    from consumer.reconcile import Reconciler
-    from nbzx.jobs import read_jobs
-    from nbzx.kafka import client_kwargs
-    from schemas.messages import AdoptRequest, encode
+    from nbzx.common.kafka import client_kwargs
+    from nbzx.jobs.control import ControlLoop
+    from nbzx.jobs.reconcile import Reconciler
+    from nbzx.jobs.records import read_jobs
+    from nbzx.schemas.messages import AdoptRequest, encode
 
     cfg = engine.cfg
     stale = AdoptRequest(user="mallory", host_keys=["dcim.device:999999998"])

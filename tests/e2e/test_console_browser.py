@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from nbzx.config import Config
-from nbzx.kafka import Producer, create_topics
-from schemas import DeadLetter, encode
+from nbzx.common.config import Config
+from nbzx.common.kafka import Producer, create_topics
+from nbzx.schemas import DeadLetter, encode
 from tests.browser import Browser
 from tests.conftest import ROOT, ZabbixServer, create_device, lab_ip
 from tests.e2e.pipeline import ConsumerProcess, free_port, pipeline_config_doc, write_config

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from consumer.netbox import NetBox
-from consumer.service import EventConsumer
-from consumer.sync import SyncEngine, SyncResult
-from consumer.zabbix import Zabbix
-from nbzx.config import Config
-from nbzx.kafka import Producer, create_topics
-from receiver.webhook import normalise
-from schemas import ChangeEvent, DeadLetter, SyncRequest, decode, encode
+from nbzx.common.config import Config
+from nbzx.common.kafka import Producer, create_topics
+from nbzx.delivery.service import EventConsumer
+from nbzx.engine.netbox import NetBox
+from nbzx.engine.sync import SyncEngine, SyncResult
+from nbzx.engine.zabbix import Zabbix
+from nbzx.receiver.webhook import normalise
+from nbzx.schemas import ChangeEvent, DeadLetter, SyncRequest, decode, encode
 from tests.conftest import TEST_MARK, ZabbixServer, consume_all, create_device, lab_ip
 from tests.e2e.pipeline import wait_until
 
@@ -227,7 +227,7 @@ async def test_unreadable_records_and_bad_data_are_dead_lettered_once_and_the_re
 
 
 async def test_a_dead_letter_that_cannot_be_stored_is_retried_and_never_committed_past(env: Env) -> None:
-    from nbzx.kafka import topic_specs
+    from nbzx.common.kafka import topic_specs
 
     # The DLQ topic is gone (and the broker creates none by itself): the letter cannot be stored.
     dlq = [t for t in topic_specs(env.cfg) if t.name == env.cfg.kafka.topics.dlq]

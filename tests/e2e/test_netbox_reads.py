@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-import consumer.netbox
-from consumer.netbox import OUT_OF_SCOPE, NetBox
+import nbzx.engine.netbox
+from nbzx.engine.netbox import OUT_OF_SCOPE, NetBox
 from tests.conftest import make_config
 
 
@@ -35,7 +35,7 @@ async def test_a_listing_misses_nothing_when_objects_are_deleted_while_it_pages(
 ) -> None:
     base = netbox_objects("pages")
     devs = await asyncio.to_thread(_devices, netbox_api, base, 12)
-    monkeypatch.setattr(consumer.netbox, "PAGE", 3)  # four pages and more
+    monkeypatch.setattr(nbzx.engine.netbox, "PAGE", 3)  # four pages and more
     netbox = NetBox(make_config(netbox={"threads": 2}, scope={"devices": {"filter": {"site_id": base["site"].id}}}))
     read_page = netbox._page
     deleted: list[int] = []
@@ -74,7 +74,7 @@ async def test_reads_by_id_tell_in_scope_out_of_scope_and_gone(netbox_api: Any, 
 async def test_selection_custom_fields_of_the_real_netbox_feed_rules_and_placeholders(
     netbox_api: Any, netbox_objects: Any
 ) -> None:
-    from consumer.mapping import map_host
+    from nbzx.core.mapping import map_host
 
     nb = netbox_api
     base = netbox_objects("cf")

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from nbzx.config import Config
-from nbzx.kafka import Producer
-from schemas import DeadLetter, SyncRequest, decode, encode
+from nbzx.common.config import Config
+from nbzx.common.kafka import Producer
+from nbzx.schemas import DeadLetter, SyncRequest, decode, encode
 from tests.conftest import ROOT, consume_all, end_offsets, lab_ip
 from tests.e2e.pipeline import ConsumerProcess, Pipeline, new_name, wait_until
 
@@ -150,7 +150,7 @@ async def test_broker_stopped_and_restarted_mid_stream(pipeline: Pipeline) -> No
 
 def _unavailable() -> float:
     """Webhooks the test's in-process receiver answered with 503 (Kafka unavailable)."""
-    from receiver.metrics import WEBHOOKS
+    from nbzx.receiver.metrics import WEBHOOKS
 
     return float(WEBHOOKS.labels("unavailable")._value.get())
 

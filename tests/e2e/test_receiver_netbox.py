@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from schemas import ChangeEvent, decode
+from nbzx.schemas import ChangeEvent, decode
 from tests.conftest import consume_all, lab_ip
 
 

@@ -21,19 +21,19 @@ from typing import Any
 
 import pytest
 
-from consumer.control import ControlLoop
-from consumer.netbox import NetBox
-from consumer.reconcile import Reconciler
-from consumer.replay import replay
-from consumer.service import EventConsumer
-from consumer.sync import SyncEngine
-from consumer.zabbix import Zabbix
-from nbzx.config import Config, TemplateRule
-from nbzx.jobs import read_jobs
-from nbzx.kafka import Producer, create_topics
-from nbzx.scheduler import parse_time, run_scheduler
-from receiver.app import make_app
-from schemas import ReconcileRequest, SyncRequest, encode
+from nbzx.common.config import Config, TemplateRule
+from nbzx.common.kafka import Producer, create_topics
+from nbzx.delivery.service import EventConsumer
+from nbzx.engine.netbox import NetBox
+from nbzx.engine.sync import SyncEngine
+from nbzx.engine.zabbix import Zabbix
+from nbzx.jobs.control import ControlLoop
+from nbzx.jobs.reconcile import Reconciler
+from nbzx.jobs.records import read_jobs
+from nbzx.jobs.replay import replay
+from nbzx.jobs.schedule import parse_time, run_scheduler
+from nbzx.receiver.app import make_app
+from nbzx.schemas import ReconcileRequest, SyncRequest, encode
 from tests.conftest import HOOK_SECRET, NETBOX_TOKEN, ROOT, ZabbixServer, create_device, end_offsets, lab_ip
 from tests.e2e.pipeline import pipeline_config_doc, write_config
 

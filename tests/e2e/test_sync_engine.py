@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from consumer.netbox import NetBox
-from consumer.ratelimit import Budget
-from consumer.sync import SyncEngine
-from consumer.zabbix import Zabbix
-from nbzx.config import Config, parse_config
+from nbzx.common.config import Config, parse_config
+from nbzx.engine.netbox import NetBox
+from nbzx.engine.ratelimit import Budget
+from nbzx.engine.sync import SyncEngine
+from nbzx.engine.zabbix import Zabbix
 from tests.conftest import TEST_MARK, ZabbixServer, create_device, lab_ip
 
 
@@ -422,7 +422,7 @@ async def test_the_80_write_path_on_a_real_server_batches_shared_changes_as_one_
 async def test_a_create_that_lost_a_race_is_retried_and_then_a_noop(env: Env) -> None:
     """Two consumers may plan the same create (a rebalance mid-round): the loser's 'already exists'
     is transient, and its retry plans again and finds the host."""
-    from consumer.batch import Write
+    from nbzx.core.batch import Write
 
     dev = await asyncio.to_thread(env.device, f"race-{uuid.uuid4().hex[:6]}", lab_ip(61))
     key = f"dcim.device:{dev.id}"

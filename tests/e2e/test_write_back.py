@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from consumer.netbox import NetBox
-from consumer.netbox_write import ensure_custom_fields
-from nbzx.kafka import Producer
-from receiver import metrics
-from schemas import SyncRequest, encode
+from nbzx.common.kafka import Producer
+from nbzx.engine.netbox import NetBox
+from nbzx.engine.netbox_write import ensure_custom_fields
+from nbzx.receiver import metrics
+from nbzx.schemas import SyncRequest, encode
 from tests.e2e.pipeline import ConsumerProcess, Pipeline, pipeline_config_doc, wait_until, write_config
 
 # What README says write-back's token needs (reads, the object's custom fields, journal entries).

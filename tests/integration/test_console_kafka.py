@@ -13,18 +13,18 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from console.app import make_app
-from console.state import ConsoleState
-from consumer.control import ControlLoop
-from consumer.netbox import NetBox
-from consumer.reconcile import Reconciler, job_kind
-from consumer.sync import SyncEngine
-from consumer.zabbix import Zabbix
-from nbzx.config import Config
-from nbzx.jobs import Job
-from nbzx.kafka import Producer, ProduceUnavailable, create_topics
-from nbzx.scheduler import parse_time
-from schemas.messages import JobRecord, ReconcileRequest
+from nbzx.common.config import Config
+from nbzx.common.kafka import Producer, ProduceUnavailable, create_topics
+from nbzx.console.app import make_app
+from nbzx.console.state import ConsoleState
+from nbzx.engine.netbox import NetBox
+from nbzx.engine.sync import SyncEngine
+from nbzx.engine.zabbix import Zabbix
+from nbzx.jobs.control import ControlLoop
+from nbzx.jobs.reconcile import Reconciler, job_kind
+from nbzx.jobs.records import Job
+from nbzx.jobs.schedule import parse_time
+from nbzx.schemas.messages import JobRecord, ReconcileRequest
 
 pytestmark = pytest.mark.integration
 OP = {"Authorization": "Bearer op-tok"}

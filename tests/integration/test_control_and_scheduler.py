@@ -10,16 +10,16 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer.control import ControlLoop
-from consumer.netbox import NetBox
-from consumer.reconcile import Reconciler
-from consumer.sync import SyncEngine
-from consumer.zabbix import Zabbix
-from nbzx.config import Config
-from nbzx.jobs import read_jobs
-from nbzx.kafka import Producer
-from nbzx.scheduler import run_scheduler
-from schemas import JobRecord, ReconcileRequest, encode
+from nbzx.common.config import Config
+from nbzx.common.kafka import Producer
+from nbzx.engine.netbox import NetBox
+from nbzx.engine.sync import SyncEngine
+from nbzx.engine.zabbix import Zabbix
+from nbzx.jobs.control import ControlLoop
+from nbzx.jobs.reconcile import Reconciler
+from nbzx.jobs.records import read_jobs
+from nbzx.jobs.schedule import run_scheduler
+from nbzx.schemas import JobRecord, ReconcileRequest, encode
 
 
 class CrashingReconciler(Reconciler):

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from nbzx.config import parse_config
+from nbzx.common.config import parse_config
 from tests.conftest import ROOT
 
 CHART = ROOT / "helm" / "netbox-zabbix-stream"

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from aiokafka.partitioner import murmur2
 
-from nbzx.config import Config
-from receiver.app import make_app
-from receiver.webhook import sign
-from schemas import ChangeEvent, decode
+from nbzx.common.config import Config
+from nbzx.receiver.app import make_app
+from nbzx.receiver.webhook import sign
+from nbzx.schemas import ChangeEvent, decode
 from tests.conftest import HOOK_SECRET, ROOT, captures, consume_all, end_offsets
 
 
@@ -128,8 +128,8 @@ async def test_broker_down_is_503_then_recovers_without_restart(receiver: Any) -
 async def test_a_body_at_the_size_limit_is_stored_and_so_is_its_dead_letter(receiver: Any) -> None:
     """Record sizes agree end to end: the largest body the receiver accepts fits its event on the
     topic, and that event fits, JSON-escaped, in a dead letter (Kafka's default 1 MiB would refuse both)."""
-    from nbzx.kafka import Producer
-    from schemas import DeadLetter, encode
+    from nbzx.common.kafka import Producer
+    from nbzx.schemas import DeadLetter, encode
 
     cfg = receiver.cfg
     body = _device_update(9200, 0)

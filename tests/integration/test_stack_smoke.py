@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from nbzx.config import Config
+from nbzx.common.config import Config
 from tests.conftest import FAST_GROUP, ZabbixServer
 
 

@@ -7,7 +7,7 @@ import asyncio
 import json
 import urllib.request
 
-from consumer.zabbix import Zabbix
+from nbzx.engine.zabbix import Zabbix
 from tests.conftest import ZabbixServer
 
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import structlog
 
-from consumer.batch import group_writes
-from consumer.model import Plan
-from consumer.zabbix import Zabbix, ZabbixError
+from nbzx.core.batch import group_writes
+from nbzx.core.model import Plan
+from nbzx.engine.zabbix import Zabbix, ZabbixError
 from tests.conftest import make_config
 from tests.zabbix_stub import ZabbixStub
 

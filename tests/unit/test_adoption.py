@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.adoption import NetBoxSide, plan_adoption, template_conflict
-from consumer.model import AGENT, SNMP, ActualHost, ActualInterface, DesiredHost, Interface
+from nbzx.core.adoption import NetBoxSide, plan_adoption, template_conflict
+from nbzx.core.model import AGENT, SNMP, ActualHost, ActualInterface, DesiredHost, Interface
 
 ALL = ["host", "name", "ip"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.batch import group_writes
-from consumer.model import Plan
+from nbzx.core.batch import group_writes
+from nbzx.core.model import Plan
 
 
 def update(n: int, **changes: Any) -> Plan:

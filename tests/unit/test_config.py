@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nbzx.config import ConfigError, load_config, parse_config, parse_duration, require
+from nbzx.common.config import ConfigError, load_config, parse_config, parse_duration, require
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,10 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from console.app import make_app
-from console.state import ConsoleState
-from nbzx.config import parse_config
-from schemas.messages import (
+from nbzx.common.config import parse_config
+from nbzx.console.app import make_app
+from nbzx.console.state import ConsoleState
+from nbzx.schemas.messages import (
     AdoptRequest,
     CancelRequest,
     DeadLetter,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from console.app import make_app
-from console.state import ConsoleState
-from nbzx.config import parse_config
-from schemas.messages import HostStatus, JobRecord, encode
+from nbzx.common.config import parse_config
+from nbzx.console.app import make_app
+from nbzx.console.state import ConsoleState
+from nbzx.schemas.messages import HostStatus, JobRecord, encode
 from tests.conftest import ROOT
 from tests.schemathesis_cli import schemathesis_run
 from tests.unit.test_receiver_app import RecordingProducer

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumer.delivery import KeyState, Policy, backoff_s, commit_offset, decide, due, is_outage, next_due_in
+from nbzx.core.policy import KeyState, Policy, backoff_s, commit_offset, decide, due, is_outage, next_due_in
 
 P = Policy(retry_base_s=1.0, retry_max_s=30.0, transient_window_s=3600.0)
 

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.diff import create_changes, macro_description, plan_absent, plan_sync
-from consumer.model import AGENT, SNMP, DesiredHost, Interface, Macro
-from consumer.zabbix_payloads import normalise_host
-from consumer.zabbix_versions import capabilities
-from nbzx.config import DeleteConfig
+from nbzx.common.config import DeleteConfig
+from nbzx.core.diff import create_changes, macro_description, plan_absent, plan_sync
+from nbzx.core.model import AGENT, SNMP, DesiredHost, Interface, Macro
+from nbzx.core.zabbix_payloads import normalise_host
+from nbzx.core.zabbix_versions import capabilities
 
 V60 = capabilities("6.0.14")
 
@@ -294,7 +294,7 @@ def test_diff_after_update_is_empty(before: DesiredHost, after: DesiredHost) -> 
 
 
 def test_maintenance_op() -> None:
-    from consumer.model import Window, maintenance_op
+    from nbzx.core.model import Window, maintenance_op
 
     live, old = Window(maintenanceid="7", active_till=2000), Window(maintenanceid="8", active_till=500)
     assert maintenance_op(True, None, 1000) == ("start", None)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from nbzx.logging import get_logger, setup_logging
+from nbzx.common.logging import get_logger, setup_logging
 
 
 @pytest.fixture(autouse=True)

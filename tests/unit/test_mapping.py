@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from consumer.diff import create_changes
-from consumer.mapping import Skip, map_host, matches, render, safe_host_name, secret_digest
-from consumer.model import AGENT, IPMI, JMX, SNMP, Interface
-from consumer.redact import redacted
-from nbzx.config import Config, parse_config
+from nbzx.common.config import Config, parse_config
+from nbzx.core.diff import create_changes
+from nbzx.core.mapping import Skip, map_host, matches, render, safe_host_name, secret_digest
+from nbzx.core.model import AGENT, IPMI, JMX, SNMP, Interface
+from nbzx.core.redact import redacted
 from tests.conftest import captures
 
 DEVICE: dict[str, Any] = next(c for c in captures() if c["file"].startswith("05-"))["body"]["data"]
@@ -254,7 +254,7 @@ def test_virtual_chassis_as_one_host_is_named_after_the_chassis_on_the_master() 
 
 
 def test_a_proxy_group_wins_where_zabbix_has_groups_and_the_proxy_is_the_fallback_on_60() -> None:
-    from consumer.sync import plan_host
+    from nbzx.engine.sync import plan_host
 
     conf = cfg(host={"proxy": "px-{site.slug}", "proxy_group": "pg-main"})
     obj = device(config_context={})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from consumer.ratelimit import Budget
+from nbzx.engine.ratelimit import Budget
 
 
 async def _starts(budget: Budget, n: int, hold_s: float = 0.0) -> list[float]:

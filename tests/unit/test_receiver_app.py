@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from nbzx.jobs import JobView
-from nbzx.kafka import ProduceUnavailable
-from receiver.app import make_app
-from receiver.webhook import sign
-from schemas import ChangeEvent, JobRecord, ReconcileRequest, decode
+from nbzx.common.kafka import ProduceUnavailable
+from nbzx.jobs.records import JobView
+from nbzx.receiver.app import make_app
+from nbzx.receiver.webhook import sign
+from nbzx.schemas import ChangeEvent, JobRecord, ReconcileRequest, decode
 from tests.conftest import HOOK_SECRET, captures, make_config
 from tests.metrics import metric_value
 
@@ -173,7 +173,7 @@ async def test_metrics_count_results(client: Any) -> None:
 
 
 async def test_jobs_routes(client: Any) -> None:
-    from receiver.app import JOBS
+    from nbzx.receiver.app import JOBS
 
     jobs = client.server.app[JOBS].jobs
     jobs["a"] = JobRecord(job_id="a", job_kind="reconcile", status="completed", created="2026-11-23T10:00:00")

@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from consumer.diff import grace_expired
-from consumer.model import Plan
-from consumer.reconcile import delete_cap, held_back
-from consumer.system_jobs import missing_settings
-from nbzx.config import parse_config
-from nbzx.jobs import materialise, newest_first
-from nbzx.scheduler import first_slot_after, next_run, parse_time
-from schemas.messages import JobRecord
+from nbzx.common.config import parse_config
+from nbzx.core.diff import grace_expired
+from nbzx.core.model import Plan
+from nbzx.jobs.reconcile import delete_cap, held_back
+from nbzx.jobs.records import materialise, newest_first
+from nbzx.jobs.schedule import first_slot_after, next_run, parse_time
+from nbzx.jobs.system import missing_settings
+from nbzx.schemas.messages import JobRecord
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

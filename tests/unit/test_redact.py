@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from consumer.diff import create_changes
-from consumer.model import SNMP, DesiredHost, Interface, Macro
-from consumer.redact import MASK, redacted
+from nbzx.core.diff import create_changes
+from nbzx.core.model import SNMP, DesiredHost, Interface, Macro
+from nbzx.core.redact import MASK, redacted
 
 
 def test_a_plans_secrets_are_masked_and_the_rest_kept() -> None:

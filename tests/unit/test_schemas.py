@@ -8,15 +8,15 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from schemas import ChangeEvent, JobRecord, ReconcileRequest, SyncRequest, UnknownVersion, decode, encode, export
-from schemas.export import HERE, rendered
+from nbzx.schemas import ChangeEvent, JobRecord, ReconcileRequest, SyncRequest, UnknownVersion, decode, encode, export
+from nbzx.schemas.export import HERE, rendered
 
 
 def test_exported_schema_files_match_the_types() -> None:
     for name, text in rendered().items():
         path = HERE / name
-        assert path.exists(), f"{name} missing: run python -m schemas.export"
-        assert path.read_text() == text, f"{name} drifted from the types: run python -m schemas.export"
+        assert path.exists(), f"{name} missing: run python -m nbzx.schemas.export"
+        assert path.read_text() == text, f"{name} drifted from the types: run python -m nbzx.schemas.export"
 
 
 def test_schema_check_notices_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from consumer.zabbix import WRITE_METHODS
+from nbzx.engine.zabbix import WRITE_METHODS
 from tests.metrics import metric_value
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbzx.config import DEPENDENCY_OBJECT_TYPES, HOST_OBJECT_TYPES
-from receiver.webhook import (
+from nbzx.common.config import DEPENDENCY_OBJECT_TYPES, HOST_OBJECT_TYPES
+from nbzx.receiver.webhook import (
     Delivery,
     WebhookError,
     changed_fields,

@@ -9,9 +9,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from consumer.sync import SyncResult
-from consumer.writeback import field_values, journal_entry, sync_state, write_back
-from nbzx.config import WriteBackConfig
+from nbzx.common.config import WriteBackConfig
+from nbzx.core.writeback import field_values, journal_entry, sync_state, write_back
+from nbzx.engine.sync import SyncResult
 
 CFG = WriteBackConfig(journal=True, custom_fields=True)
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
@@ -152,9 +152,9 @@ def test_field_names_are_checked() -> None:
 
 def test_outcomes_keep_the_newest_state_whatever_order_statuses_come_in() -> None:
     """The consumer records a status before publishing it; its follower brings older ones later."""
-    from consumer.outcomes import Outcomes
-    from nbzx.config import Config
-    from schemas.messages import HostStatus
+    from nbzx.common.config import Config
+    from nbzx.delivery.outcomes import Outcomes
+    from nbzx.schemas.messages import HostStatus
 
     outcomes = Outcomes(Config())
     outcomes.follower.caught_up.set()
@@ -170,7 +170,7 @@ def test_outcomes_keep_the_newest_state_whatever_order_statuses_come_in() -> Non
 
 
 def test_an_adopted_host_gets_its_own_entry_with_a_link() -> None:
-    from consumer.writeback import adopted_entry
+    from nbzx.core.writeback import adopted_entry
 
     adopted = result(action="update", result="ok", changed=["groups", "tags"], hostid="10777")
     entry = adopted_entry(adopted, ZBX)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.zabbix import is_transient
+from nbzx.engine.zabbix import is_transient
 
 
 @pytest.mark.parametrize(

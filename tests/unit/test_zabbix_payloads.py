@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.zabbix_payloads import host_get_params, normalise_host, write_params
-from consumer.zabbix_versions import capabilities
+from nbzx.core.zabbix_payloads import host_get_params, normalise_host, write_params
+from nbzx.core.zabbix_versions import capabilities
 
 IDS = {
     "groups": {"NetBox/A": "5"},

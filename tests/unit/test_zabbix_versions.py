@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.zabbix_versions import UnsupportedZabbix, capabilities, parse_version, row
+from nbzx.core.zabbix_versions import UnsupportedZabbix, capabilities, parse_version, row
 
 
 @pytest.mark.parametrize(

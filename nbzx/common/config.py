@@ -1,0 +1,519 @@
+"""Configuration: one YAML file plus secrets from the environment, validated at start-up.
+
+Errors name the key and the problem (``zabbix.rate_per_s: Expected `float` > 0.0``), so an
+operator can fix a values file without reading code. Secrets are never read from the YAML file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import msgspec.yaml
+from msgspec import Meta, Struct, field
+
+PositiveFloat = Annotated[float, Meta(gt=0)]
+PositiveInt = Annotated[int, Meta(gt=0)]
+# The largest webhook body the receiver takes: Kafka's producer and topic limits are set from it
+# (nbzx/kafka.py), so an accepted body always fits in its event and in its dead letter.
+MAX_BODY_BYTES = 1024 * 1024
+Port = Annotated[int, Meta(ge=1, le=65535)]
+
+# NetBox's own job intervals, in minutes.
+RECONCILE_INTERVALS = (1, 5, 15, 30, 60, *range(120, 721, 60), 1440, 10080, 43200)
+
+# Object types whose changes map to a Zabbix host (the host itself, or a part of it).
+HOST_OBJECT_TYPES = (
+    "dcim.device",
+    "virtualization.virtualmachine",
+    "dcim.interface",
+    "virtualization.vminterface",
+    "ipam.ipaddress",
+)
+# Object types that many hosts depend on: a change fans out to the hosts that use them.
+DEPENDENCY_OBJECT_TYPES = (
+    "dcim.site",
+    "dcim.region",
+    "dcim.sitegroup",
+    "dcim.location",
+    "dcim.devicerole",
+    "dcim.platform",
+    "dcim.devicetype",
+    "dcim.manufacturer",
+    "dcim.virtualchassis",
+    "tenancy.tenant",
+    "tenancy.tenantgroup",
+    "virtualization.cluster",
+    "virtualization.clustergroup",
+    "extras.configcontext",
+    "extras.tag",
+)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key."""
+
+
+class _Base(Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
+    pass
+
+
+class WriteBackConfig(_Base):
+    """What the consumer writes back to NetBox (DESIGN §10); off by default."""
+
+    journal: bool = False  # a journal entry when a host's outcome changes (created, removed, failing, recovered)
+    custom_fields: bool = False  # the Zabbix hostid and the sync state with its time, in custom fields
+    hostid_field: str = "nbzx_zabbix_hostid"
+    state_field: str = "nbzx_sync_state"
+    time_field: str = "nbzx_synced_at"
+
+    def __post_init__(self) -> None:
+        for name in (self.hostid_field, self.state_field, self.time_field):
+            if not re.fullmatch(r"[a-z0-9_]+", name):
+                raise ValueError(f"custom field name {name!r}: lowercase letters, digits and underscores only")
+
+    @property
+    def enabled(self) -> bool:
+        return self.journal or self.custom_fields
+
+    @property
+    def own_fields(self) -> tuple[str, ...]:
+        """The custom fields write-back writes (none when it writes none): a NetBox update that changed
+        only these is our own, and the receiver drops its webhook."""
+        return (self.hostid_field, self.state_field, self.time_field) if self.custom_fields else ()
+
+
+class NetBoxConfig(_Base):
+    url: str = "http://127.0.0.1:8000"
+    verify_tls: bool = True
+    timeout_s: PositiveFloat = 15.0
+    threads: PositiveInt = 4  # pynetbox is blocking: a bounded pool of threads runs it
+    write_back: WriteBackConfig = field(default_factory=WriteBackConfig)
+
+
+class ZabbixConfig(_Base):
+    url: str = "http://127.0.0.1:8081"
+    rate_per_s: PositiveFloat = 50.0
+    concurrency: PositiveInt = 8
+    timeout_s: PositiveFloat = 30.0
+    verify_tls: bool = True
+    settings_import_interval: PositiveInt = 60  # minutes between settings_import jobs
+    frontend_url: str = ""  # where people open Zabbix, for links (default: url)
+
+    @property
+    def ui_url(self) -> str:
+        """The Zabbix frontend's base address, for links to hosts."""
+        return (self.frontend_url or self.url).removesuffix("/api_jsonrpc.php").rstrip("/")
+
+
+class TopicsConfig(_Base):
+    events: str = "netbox.events"
+    control: str = "nbzx.control"
+    jobs: str = "nbzx.jobs.records"
+    dlq: str = "netbox.events.dlq"
+    host_status: str = "nbzx.host-status"
+
+
+class KafkaConfig(_Base):
+    bootstrap: str = "127.0.0.1:9092"
+    partitions: PositiveInt = 12
+    replication: PositiveInt = 1
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    produce_timeout_s: PositiveFloat = 5.0
+    client_id: str = "nbzx"
+    group: str = "nbzx-consumers"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+
+class ReceiverConfig(_Base):
+    host: str = "127.0.0.1"
+    port: Port = 8090
+    max_body_bytes: Annotated[int, Meta(gt=0, le=MAX_BODY_BYTES)] = MAX_BODY_BYTES
+    # Which object types are turned into events; anything else gets 202 {"ignored": ...}.
+    object_types: list[str] = field(default_factory=lambda: [*HOST_OBJECT_TYPES, *DEPENDENCY_OBJECT_TYPES])
+    virtual_chassis_as_one_host: bool = False
+    scheduler: bool = False  # run the reconcile schedule inside the receiver (one receiver only)
+
+
+class ConsoleConfig(_Base):
+    host: str = "127.0.0.1"
+    port: Port = 8092
+    page_size: PositiveInt = 50
+    # The jobs view is bounded: finished jobs beyond the newest `max_jobs`, or older than `max_job_age`,
+    # leave memory (the compacted topic keeps them until compaction).
+    max_jobs: PositiveInt = 5000
+    max_job_age: str = "30d"
+    session_ttl: str = "12h"
+    history: PositiveInt = 10  # recent syncs kept per host for the host page
+    # Where people open Zabbix hosts (links); default: zabbix.url.
+    zabbix_frontend_url: str | None = None
+
+    def __post_init__(self) -> None:
+        parse_duration(self.max_job_age)
+        parse_duration(self.session_ttl)
+
+
+class ConsumerConfig(_Base):
+    max_batch: PositiveInt = 500  # records per fetch; one coalesced sync per host key in it
+    fetch_max_wait_ms: PositiveInt = 100
+    retry_base_s: PositiveFloat = 0.5
+    retry_max_s: PositiveFloat = 30.0
+    # A key failing transiently (Zabbix or NetBox down) is parked and retried, never dead-lettered
+    # while the cause lasts less than this; its partition is committed only up to its records.
+    transient_window: str = "24h"
+
+    def __post_init__(self) -> None:
+        parse_duration(self.transient_window)
+
+    session_timeout_ms: PositiveInt = 10_000
+    heartbeat_interval_ms: PositiveInt = 3_000
+    rebalance_timeout_ms: PositiveInt = 30_000
+    http_host: str = "0.0.0.0"
+    http_port: Port = 8091  # /healthz, /readyz, /metrics
+
+
+class ScopeRule(_Base):
+    filter: dict[str, Any] = field(default_factory=dict)
+    require_primary_ip: bool = False
+    enabled: bool = True
+
+
+class ScopeConfig(_Base):
+    devices: ScopeRule = field(default_factory=ScopeRule)
+    virtual_machines: ScopeRule = field(default_factory=ScopeRule)
+
+
+class TemplateRule(_Base):
+    match: dict[str, Any] = field(default_factory=dict)
+    templates: list[str] = field(default_factory=list)
+
+
+class SnmpConfig(_Base):
+    version: Literal[1, 2, 3] = 2
+    community: str = "{$SNMP_COMMUNITY}"
+    port: Port = 161
+    bulk: bool = True
+    securityname: str = ""
+    securitylevel: Literal["noAuthNoPriv", "authNoPriv", "authPriv"] = "noAuthNoPriv"
+    authprotocol: Literal["MD5", "SHA1", "SHA224", "SHA256", "SHA384", "SHA512"] = "SHA1"
+    authpassphrase: str = ""  # a Zabbix user macro ("{$SNMPV3_AUTH}"), or from authpassphrase_env
+    privprotocol: Literal["DES", "AES128", "AES192", "AES256", "AES192C", "AES256C"] = "AES128"
+    privpassphrase: str = ""  # a Zabbix user macro, or from privpassphrase_env
+    contextname: str = ""
+    authpassphrase_env: str | None = None
+    privpassphrase_env: str | None = None
+
+
+IPMI_AUTHTYPES = {"default": -1, "none": 0, "md2": 1, "md5": 2, "straight": 4, "oem": 5, "rmcp+": 6}
+IPMI_PRIVILEGES = {"callback": 1, "user": 2, "operator": 3, "admin": 4, "oem": 5}
+
+
+class IpmiConfig(_Base):
+    """IPMI access for every host (a config context's `zabbix.ipmi` overrides authtype, privilege, username)."""
+
+    authtype: Literal["default", "none", "md2", "md5", "straight", "oem", "rmcp+"] = "default"
+    privilege: Literal["callback", "user", "operator", "admin", "oem"] = "user"
+    username: str = ""  # a placeholder such as "{custom_fields.bmc_user}" works too
+    password: str = ""  # from password_env only
+    password_env: str | None = None
+
+
+class InterfacesConfig(_Base):
+    default: Literal["agent", "snmp", "none"] = "agent"
+    snmp_when: dict[str, Any] = field(default_factory=dict)
+    agent_port: Port = 10050
+    ipmi_port: Port = 623
+    jmx_port: Port = 12345
+    snmp: SnmpConfig = field(default_factory=SnmpConfig)
+    ipmi: IpmiConfig = field(default_factory=IpmiConfig)
+    use_dns: bool = False
+    ip_family: Literal["ipv4", "ipv6", "any"] = "any"
+    # Interfaces every host gets besides the default one, each like a config context's
+    # `zabbix.interfaces` entry: {type: agent|snmp|ipmi|jmx, port, address: primary|oob, use_dns, ip, snmp}.
+    extra: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for i, spec in enumerate(self.extra):
+            if str(spec.get("type", "agent")).lower() not in ("agent", "snmp", "ipmi", "jmx"):
+                raise ValueError(f"extra[{i}].type must be agent, snmp, ipmi or jmx")
+            if spec.get("address", "primary") not in ("primary", "oob"):
+                raise ValueError(f"extra[{i}].address must be primary or oob")
+
+
+class TagsConfig(_Base):
+    from_netbox_tags: bool = True
+    fields: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class InventoryConfig(_Base):
+    mode: Literal["disabled", "manual", "automatic"] = "disabled"
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+class MacroConfig(_Base):
+    value: str = ""  # a template ("{site.slug}"); never the value of a secret macro
+    secret: bool = False
+    description: str = ""
+    value_env: str | None = None  # the environment variable that holds the value (secret macros)
+
+
+HostStatus = Literal["enabled", "disabled", "delete", "maintenance"]
+
+
+def _default_status_map() -> dict[str, HostStatus]:
+    return {
+        "active": "enabled",
+        "planned": "disabled",
+        "staged": "disabled",
+        "offline": "disabled",
+        "failed": "disabled",
+        "decommissioning": "delete",
+        "inventory": "delete",
+    }
+
+
+class MaintenanceConfig(_Base):
+    # NetBox tags (slug or name) that put a host in maintenance, besides a status mapped to "maintenance".
+    tags: list[str] = field(default_factory=list)
+    duration: str = "7d"  # length of the window we open; a host still in maintenance gets a new one after
+    cleanup_interval: PositiveInt = 60  # minutes between maintenance_cleanup jobs (expired windows we own)
+
+    def __post_init__(self) -> None:
+        parse_duration(self.duration)
+
+
+class HostConfig(_Base):
+    name: str = "{name}"
+    visible_name: str = "{name}"
+    groups: list[str] = field(default_factory=lambda: ["NetBox/{site.name}"])
+    # Zabbix refuses a host without a group: used when every template above renders empty.
+    fallback_group: str = "NetBox/Unassigned"
+    managed_group_prefixes: list[str] = field(default_factory=lambda: ["NetBox/"])
+    templates: list[TemplateRule] = field(default_factory=list)
+    use_config_context: bool = True
+    interfaces: InterfacesConfig = field(default_factory=InterfacesConfig)
+    tags: TagsConfig = field(default_factory=TagsConfig)
+    inventory: InventoryConfig = field(default_factory=InventoryConfig)
+    macros: dict[str, MacroConfig] = field(default_factory=dict)
+    description: str = ""
+    proxy: str | None = None
+    proxy_group: str | None = None
+    status: dict[str, HostStatus] = field(default_factory=_default_status_map)
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
+    adopt: bool = False  # a host we would create whose name is taken by a host we do not own is taken over
+    # How `nbzx adopt` matches a Zabbix host to a NetBox object, in this order: technical name, visible name,
+    # primary IP.
+    adopt_match: list[Literal["host", "name", "ip"]] = field(default_factory=lambda: ["host", "name", "ip"])
+    authoritative: list[Literal["groups", "tags", "templates", "macros"]] = field(default_factory=list)
+
+
+class DeleteConfig(_Base):
+    mode: Literal["disable", "soft", "hard"] = "soft"
+    graveyard_group: str = "NetBox/Archived"
+    grace: str | None = None
+    out_of_scope: Literal["delete", "disable", "ignore"] = "delete"
+
+    def __post_init__(self) -> None:
+        if self.grace is not None:
+            parse_duration(self.grace)
+
+
+class ReconcileConfig(_Base):
+    interval: int = 60
+    start_at: str | None = None
+    max_delete: str | int = "10%"
+
+    def __post_init__(self) -> None:
+        if self.interval not in RECONCILE_INTERVALS:
+            raise ValueError(f"interval must be one of {', '.join(map(str, RECONCILE_INTERVALS))} minutes")
+        if isinstance(self.max_delete, str) and not re.fullmatch(r"\d+(\.\d+)?%|\d+", self.max_delete):
+            raise ValueError("max_delete must be a count (25) or a percentage ('10%')")
+
+
+class LoggingConfig(_Base):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    json: bool = True
+
+
+class Secrets(_Base):
+    """Filled from the environment only (see `SECRET_ENV`); never from the YAML file, never logged."""
+
+    netbox_token: str = ""
+    zabbix_token: str = ""
+    zabbix_user: str = ""
+    zabbix_password: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    webhook_secret: str = ""
+    api_token: str = ""
+    # Console sign-in: comma-separated tokens, each "user:token" (that user) or a bare token (the role's name).
+    console_viewer_tokens: str = ""
+    console_operator_tokens: str = ""
+
+    def __repr__(self) -> str:
+        return (
+            "Secrets("
+            + ", ".join(f"{k}={'set' if getattr(self, k) else 'unset'}" for k in self.__struct_fields__)
+            + ")"
+        )
+
+
+class Config(_Base):
+    netbox: NetBoxConfig = field(default_factory=NetBoxConfig)
+    zabbix: ZabbixConfig = field(default_factory=ZabbixConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
+    scope: ScopeConfig = field(default_factory=ScopeConfig)
+    host: HostConfig = field(default_factory=HostConfig)
+    delete: DeleteConfig = field(default_factory=DeleteConfig)
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    secrets: Secrets = field(default_factory=Secrets)
+
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> int:
+    """'30d' -> seconds. Accepts s, m, h, d, w."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 15m, 12h, 30d or 2w")
+    return int(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+# Which environment variable fills which secret.
+SECRET_ENV = {
+    "netbox_token": "NETBOX_TOKEN",
+    "zabbix_token": "ZABBIX_TOKEN",
+    "zabbix_user": "ZABBIX_USER",
+    "zabbix_password": "ZABBIX_PASSWORD",
+    "kafka_sasl_username": "NBZX_KAFKA_SASL_USERNAME",
+    "kafka_sasl_password": "NBZX_KAFKA_SASL_PASSWORD",
+    "webhook_secret": "NBZX_WEBHOOK_SECRET",
+    "api_token": "NBZX_API_TOKEN",
+    "console_viewer_tokens": "NBZX_CONSOLE_VIEWER_TOKENS",
+    "console_operator_tokens": "NBZX_CONSOLE_OPERATOR_TOKENS",
+}
+# Keys whose literal value is a secret wherever they appear in the YAML. A Zabbix user macro
+# reference ("{$SNMP_COMMUNITY}") names a secret kept in Zabbix, and is fine.
+_SECRETISH = re.compile(r"(token|password|passphrase|secret|community)$", re.IGNORECASE)
+_MACRO_REF = re.compile(r"^\{\$[A-Z0-9_.]+(:.*)?\}$")
+
+
+def _refuse_secrets(node: Any, path: str) -> None:
+    """ConfigError for the first literal secret found anywhere in the YAML document."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _refuse_secrets(item, f"{path}[{i}]")
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("secret") is True and node.get("value"):
+        raise ConfigError(f"{path}.value: a secret macro's value is not read from the config file; use value_env")
+    for key, value in node.items():
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and _SECRETISH.search(key) and isinstance(value, str | dict | list):
+            if isinstance(value, str) and (not value or _MACRO_REF.match(value)):
+                continue
+            hint = f"use a Zabbix user macro or {key}_env" if key.endswith("passphrase") else "use the environment"
+            raise ConfigError(f"{where}: secrets are not read from the config file; {hint}")
+        _refuse_secrets(value, where)
+
+
+def _from_env(env: Mapping[str, str], var: str, where: str) -> str:
+    if not env.get(var):
+        raise ConfigError(f"{where}: environment variable {var} is not set")
+    return env[var]
+
+
+def _fill_env_secrets(cfg: Config, env: Mapping[str, str]) -> None:
+    """Secret macro values and SNMPv3 passphrases named by *_env keys, from the environment."""
+    for name, macro in cfg.host.macros.items():
+        if macro.value_env:
+            macro.value = _from_env(env, macro.value_env, f"host.macros.{name}.value_env")
+    snmp = cfg.host.interfaces.snmp
+    if snmp.authpassphrase_env:
+        snmp.authpassphrase = _from_env(env, snmp.authpassphrase_env, "host.interfaces.snmp.authpassphrase_env")
+    if snmp.privpassphrase_env:
+        snmp.privpassphrase = _from_env(env, snmp.privpassphrase_env, "host.interfaces.snmp.privpassphrase_env")
+    ipmi = cfg.host.interfaces.ipmi
+    if ipmi.password_env:
+        ipmi.password = _from_env(env, ipmi.password_env, "host.interfaces.ipmi.password_env")
+
+
+def parse_config(text: str | bytes, env: Mapping[str, str] | None = None) -> Config:
+    """Decode and validate YAML text, then fill the secrets from `env`."""
+    try:
+        raw = msgspec.yaml.decode(text) if text and str(text).strip() else {}
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"config is not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("config must be a YAML mapping at the top level")
+    if "secrets" in raw:
+        raise ConfigError("secrets: secrets are not read from the config file; set " + ", ".join(SECRET_ENV.values()))
+    _refuse_secrets(raw, "")
+    try:
+        cfg = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_readable(str(exc))) from exc
+    env = os.environ if env is None else env
+    cfg.secrets = Secrets(**{name: env.get(var, "") for name, var in SECRET_ENV.items()})
+    _fill_env_secrets(cfg, env)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load the config from `path` (or $NBZX_CONFIG); no path means all defaults."""
+    env = os.environ if env is None else env
+    path = path or env.get("NBZX_CONFIG")
+    if not path:
+        return parse_config("", env)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    return parse_config(text, env)
+
+
+def require(cfg: Config, *needs: str) -> None:
+    """Fail start-up when a secret a command needs is missing, naming its variable."""
+    sec = cfg.secrets
+    present = {
+        "netbox_token": bool(sec.netbox_token),
+        "zabbix_auth": bool(sec.zabbix_token or (sec.zabbix_user and sec.zabbix_password)),
+        "webhook_secret": bool(sec.webhook_secret),
+        "api_token": bool(sec.api_token),
+        "console_tokens": bool(sec.console_viewer_tokens or sec.console_operator_tokens),
+    }
+    names = {
+        **SECRET_ENV,
+        "zabbix_auth": "ZABBIX_TOKEN or ZABBIX_USER+ZABBIX_PASSWORD",
+        "console_tokens": "NBZX_CONSOLE_VIEWER_TOKENS or NBZX_CONSOLE_OPERATOR_TOKENS",
+    }
+    missing = [names[n] for n in needs if not present[n]]
+    if missing:
+        raise ConfigError("missing secret(s) in the environment: " + ", ".join(missing))
+
+
+def _readable(msg: str) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.zabbix.rate_per_s`": put the key first.
+    m = re.match(r"^(.*) - at `\$\.?(.*)`$", msg)
+    if not m:
+        return msg
+    where = re.sub(r"\[(\d+)\]", r"[\1]", m.group(2)) or "(top level)"
+    return f"{where}: {m.group(1)}"

@@ -1,0 +1,66 @@
+"""Follow a topic from its beginning, forever: the in-memory views (jobs, host statuses, dead letters)
+are built this way, so every replica serves the same state and a restart rebuilds it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from nbzx.common.config import Config
+from nbzx.common.kafka import TOPIC_MAX_MESSAGE_BYTES, client_kwargs
+from nbzx.common.logging import get_logger
+
+log = get_logger(component="follow")
+
+
+class Follower:
+    """Feeds every record of `topic` (from the beginning, then live) to `apply`; `caught_up` is set
+    once the records that existed at start have been applied. Survives Kafka going away."""
+
+    def __init__(self, cfg: Config, topic: str, apply: Callable[[list[Any]], None]) -> None:
+        self.cfg, self.topic, self.apply = cfg, topic, apply
+        self.caught_up = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            consumer = AIOKafkaConsumer(
+                self.topic,
+                **client_kwargs(self.cfg),
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                fetch_max_wait_ms=200,
+                max_partition_fetch_bytes=TOPIC_MAX_MESSAGE_BYTES,
+            )
+            try:
+                await consumer.start()
+                ends: dict[Any, int] | None = None
+                while True:
+                    for recs in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                        self.apply(recs)
+                    if not self.caught_up.is_set() and consumer.assignment():
+                        ends = ends or await consumer.end_offsets(list(consumer.assignment()))
+                        behind = [tp for tp, off in ends.items() if await consumer.position(tp) < off]
+                        if not behind:
+                            self.caught_up.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Kafka down: keep what we have, try again
+                log.warning("follow_reconnect", topic=self.topic, error=repr(exc))
+                await asyncio.sleep(2)
+            finally:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()

@@ -1,0 +1,132 @@
+"""The console's aiohttp application: sign-in, the role and CSRF checks, and the routes of
+`console.pages` (HTML) and `console.api` (JSON). DESIGN §7."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from nbzx.common.config import Config, parse_duration
+from nbzx.common.http import add_health_routes
+from nbzx.common.kafka import Producer
+from nbzx.common.logging import get_logger
+from nbzx.console.actions import Actions
+from nbzx.console.auth import Identity, Tokens
+from nbzx.console.state import ConsoleState
+from nbzx.engine.netbox import object_url
+from nbzx.engine.sync import SyncEngine
+
+log = get_logger(component="console")
+
+COOKIE = "nbzx_session"
+OPEN_PATHS = ("/login", "/healthz", "/readyz", "/metrics", "/static/")
+
+
+class Console:
+    """Everything a handler needs: config, state, actions, the engine (for live plans) and templates."""
+
+    def __init__(self, cfg: Config, state: ConsoleState, actions: Actions, engine: SyncEngine | None) -> None:
+        self.cfg, self.state, self.actions, self.engine = cfg, state, actions, engine
+        self.tokens = Tokens(cfg.secrets.console_viewer_tokens, cfg.secrets.console_operator_tokens)
+        self.session_ttl_s = parse_duration(cfg.console.session_ttl)
+        self.templates = Environment(
+            loader=PackageLoader("nbzx.console", "templates"), autoescape=select_autoescape(["html"])
+        )
+        console_url = (cfg.console.zabbix_frontend_url or "").removesuffix("/api_jsonrpc.php").rstrip("/")
+        self.zabbix_url = console_url or cfg.zabbix.ui_url
+
+    def netbox_link(self, host_key: str) -> str:
+        """Where the host key's object is in NetBox ("" for a key that is not a host's)."""
+        return object_url(self.cfg.netbox.url, host_key)
+
+
+CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
+IDENTITY: web.RequestKey[Identity] = web.RequestKey("identity", Identity)
+SESSION: web.RequestKey[str] = web.RequestKey("session", str)  # the session cookie ("" for a bearer token)
+
+
+def console_of(request: web.Request) -> Console:
+    return request.app[CONSOLE]
+
+
+def identity_of(request: web.Request) -> Identity:
+    return request[IDENTITY]
+
+
+def json_response(status: int, payload: Any) -> web.Response:
+    return web.Response(status=status, body=msgspec.json.encode(payload), content_type="application/json")
+
+
+def _authenticate(request: web.Request, tokens: Tokens) -> tuple[Identity | None, str]:
+    """The identity of a bearer token or a session cookie, and the cookie ("" for a bearer)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return tokens.identify(token), ""
+    cookie = request.cookies.get(COOKIE, "")
+    return (tokens.verify(cookie) if cookie else None), cookie
+
+
+@web.middleware
+async def access(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+    """Sign-in for every page and route; operator role and CSRF token for every action (POST)."""
+    if request.path.startswith(OPEN_PATHS):
+        return await handler(request)
+    c = console_of(request)
+    api = request.path.startswith("/api/")
+    ident, cookie = _authenticate(request, c.tokens)
+    if ident is None:
+        if api:
+            return json_response(401, {"error": "sign in: a viewer or operator token as a bearer token"})
+        raise web.HTTPSeeOther(f"/login?next={request.path_qs}")
+    request[IDENTITY], request[SESSION] = ident, cookie
+    if request.method == "POST" and request.path != "/logout":
+        if not ident.can_act:
+            log.warning("console_action_refused", user=ident.user, role=ident.role, path=request.path)
+            return _refuse(api, 403, f"{ident.user} is a viewer: actions need the operator role")
+        if cookie:  # a browser session: the request must come from our own form
+            given = request.headers.get("X-CSRF-Token", "")
+            if not given and not api:
+                given = str((await request.post()).get("csrf", ""))
+            if not c.tokens.csrf_ok(cookie, given):
+                log.warning("console_csrf_refused", user=ident.user, path=request.path)
+                return _refuse(api, 403, "missing or wrong CSRF token: reload the page and try again")
+    return await handler(request)
+
+
+def _refuse(api: bool, status: int, message: str) -> web.Response:
+    if api:
+        return json_response(status, {"error": message})
+    return web.Response(status=status, text=message, content_type="text/plain")
+
+
+def make_app(
+    cfg: Config, producer: Producer, engine: SyncEngine | None, state: ConsoleState | None = None
+) -> web.Application:
+    """The console application; the state's topic followers and the producer start and stop with it."""
+    from nbzx.console import api, pages
+
+    app = web.Application(middlewares=[access])
+    state = state or ConsoleState(cfg)
+    console = Console(cfg, state, Actions(cfg, producer, seen=state.add_job), engine)
+    app[CONSOLE] = console
+
+    async def lifecycle(app: web.Application) -> Any:
+        await producer.start()
+        console.state.start()
+        yield
+        await console.state.stop()
+        await producer.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    pages.add_routes(app)
+    api.add_routes(app)
+
+    async def ready() -> bool:
+        return console.state.caught_up
+
+    add_health_routes(app, ready, "still reading the jobs, host-status and dead-letter topics")
+    return app

@@ -1,0 +1,1 @@
+"""The consumer process: the delivery loop, the control loop and health routes in one process."""

@@ -1,0 +1,188 @@
+"""Reconcile: find and fix everything the events missed (lost webhooks, hand edits, orphans).
+
+Read every in-scope object from NetBox and every owned host from Zabbix, map and diff in memory
+with the sync engine's pure functions, and emit a `SyncRequest` only for host keys whose plan is not
+empty: the consumers then apply them through the same `sync()` path as events. A no-op reconcile
+emits nothing and writes nothing. When the deletions exceed `reconcile.max_delete`, they are held
+back (none is emitted) while creates and updates go out, and the job fails saying so (DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+from prometheus_client import Gauge
+
+from nbzx.common.config import Config
+from nbzx.common.kafka import Producer
+from nbzx.common.logging import get_logger
+from nbzx.core.model import Plan
+from nbzx.engine.netbox import ENDPOINTS, Found, split_key
+from nbzx.engine.sync import SyncEngine, check_name_collisions
+from nbzx.jobs.records import Job
+from nbzx.schemas.messages import JobKind, JobRecord, JobStatus, ReconcileRequest, SyncRequest, encode
+
+log = get_logger(component="reconcile")
+DRY_RUN_CHANGES_SHOWN = 2000  # hosts whose changed fields a dry run's record lists (it is one Kafka record)
+HOSTS = Gauge("nbzx_reconcile_hosts", "Hosts per state in the last reconcile", ["state"])
+
+
+def delete_cap(max_delete: str | int, owned: int) -> int:
+    """How many deletions a reconcile may emit: a count, or a percentage of owned hosts. A percentage
+    above 0 allows at least one; "0%" allows none, as 0 does."""
+    if isinstance(max_delete, int) or not str(max_delete).endswith("%"):
+        return int(max_delete)
+    percent = float(str(max_delete)[:-1])
+    return 0 if percent == 0 else max(1, int(owned * percent / 100))
+
+
+def held_back(plans: dict[str, Plan], cap: int) -> list[str]:
+    """The host keys whose deletion a reconcile holds back: all of them when they exceed `cap` (so
+    many at once usually means a scope filter or NetBox gone wrong, not hosts really gone), else none."""
+    deletes = sorted(k for k, p in plans.items() if _bucket(p) == "delete")
+    return deletes if len(deletes) > cap else []
+
+
+def job_kind(req: ReconcileRequest) -> JobKind:
+    """A dry run is its own kind of job (it plans, and writes nothing)."""
+    return "dry_run" if req.dry_run else "reconcile"
+
+
+def job_params(req: ReconcileRequest) -> dict[str, Any]:
+    """What the request asked for: enough to run it again (and which job it retries, if one)."""
+    params: dict[str, Any] = {
+        "dry_run": req.dry_run,
+        "object_types": list(req.scope.object_types),
+        "filter": dict(req.scope.filter),
+    }
+    if req.retry_of:
+        params["retry_of"] = req.retry_of
+    return params
+
+
+class Reconciler:
+    """Runs one reconcile end to end and records it as a job."""
+
+    def __init__(self, cfg: Config, engine: SyncEngine, producer: Producer) -> None:
+        self.cfg, self.engine, self.producer = cfg, engine, producer
+        self.timings: dict[str, float] = {}
+
+    async def plans(self, req: ReconcileRequest) -> dict[str, Plan]:
+        """Every host key's plan, from one bulk read of each side."""
+        types = [t for t in ENDPOINTS if not req.scope.object_types or t in req.scope.object_types]
+        t0 = time.perf_counter()
+        netbox_task = asyncio.gather(*(self.engine.netbox.all_objects(t, req.scope.filter) for t in types))
+        t_zbx = time.perf_counter()
+        owned = await self.engine.zabbix.all_owned_hosts()
+        windows = await self.engine.zabbix.maintenance_windows(None)
+        self.timings["zabbix_host_get_s"] = time.perf_counter() - t_zbx
+        listings = await netbox_task
+        self.timings["netbox_read_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        objects: dict[str, Found] = {f"{t}:{o['id']}": o for t, rows in zip(types, listings, strict=True) for o in rows}
+        owned = {k: h for k, h in owned.items() if split_key(k)[0] in types}
+        plan = self.engine.planner(objects, owned, windows)
+        plans = {k: plan(k, {}) for k in objects}
+        await check_name_collisions(self.engine.zabbix, plans, plan)
+        orphans = sorted(set(owned) - set(objects))
+        if orphans and not req.scope.filter:  # a filtered reconcile cannot tell an orphan from a filtered-out host
+            objects.update(await self.engine.netbox.objects(orphans))  # gone, out of scope, or back meanwhile
+            for k in orphans:
+                plans[k] = plan(k, {})
+        self.timings["map_diff_s"] = time.perf_counter() - t1
+        self.owned_count = len(owned)
+        return plans
+
+    async def run(self, req: ReconcileRequest) -> JobRecord:
+        """Reconcile and publish the job's states: running, then completed or failed."""
+        job = Job(
+            self.producer,
+            self.cfg,
+            job_kind(req),
+            job_id=req.job_id,
+            trigger=req.trigger,
+            user=req.user,
+            interval=req.interval or (self.cfg.reconcile.interval if req.trigger == "schedule" else None),
+            scheduled_for=req.scheduled_for,
+            params=job_params(req),
+        )
+        await job.publish("running")
+        job.note("reconcile_started", dry_run=req.dry_run, scope=req.scope.object_types or "all")
+        try:
+            plans = await self.plans(req)
+        except Exception as exc:
+            job.note("reconcile_errored", error=str(exc))
+            return await job.publish("errored", error=f"{type(exc).__name__}: {exc}")
+        counts = Counter(_bucket(p) for p in plans.values())
+        results: dict[str, Any] = {
+            "in_sync": counts["in_sync"],
+            "create": counts["create"],
+            "update": counts["update"],
+            "delete": counts["delete"],
+            "conflicts": counts["conflict"],
+            "skipped": counts["skipped"],
+            "errors": counts["error"],
+            **{k: round(v, 3) for k, v in self.timings.items()},
+        }
+        by_action: dict[str, list[str]] = {}
+        for k, p in sorted(plans.items()):
+            if _bucket(p) not in ("in_sync", "skipped"):
+                by_action.setdefault(_bucket(p), []).append(k)
+        job.note("reconcile_planned", **{k: v for k, v in results.items() if isinstance(v, int)})
+        for state in ("in_sync", "create", "update", "delete", "conflicts", "skipped"):
+            HOSTS.labels(state).set(results[state])
+        cap = delete_cap(self.cfg.reconcile.max_delete, self.owned_count)
+        held = held_back(plans, cap)
+        error = None
+        if held:
+            error = (
+                f"{len(held)} hosts would be deleted, over reconcile.max_delete "
+                f"({self.cfg.reconcile.max_delete} of {self.owned_count} owned hosts = {cap}): the deletes were "
+                f"held back{'' if req.dry_run else ', the creates and updates were sent'}. "
+                "Check the scope filter and NetBox, or raise reconcile.max_delete."
+            )
+            results["held_deletes"] = len(held)
+            job.note("reconcile_delete_cap", deletes=len(held), cap=cap)
+        status: JobStatus = "failed" if held else "completed"
+        if req.dry_run:
+            # What would change per host (field names only: values may be secrets), for the first hosts.
+            changes = {k: sorted(p.changes) for k, p in sorted(plans.items()) if p.changes}
+            shown = dict(list(changes.items())[:DRY_RUN_CHANGES_SHOWN])
+            dry = {"dry_run": True, "plan": by_action, "changes": shown, "changes_total": len(changes)}
+            return await job.publish(status, error=error, results={**results, **dry})
+        holding = set(held)
+        todo = sorted(k for k, p in plans.items() if not p.empty and k not in holding)
+        progress = {"read": len(plans), "planned": len(todo), "emitted": 0}
+        await job.publish("running", results={**results, "progress": progress})
+        last = time.monotonic()
+        for emitted, k in enumerate(todo, 1):
+            await self.producer.send(
+                self.cfg.kafka.topics.events, k, encode(SyncRequest(host_key=k, reason="reconcile", job_id=job.id))
+            )
+            if time.monotonic() - last > 1.0:  # live progress for the console, at most once a second
+                last = time.monotonic()
+                await job.publish("running", results={**results, "progress": {**progress, "emitted": emitted}})
+        emitted = len(todo)
+        job.note("reconcile_emitted", sync_requests=emitted)
+        if held:  # which hosts were held back, and what went out instead
+            results["plan"] = by_action
+        return await job.publish(
+            status, error=error, results={**results, "emitted": emitted, "progress": {**progress, "emitted": emitted}}
+        )
+
+
+def _bucket(p: Plan) -> str:
+    if p.action == "noop":
+        return "in_sync"
+    if p.action == "skip":
+        return "skipped"
+    if p.action == "error":
+        return "error"
+    if p.action == "conflict":
+        return "conflict"
+    if p.removes:
+        return "delete"
+    return p.action
