@@ -16,6 +16,8 @@ import msgspec
 import msgspec.yaml
 from msgspec import Meta, Struct, field
 
+from nbzx.schemas.objects import DEPENDENCY_OBJECT_TYPES, HOST_OBJECT_TYPES
+
 PositiveFloat = Annotated[float, Meta(gt=0)]
 PositiveInt = Annotated[int, Meta(gt=0)]
 # The largest webhook body the receiver takes: Kafka's producer and topic limits are set from it
@@ -25,33 +27,6 @@ Port = Annotated[int, Meta(ge=1, le=65535)]
 
 # NetBox's own job intervals, in minutes.
 RECONCILE_INTERVALS = (1, 5, 15, 30, 60, *range(120, 721, 60), 1440, 10080, 43200)
-
-# Object types whose changes map to a Zabbix host (the host itself, or a part of it).
-HOST_OBJECT_TYPES = (
-    "dcim.device",
-    "virtualization.virtualmachine",
-    "dcim.interface",
-    "virtualization.vminterface",
-    "ipam.ipaddress",
-)
-# Object types that many hosts depend on: a change fans out to the hosts that use them.
-DEPENDENCY_OBJECT_TYPES = (
-    "dcim.site",
-    "dcim.region",
-    "dcim.sitegroup",
-    "dcim.location",
-    "dcim.devicerole",
-    "dcim.platform",
-    "dcim.devicetype",
-    "dcim.manufacturer",
-    "dcim.virtualchassis",
-    "tenancy.tenant",
-    "tenancy.tenantgroup",
-    "virtualization.cluster",
-    "virtualization.clustergroup",
-    "extras.configcontext",
-    "extras.tag",
-)
 
 
 class ConfigError(Exception):

@@ -17,8 +17,8 @@ from nbzx.common.logging import get_logger
 from nbzx.console.actions import Actions
 from nbzx.console.auth import Identity, Tokens
 from nbzx.console.state import ConsoleState
-from nbzx.engine.netbox import object_url
 from nbzx.engine.sync import SyncEngine
+from nbzx.schemas.objects import object_url
 
 log = get_logger(component="console")
 

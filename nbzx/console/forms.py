@@ -9,9 +9,9 @@ from typing import Any
 
 from nbzx.common.config import RECONCILE_INTERVALS
 from nbzx.console.views import HOST_RESULTS, JOB_KINDS, JOB_STATUSES
-from nbzx.engine.netbox import ENDPOINTS
 from nbzx.jobs.schedule import parse_time
 from nbzx.schemas.messages import HOST_KEY_PATTERN
+from nbzx.schemas.objects import ENDPOINTS
 
 OBJECT_TYPES = tuple(ENDPOINTS)  # what a reconcile lists
 

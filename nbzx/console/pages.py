@@ -34,8 +34,8 @@ from nbzx.console.views import (
     query_jobs,
 )
 from nbzx.core.redact import redacted
-from nbzx.engine.netbox import ENDPOINTS
 from nbzx.jobs.adopt import adoption_report
+from nbzx.schemas.objects import ENDPOINTS
 
 log = get_logger(component="console")
 

@@ -169,3 +169,14 @@ def maintenance_op(wanted: bool, window: Window | None, now: int) -> tuple[Liter
     if not wanted and window is not None:
         return "end", window.maintenanceid
     return None, None
+
+
+class OutOfScope:
+    """The object exists in NetBox but the scope filter excludes it."""
+
+    def __repr__(self) -> str:
+        return "OutOfScope"
+
+
+OUT_OF_SCOPE = OutOfScope()
+Found = dict[str, Any] | OutOfScope | None  # None: gone from NetBox

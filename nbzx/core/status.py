@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from nbzx.core.planner import SyncResult
 from nbzx.core.policy import Decision
 from nbzx.core.writeback import sync_state
-from nbzx.engine.sync import SyncResult
 from nbzx.schemas.messages import HostResult, HostStatus, JobRecord, JobStatus, utc_now
 
 

@@ -14,9 +14,9 @@ from typing import Any, Literal
 from msgspec import Struct
 
 from nbzx.common.config import WriteBackConfig
-from nbzx.engine.netbox import ENDPOINTS
-from nbzx.engine.sync import SyncResult
+from nbzx.core.planner import SyncResult
 from nbzx.schemas.messages import SyncState
+from nbzx.schemas.objects import ENDPOINTS
 
 JournalKind = Literal["info", "success", "warning", "danger"]
 NOT_SYNCED: frozenset[str] = frozenset({"failed", "conflict", "skipped", "removed"})

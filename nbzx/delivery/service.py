@@ -25,9 +25,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 
-from nbzx.common.config import DEPENDENCY_OBJECT_TYPES, Config, parse_duration
+from nbzx.common.config import Config, parse_duration
 from nbzx.common.kafka import TOPIC_MAX_MESSAGE_BYTES, Producer, ProduceUnavailable, client_kwargs
 from nbzx.common.logging import get_logger
+from nbzx.core.planner import SyncResult
 from nbzx.core.policy import Decision, KeyState, Policy, commit_offset, decide, due, is_outage, next_due_in
 from nbzx.core.status import host_status, host_sync_record
 from nbzx.core.writeback import write_back
@@ -35,7 +36,7 @@ from nbzx.delivery.outcomes import Outcomes
 from nbzx.engine.fanout import dependent_host_keys
 from nbzx.engine.netbox import NetBoxError
 from nbzx.engine.netbox_write import apply_write_backs
-from nbzx.engine.sync import SyncEngine, SyncResult
+from nbzx.engine.sync import SyncEngine
 from nbzx.engine.zabbix import ZabbixError
 from nbzx.schemas.messages import (
     ChangeEvent,
@@ -47,6 +48,7 @@ from nbzx.schemas.messages import (
     decode,
     encode,
 )
+from nbzx.schemas.objects import DEPENDENCY_OBJECT_TYPES
 
 log = get_logger(component="consumer")
 

@@ -13,13 +13,11 @@ import requests
 
 from nbzx.common.config import Config, ScopeRule
 from nbzx.common.logging import get_logger
+from nbzx.core.model import OUT_OF_SCOPE, Found
+from nbzx.schemas.objects import ENDPOINTS, list_path, object_url, split_key
 
 log = get_logger(component="netbox")
 
-ENDPOINTS = {
-    "dcim.device": ("dcim", "devices"),
-    "virtualization.virtualmachine": ("virtualization", "virtual_machines"),
-}
 CHUNK = 250  # ids per request: fewer round trips, and the query string stays under ~3 KB
 PAGE = 1000  # NetBox's default MAX_PAGE_SIZE
 
@@ -31,37 +29,6 @@ class NetBoxError(Exception):
         super().__init__(message)
         self.transient = transient
         self.status = status
-
-
-class OutOfScope:
-    """The object exists in NetBox but the scope filter excludes it."""
-
-    def __repr__(self) -> str:
-        return "OutOfScope"
-
-
-OUT_OF_SCOPE = OutOfScope()
-Found = dict[str, Any] | OutOfScope | None  # None: gone from NetBox
-
-
-def split_key(host_key: str) -> tuple[str, int]:
-    """ "dcim.device:12" -> ("dcim.device", 12)."""
-    object_type, _, raw_id = host_key.rpartition(":")
-    return object_type, int(raw_id)
-
-
-def list_path(object_type: str) -> str:
-    """ "dcim.device" -> "dcim/devices/": where a host type's objects are, under /api/ and in the UI."""
-    app, endpoint = ENDPOINTS[object_type]
-    return f"{app}/{endpoint.replace('_', '-')}/"
-
-
-def object_url(base_url: str, host_key: str) -> str:
-    """The NetBox UI address of a host key's object under `base_url`; "" for a key that is not a host's."""
-    object_type, _, object_id = host_key.rpartition(":")
-    if object_type not in ENDPOINTS:
-        return ""
-    return f"{base_url.rstrip('/')}/{list_path(object_type)}{object_id}/"
 
 
 def merge_filters(scope: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from prometheus_client import Counter
 from nbzx.common.config import WriteBackConfig
 from nbzx.common.logging import get_logger
 from nbzx.core.writeback import JournalEntry, WriteBack
-from nbzx.engine.netbox import ENDPOINTS, NetBox, NetBoxError, list_path, split_key
+from nbzx.engine.netbox import NetBox, NetBoxError
+from nbzx.schemas.objects import ENDPOINTS, list_path, split_key
 
 log = get_logger(component="netbox_write")
 

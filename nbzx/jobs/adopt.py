@@ -15,13 +15,14 @@ from nbzx.common.logging import get_logger
 from nbzx.core.adoption import AdoptionReport, NetBoxSide, plan_adoption
 from nbzx.core.mapping import ip_address
 from nbzx.core.model import ActualHost, DesiredHost
+from nbzx.core.planner import SyncResult
 from nbzx.core.writeback import adopted_entry, sync_state, write_back
-from nbzx.engine.netbox import ENDPOINTS
 from nbzx.engine.netbox_write import apply_write_backs
-from nbzx.engine.sync import SyncEngine, SyncResult
+from nbzx.engine.sync import SyncEngine
 from nbzx.engine.zabbix import ZabbixError
 from nbzx.jobs.records import Job
 from nbzx.schemas.messages import JobRecord, Trigger
+from nbzx.schemas.objects import ENDPOINTS
 
 log = get_logger(component="adopt")
 TAG_BATCH = 500  # hosts per host.update that adds the owner tag

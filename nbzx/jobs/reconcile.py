@@ -19,11 +19,11 @@ from prometheus_client import Gauge
 from nbzx.common.config import Config
 from nbzx.common.kafka import Producer
 from nbzx.common.logging import get_logger
-from nbzx.core.model import Plan
-from nbzx.engine.netbox import ENDPOINTS, Found, split_key
+from nbzx.core.model import Found, Plan
 from nbzx.engine.sync import SyncEngine, check_name_collisions
 from nbzx.jobs.records import Job
 from nbzx.schemas.messages import JobKind, JobRecord, JobStatus, ReconcileRequest, SyncRequest, encode
+from nbzx.schemas.objects import ENDPOINTS, split_key
 
 log = get_logger(component="reconcile")
 DRY_RUN_CHANGES_SHOWN = 2000  # hosts whose changed fields a dry run's record lists (it is one Kafka record)

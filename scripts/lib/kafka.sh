@@ -51,7 +51,7 @@ num.recovery.threads.per.data.dir=1
 log.cleaner.threads=1
 log.cleaner.backoff.ms=1000
 # Small segments keep thousands of test partitions small on disk, yet larger than the biggest record
-# the service writes (nbzx/kafka.py TOPIC_MAX_MESSAGE_BYTES, 9 MiB): a batch over the segment size is
+# the service writes (nbzx/common/kafka.py TOPIC_MAX_MESSAGE_BYTES, 9 MiB): a batch over the segment size is
 # refused by the broker (RECORD_LIST_TOO_LARGE).
 log.segment.bytes=16777216
 log.retention.check.interval.ms=10000

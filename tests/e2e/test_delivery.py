@@ -16,9 +16,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from nbzx.common.config import Config
 from nbzx.common.kafka import Producer, create_topics
+from nbzx.core.planner import SyncResult
 from nbzx.delivery.service import EventConsumer
 from nbzx.engine.netbox import NetBox
-from nbzx.engine.sync import SyncEngine, SyncResult
+from nbzx.engine.sync import SyncEngine
 from nbzx.engine.zabbix import Zabbix
 from nbzx.receiver.webhook import normalise
 from nbzx.schemas import ChangeEvent, DeadLetter, SyncRequest, decode, encode

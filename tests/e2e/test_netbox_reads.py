@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 import nbzx.engine.netbox
-from nbzx.engine.netbox import OUT_OF_SCOPE, NetBox
+from nbzx.core.model import OUT_OF_SCOPE
+from nbzx.engine.netbox import NetBox
 from tests.conftest import make_config
 
 

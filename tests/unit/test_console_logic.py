@@ -11,10 +11,10 @@ from nbzx.console.auth import Tokens
 from nbzx.console.forms import BadInput, host_filters, job_filters, netbox_filter, reconcile_request
 from nbzx.console.views import difference_rows, job_summary, paginate, prune_jobs, query_hosts, query_jobs
 from nbzx.core.model import IPMI, JMX, ActualHost, ActualMacro, DesiredHost, Interface, Macro, Plan
+from nbzx.core.planner import SyncResult
 from nbzx.core.policy import Decision, KeyState
 from nbzx.core.redact import MASK
 from nbzx.core.status import host_result, host_status, host_sync_record
-from nbzx.engine.sync import SyncResult
 from nbzx.schemas.messages import HostStatus, JobRecord
 
 pytestmark = pytest.mark.unit

@@ -254,7 +254,7 @@ def test_virtual_chassis_as_one_host_is_named_after_the_chassis_on_the_master() 
 
 
 def test_a_proxy_group_wins_where_zabbix_has_groups_and_the_proxy_is_the_fallback_on_60() -> None:
-    from nbzx.engine.sync import plan_host
+    from nbzx.core.planner import plan_host
 
     conf = cfg(host={"proxy": "px-{site.slug}", "proxy_group": "pg-main"})
     obj = device(config_context={})

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbzx.common.config import DEPENDENCY_OBJECT_TYPES, HOST_OBJECT_TYPES
 from nbzx.receiver.webhook import (
     Delivery,
     WebhookError,
@@ -22,6 +21,7 @@ from nbzx.receiver.webhook import (
     parse_body,
     sign,
 )
+from nbzx.schemas.objects import DEPENDENCY_OBJECT_TYPES, HOST_OBJECT_TYPES
 from tests.conftest import HOOK_SECRET, captures
 
 SCOPE = (*HOST_OBJECT_TYPES, *DEPENDENCY_OBJECT_TYPES)

@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from nbzx.common.config import WriteBackConfig
+from nbzx.core.planner import SyncResult
 from nbzx.core.writeback import field_values, journal_entry, sync_state, write_back
-from nbzx.engine.sync import SyncResult
 
 CFG = WriteBackConfig(journal=True, custom_fields=True)
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
