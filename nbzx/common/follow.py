@@ -8,10 +8,8 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
 from nbzx.common.config import Config
-from nbzx.common.kafka import TOPIC_MAX_MESSAGE_BYTES, client_kwargs
+from nbzx.common.kafka import new_consumer
 from nbzx.common.logging import get_logger
 
 log = get_logger(component="follow")
@@ -37,14 +35,7 @@ class Follower:
 
     async def _run(self) -> None:
         while True:
-            consumer = AIOKafkaConsumer(
-                self.topic,
-                **client_kwargs(self.cfg),
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                fetch_max_wait_ms=200,
-                max_partition_fetch_bytes=TOPIC_MAX_MESSAGE_BYTES,
-            )
+            consumer = new_consumer(self.cfg, self.topic, fetch_max_wait_ms=200)
             try:
                 await consumer.start()
                 ends: dict[Any, int] | None = None
@@ -60,7 +51,7 @@ class Follower:
                 raise
             except Exception as exc:  # Kafka down: keep what we have, try again
                 log.warning("follow_reconnect", topic=self.topic, error=repr(exc))
-                await asyncio.sleep(2)
+                await asyncio.sleep(2)  # cancelled (not stopped by an event) like every follower task
             finally:
                 with contextlib.suppress(Exception):
                     await consumer.stop()

@@ -7,7 +7,7 @@ import ssl
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -31,6 +31,29 @@ def client_kwargs(cfg: Config) -> dict[str, Any]:
         kw["sasl_plain_username"] = cfg.secrets.kafka_sasl_username
         kw["sasl_plain_password"] = cfg.secrets.kafka_sasl_password
     return kw
+
+
+def new_consumer(cfg: Config, *topics: str, group: str | None = None, **overrides: Any) -> AIOKafkaConsumer:
+    """An aiokafka consumer as every part of the service makes one: nothing committed on its own, from
+    the earliest record when there is no position, fetches as large as our largest message. A group
+    member also gets `consumer.*`'s session, heartbeat and rebalance timings, and a poll interval long
+    enough for any round. `overrides` go last (a client id, a shorter fetch wait)."""
+    kw: dict[str, Any] = {
+        **client_kwargs(cfg),
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "max_partition_fetch_bytes": TOPIC_MAX_MESSAGE_BYTES,
+    }
+    if group is not None:
+        c = cfg.consumer
+        kw.update(
+            group_id=group,
+            max_poll_interval_ms=3_600_000,
+            session_timeout_ms=c.session_timeout_ms,
+            heartbeat_interval_ms=c.heartbeat_interval_ms,
+            rebalance_timeout_ms=c.rebalance_timeout_ms,
+        )
+    return AIOKafkaConsumer(*topics, **{**kw, **overrides})
 
 
 class ProduceUnavailable(Exception):

@@ -11,18 +11,15 @@ from typing import Any
 
 from nbzx.common.config import Config
 from nbzx.common.kafka import Producer
-from nbzx.jobs.reconcile import job_kind, job_params
-from nbzx.jobs.records import publish_record
+from nbzx.jobs.dead_letters import requeue
+from nbzx.jobs.records import publish_record, reconcile_request, record, request_record
 from nbzx.schemas.messages import (
     AdoptRequest,
     CancelRequest,
     JobRecord,
     ReconcileRequest,
-    ReconcileScope,
     SyncRequest,
     encode,
-    new_id,
-    utc_now,
 )
 
 
@@ -39,10 +36,11 @@ class Actions:
         waiting for its own follower to read the record back from Kafka."""
         self.cfg, self.producer, self.seen = cfg, producer, seen
 
-    async def _record(self, record: JobRecord) -> None:
-        await publish_record(self.producer, self.cfg, record)
+    async def _record(self, job: JobRecord) -> JobRecord:
+        await publish_record(self.producer, self.cfg, job)
         if self.seen is not None:
-            self.seen(record)
+            self.seen(job)
+        return job
 
     async def reconcile(
         self,
@@ -56,29 +54,19 @@ class Actions:
         retry_of: str | None = None,
     ) -> ReconcileRequest:
         """Ask the control loop for a reconcile (now, at a time, and/or every `interval` minutes)."""
-        req = ReconcileRequest(
-            trigger="console",
+        req = reconcile_request(
+            "console",
             user=user,
             dry_run=dry_run,
-            scope=ReconcileScope(object_types=list(object_types or []), filter=dict(filter or {})),
+            object_types=object_types,
+            filter=filter,
             scheduled_for=scheduled_for,
             interval=interval,
             retry_of=retry_of,
         )
         await self.producer.send(self.cfg.kafka.topics.control, "reconcile", encode(req))
         # Shown at once; the control loop's own records (scheduled, running, ...) follow.
-        await self._record(
-            JobRecord(
-                job_id=req.job_id,
-                job_kind=job_kind(req),
-                status="scheduled" if scheduled_for else "pending",
-                trigger="console",
-                user=user,
-                scheduled_for=scheduled_for,
-                interval=interval,
-                params=job_params(req),
-            ),
-        )
+        await self._record(request_record(req, "scheduled" if scheduled_for else "pending"))
         return req
 
     async def cancel(self, user: str, job: JobRecord) -> None:
@@ -91,49 +79,24 @@ class Actions:
 
     async def sync_host(self, user: str, host_key: str, retry_of: str | None = None) -> str:
         """Sync one host now (through the consumers, in order with its events); returns the job id."""
-        job_id = new_id()
         params = {"host_key": host_key, **({"retry_of": retry_of} if retry_of else {})}
-        await self._record(
-            JobRecord(
-                job_id=job_id, job_kind="host_sync", status="pending", trigger="console", user=user, params=params
-            ),
-        )
+        job_id = (await self._record(record("host_sync", "pending", "console", user=user, params=params))).job_id
         req = SyncRequest(host_key=host_key, reason="console", job_id=job_id, user=user)
         await self.producer.send(self.cfg.kafka.topics.events, host_key, encode(req))
         return job_id
 
     async def retry_letters(self, user: str, host_keys: list[str]) -> str:
-        """Re-queue dead-lettered hosts (their state is re-read, so a fixed cause converges)."""
-        job_id = new_id()
-        keys = sorted(set(host_keys))
-        for key in keys:
-            req = SyncRequest(host_key=key, reason="retry", job_id=job_id, user=user)
-            await self.producer.send(self.cfg.kafka.topics.events, key, encode(req))
-        now = utc_now()
-        record = JobRecord(
-            job_id=job_id,
-            job_kind="dlq_retry",
-            status="completed",
-            trigger="console",
-            user=user,
-            started=now,
-            completed=now,
-            duration_s=0.0,
-            results={"host_keys": keys},
-            params={"host_keys": keys},
-        )
-        await self._record(record)
-        return job_id
+        """Re-queue dead-lettered hosts as one `dlq_retry` job (as `nbzx dlq retry` does); returns its id."""
+        job = await requeue(self.cfg, self.producer, host_keys, trigger="console", user=user)
+        if self.seen is not None:
+            self.seen(job)
+        return job.job_id
 
     async def adopt(self, user: str, host_keys: list[str]) -> str:
         """Ask the control loop to take over these hosts (every valid one when empty); returns the job id."""
         req = AdoptRequest(user=user, host_keys=sorted(set(host_keys)))
         await self.producer.send(self.cfg.kafka.topics.control, "adopt", encode(req))
-        params = {"host_keys": req.host_keys or "all valid"}
-        record = JobRecord(
-            job_id=req.job_id, job_kind="adopt", status="pending", trigger="console", user=user, params=params
-        )
-        await self._record(record)
+        await self._record(request_record(req, "pending"))
         return req.job_id
 
     async def retry(self, user: str, job: JobRecord) -> str:

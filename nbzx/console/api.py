@@ -10,7 +10,7 @@ from aiohttp import web
 
 from nbzx.common.kafka import ProduceUnavailable
 from nbzx.console.actions import Refused
-from nbzx.console.app import console_of, identity_of, json_response
+from nbzx.console.context import console_of, identity_of, json_response
 from nbzx.console.forms import (
     BadInput,
     host_filters,

@@ -6,59 +6,22 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
 from aiohttp import web
-from jinja2 import Environment, PackageLoader, select_autoescape
 
-from nbzx.common.config import Config, parse_duration
+from nbzx.common.config import Config
 from nbzx.common.http import add_health_routes
 from nbzx.common.kafka import Producer
 from nbzx.common.logging import get_logger
+from nbzx.console import api, pages
 from nbzx.console.actions import Actions
 from nbzx.console.auth import Identity, Tokens
+from nbzx.console.context import CONSOLE, COOKIE, IDENTITY, SESSION, Console, console_of, json_response
 from nbzx.console.state import ConsoleState
 from nbzx.engine.sync import SyncEngine
-from nbzx.schemas.objects import object_url
 
 log = get_logger(component="console")
 
-COOKIE = "nbzx_session"
 OPEN_PATHS = ("/login", "/healthz", "/readyz", "/metrics", "/static/")
-
-
-class Console:
-    """Everything a handler needs: config, state, actions, the engine (for live plans) and templates."""
-
-    def __init__(self, cfg: Config, state: ConsoleState, actions: Actions, engine: SyncEngine | None) -> None:
-        self.cfg, self.state, self.actions, self.engine = cfg, state, actions, engine
-        self.tokens = Tokens(cfg.secrets.console_viewer_tokens, cfg.secrets.console_operator_tokens)
-        self.session_ttl_s = parse_duration(cfg.console.session_ttl)
-        self.templates = Environment(
-            loader=PackageLoader("nbzx.console", "templates"), autoescape=select_autoescape(["html"])
-        )
-        console_url = (cfg.console.zabbix_frontend_url or "").removesuffix("/api_jsonrpc.php").rstrip("/")
-        self.zabbix_url = console_url or cfg.zabbix.ui_url
-
-    def netbox_link(self, host_key: str) -> str:
-        """Where the host key's object is in NetBox ("" for a key that is not a host's)."""
-        return object_url(self.cfg.netbox.url, host_key)
-
-
-CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
-IDENTITY: web.RequestKey[Identity] = web.RequestKey("identity", Identity)
-SESSION: web.RequestKey[str] = web.RequestKey("session", str)  # the session cookie ("" for a bearer token)
-
-
-def console_of(request: web.Request) -> Console:
-    return request.app[CONSOLE]
-
-
-def identity_of(request: web.Request) -> Identity:
-    return request[IDENTITY]
-
-
-def json_response(status: int, payload: Any) -> web.Response:
-    return web.Response(status=status, body=msgspec.json.encode(payload), content_type="application/json")
 
 
 def _authenticate(request: web.Request, tokens: Tokens) -> tuple[Identity | None, str]:
@@ -107,8 +70,6 @@ def make_app(
     cfg: Config, producer: Producer, engine: SyncEngine | None, state: ConsoleState | None = None
 ) -> web.Application:
     """The console application; the state's topic followers and the producer start and stop with it."""
-    from nbzx.console import api, pages
-
     app = web.Application(middlewares=[access])
     state = state or ConsoleState(cfg)
     console = Console(cfg, state, Actions(cfg, producer, seen=state.add_job), engine)

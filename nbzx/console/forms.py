@@ -10,8 +10,7 @@ from typing import Any
 from nbzx.common.config import RECONCILE_INTERVALS
 from nbzx.console.views import HOST_RESULTS, JOB_KINDS, JOB_STATUSES
 from nbzx.jobs.schedule import parse_time
-from nbzx.schemas.messages import HOST_KEY_PATTERN
-from nbzx.schemas.objects import ENDPOINTS
+from nbzx.schemas.objects import ENDPOINTS, is_host_key
 
 OBJECT_TYPES = tuple(ENDPOINTS)  # what a reconcile lists
 
@@ -84,11 +83,6 @@ def host_key(text: str) -> str:
     if not is_host_key(text):
         raise BadInput(f"{text!r} is not a host key such as dcim.device:12")
     return text
-
-
-def is_host_key(text: str) -> bool:
-    """True for a host key; dead letters of malformed records carry other keys, with nothing to sync."""
-    return isinstance(text, str) and bool(re.match(HOST_KEY_PATTERN, text))
 
 
 def host_keys(value: Any) -> list[str]:

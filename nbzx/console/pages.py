@@ -14,7 +14,7 @@ from nbzx.common.config import RECONCILE_INTERVALS
 from nbzx.common.kafka import ProduceUnavailable
 from nbzx.common.logging import get_logger
 from nbzx.console.actions import Refused
-from nbzx.console.app import COOKIE, IDENTITY, SESSION, console_of, identity_of
+from nbzx.console.context import COOKIE, IDENTITY, SESSION, console_of, identity_of
 from nbzx.console.forms import (
     BadInput,
     host_filters,

@@ -8,8 +8,8 @@ from typing import Any
 
 from nbzx.common.config import Config, parse_duration
 from nbzx.common.follow import Follower
-from nbzx.console.forms import is_host_key
 from nbzx.console.views import prune_jobs
+from nbzx.jobs.dead_letters import retry_keys
 from nbzx.schemas.messages import DeadLetter, HostStatus, JobRecord, decode_records
 
 MAX_LETTERS = 10_000  # the newest dead letters kept for the page
@@ -87,11 +87,8 @@ class ConsoleState:
                     self.letters.appendleft((r.partition, r.offset, msg))
 
     def letter_keys(self, wanted: list[str]) -> tuple[list[str], list[str]]:
-        """(host keys to retry, wanted keys without a dead letter): the wanted ones, or every key that
-        has a letter; a letter whose key is not a host key (a malformed record's) has nothing to sync."""
-        known = {d.host_key for _, _, d in self.letters}
-        keys = wanted or sorted(known)
-        return [k for k in keys if k in known and is_host_key(k)], sorted(set(keys) - known)
+        """(host keys to retry, wanted keys without a dead letter), as `nbzx dlq retry` picks them."""
+        return retry_keys((d.host_key for _, _, d in self.letters), wanted)
 
     def letter(self, partition: int, offset: int) -> DeadLetter | None:
         return next((d for p, o, d in self.letters if p == partition and o == offset), None)

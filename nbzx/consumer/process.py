@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import time
 
@@ -13,32 +12,14 @@ from nbzx.common.config import Config
 from nbzx.common.http import add_health_routes, serve
 from nbzx.common.kafka import Producer
 from nbzx.common.logging import get_logger
-from nbzx.delivery.service import EventConsumer
+from nbzx.delivery.consumer import EventConsumer
 from nbzx.engine.netbox import NetBox, NetBoxError
 from nbzx.engine.netbox_write import missing_custom_fields
-from nbzx.engine.sync import SyncEngine
-from nbzx.engine.zabbix import Zabbix, ZabbixError
+from nbzx.engine.open import close_engine, log_in, new_engine
 from nbzx.jobs.control import ControlLoop
 from nbzx.jobs.reconcile import Reconciler
 
 log = get_logger(component="consumer")
-
-
-async def connect_zabbix(zabbix: Zabbix, stopping: asyncio.Event) -> bool:
-    """Log in, retrying with backoff while Zabbix is unreachable; False if asked to stop first."""
-    delay = 1.0
-    while not stopping.is_set():
-        try:
-            await zabbix.start()
-            return True
-        except ZabbixError as exc:
-            # A Zabbix older than 6.0 is no outage: say so as an error, and keep trying (it may be upgraded).
-            event = "zabbix_unavailable_at_start" if exc.transient else "zabbix_unsupported"
-            (log.warning if exc.transient else log.error)(event, error=str(exc), retry_in_s=delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
-            delay = min(delay * 2, 30.0)
-    return False
 
 
 async def check_write_back_fields(netbox: NetBox, cfg: Config) -> None:
@@ -56,8 +37,7 @@ async def check_write_back_fields(netbox: NetBox, cfg: Config) -> None:
 async def run_consumer(cfg: Config, *, http: bool = True) -> None:
     """Run until SIGTERM/SIGINT: finish (or abandon, uncommitted) the batch in flight, leave the group."""
     producer = Producer(cfg, client_id=f"{cfg.kafka.client_id}-consumer")
-    netbox, zabbix = NetBox(cfg), Zabbix(cfg)
-    engine = SyncEngine(cfg, netbox, zabbix)
+    engine = new_engine(cfg)
     consumer = EventConsumer(cfg, engine, producer)
     control = ControlLoop(cfg, Reconciler(cfg, engine, producer), producer, consumer.stopping)
     loop = asyncio.get_running_loop()
@@ -75,12 +55,11 @@ async def run_consumer(cfg: Config, *, http: bool = True) -> None:
     try:
         await producer.start()
         if cfg.netbox.write_back.custom_fields:
-            await check_write_back_fields(netbox, cfg)
-        if await connect_zabbix(zabbix, consumer.stopping):
+            await check_write_back_fields(engine.netbox, cfg)
+        if await log_in(engine.zabbix, consumer.stopping):
             await asyncio.gather(consumer.run(), control.run())
     finally:
         await producer.stop()
-        await zabbix.close()
-        netbox.close()
+        await close_engine(engine)
         if runner is not None:
             await runner.cleanup()

@@ -1,6 +1,6 @@
 """The delivery policy: what becomes of each host key after a sync, and how far each partition may be
 committed. Pure: results, per-key retry state, offsets and the clock in; decisions out. The consumer
-(`consumer/service.py`) applies them to Kafka. DESIGN §4 "Delivery".
+(`nbzx/delivery/`) applies them to Kafka. DESIGN §4 "Delivery".
 
 The sync is level-triggered (it re-reads NetBox), so what matters per key is one successful sync
 after its last change, not replaying each record in order. A key that fails transiently is *parked*:
@@ -11,11 +11,12 @@ as a dead letter. A crash or rebalance therefore re-reads, and re-syncs, at most
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import msgspec
+
+from nbzx.common import retry
 
 Outcome = Literal["done", "retry", "dead"]
 
@@ -50,8 +51,8 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def backoff_s(attempts: int, policy: Policy, jitter: float = 1.0) -> float:
-    """Delay before attempt `attempts + 1`: exponential, capped, scaled by `jitter` (0.5-1.0)."""
-    return float(min(policy.retry_max_s, policy.retry_base_s * 2.0 ** max(0, attempts - 1)) * jitter)
+    """Delay before a parked key's attempt `attempts + 1`: the service's one backoff, on the policy's numbers."""
+    return retry.backoff_s(attempts, policy.retry_base_s, policy.retry_max_s, jitter)
 
 
 def decide(
@@ -74,7 +75,7 @@ def decide(
     if now - first >= policy.transient_window_s:
         why = f"still failing after {attempts} attempts over {now - first:.0f} s: {error}"
         return Decision(host_key=host_key, outcome="dead", reason=why)
-    j = random.uniform(0.5, 1.0) if jitter is None else jitter  # consumers do not retry in lockstep
+    j = retry.jitter() if jitter is None else jitter  # consumers do not retry in lockstep
     nxt = KeyState(
         host_key=host_key,
         attempts=attempts,

@@ -17,6 +17,7 @@ from zabbix_utils.exceptions import APIRequestError, ProcessingError
 
 from nbzx.common.config import Config
 from nbzx.common.logging import get_logger
+from nbzx.common.retry import retry
 from nbzx.core.model import MAINTENANCE_PREFIX, OWNER_TAG, ActualHost, Plan, Window
 from nbzx.core.zabbix_payloads import host_get_params, normalise_host, write_params
 from nbzx.core.zabbix_versions import Capabilities, UnsupportedZabbix, capabilities, row
@@ -45,10 +46,11 @@ WRITE_METHODS = frozenset(
 class ZabbixError(Exception):
     """A Zabbix call failed. `transient` errors are retried; the others go to the DLQ."""
 
-    def __init__(self, message: str, *, transient: bool, method: str = "") -> None:
+    def __init__(self, message: str, *, transient: bool, method: str = "", busy: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
         self.method = method
+        self.busy = busy  # Zabbix answered with an error (not unreachable): asked again only if its DB was busy
 
 
 # Zabbix answers these when its database is busy: concurrent host.create on 6.0 gives DBEXECUTE_ERROR,
@@ -167,9 +169,12 @@ class Zabbix:
         self._session = self._api = None
 
     async def call(self, method: str, params: Any) -> Any:
-        """One API call through the budget; errors become `ZabbixError` (transient or not)."""
+        """One API call through the budget; errors become `ZabbixError` (transient or not). A busy
+        database is asked again (`DB_RETRIES` times, with backoff); an expired session logs in again, once."""
         relogged = False
-        for attempt in range(1, DB_RETRIES + 2):
+
+        async def once() -> Any:
+            nonlocal relogged
             api = await self._logged_in()
             login = self._logins
             try:
@@ -180,15 +185,19 @@ class Zabbix:
                 if not relogged and ("re-login" in text or "Not authorised" in text):
                     relogged = True  # the session expired (or the DB was reset): log in again, once
                     await self._relogin(login)
-                    continue
-                transient = is_transient(text)
-                if transient and attempt <= DB_RETRIES:
-                    # Outside the slot: a call waiting for a busy database holds no concurrency permit.
-                    await asyncio.sleep(0.1 * 2**attempt)
-                    continue
-                raise ZabbixError(f"{method}: {text}", transient=transient, method=method) from exc
+                    return await once()
+                raise ZabbixError(f"{method}: {text}", transient=is_transient(text), method=method, busy=True) from exc
             return resp["result"]
-        raise ZabbixError(f"{method}: still failing after {DB_RETRIES} retries", transient=True, method=method)
+
+        # The backoff sleeps outside the slot: a call waiting for a busy database holds no concurrency permit.
+        return await retry(
+            once,
+            retry_if=lambda e: isinstance(e, ZabbixError) and e.busy and e.transient,
+            on_retry=lambda e, delay: log.info("zabbix_busy_retry", method=method, error=str(e), retry_in_s=delay),
+            base_s=0.2,
+            max_s=2.0,
+            attempts=DB_RETRIES + 1,
+        )
 
     async def _send(self, api: Any, method: str, params: Any) -> Any:
         """The request itself, timed and counted; a network failure becomes a transient `ZabbixError`."""

@@ -30,24 +30,23 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from nbzx.common.config import Config
-from nbzx.common.kafka import Producer, client_kwargs
+from nbzx.common.kafka import Producer, new_consumer
 from nbzx.common.logging import get_logger
+from nbzx.common.wait import sleep_or_stop
 from nbzx.engine.sync import SyncEngine
 from nbzx.jobs.adopt import adopt
-from nbzx.jobs.reconcile import Reconciler, job_kind, job_params
-from nbzx.jobs.records import ENDED, publish_record, read_jobs
+from nbzx.jobs.reconcile import Reconciler
+from nbzx.jobs.records import ENDED, publish_record, read_jobs, request_record
 from nbzx.jobs.schedule import next_run, parse_time
 from nbzx.jobs.system import maintenance_cleanup, settings_import
 from nbzx.schemas.messages import (
     AdoptRequest,
     CancelRequest,
     JobRecord,
-    JobStatus,
     ReconcileRequest,
     decode,
     encode,
     new_id,
-    utc_now,
 )
 
 log = get_logger(component="control")
@@ -89,19 +88,12 @@ class ControlLoop:
         self.held: dict[str, tuple[datetime, ReconcileRequest, int]] = {}  # job id -> (due, request, offset)
         self.ended: set[str] = set()  # job ids that ran or were skipped or cancelled: never run again
         self.chained: set[str] = set()  # recurring job ids whose next run was already requested
-        self._kwargs = {
-            **client_kwargs(cfg),
-            "group_id": f"{cfg.kafka.group}-control",
-            "enable_auto_commit": False,
-            "auto_offset_reset": "earliest",
-            "max_poll_interval_ms": 3_600_000,
-            "session_timeout_ms": cfg.consumer.session_timeout_ms,
-            "heartbeat_interval_ms": cfg.consumer.heartbeat_interval_ms,
-            **consumer_overrides,
-        }
+        self._overrides = consumer_overrides
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(self.cfg.kafka.topics.control, **self._kwargs)
+        consumer = new_consumer(
+            self.cfg, self.cfg.kafka.topics.control, group=f"{self.cfg.kafka.group}-control", **self._overrides
+        )
         await consumer.start()
         try:
             self.ended = {j.job_id for j in (await read_jobs(self.cfg)).values() if j.status in ENDED}
@@ -118,8 +110,7 @@ class ControlLoop:
                     await self._step(consumer, system_jobs, pending_commit)
                 except Exception as exc:  # Kafka away, a job record not stored: say so, go on
                     log.error("control_loop_error", error=f"{type(exc).__name__}: {exc}")
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stopping.wait(), 2.0)
+                    await sleep_or_stop(2.0, self.stopping)
         finally:
             for job in system_jobs:
                 job.cancel()
@@ -166,7 +157,7 @@ class ControlLoop:
             return await self.reconciler.run(req)
         except Exception as exc:
             log.exception("reconcile_crashed", job_id=req.job_id)
-            record = _final(req, "errored", f"{type(exc).__name__}: {exc}")
+            record = request_record(req, "errored", error=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(Exception):  # Kafka may be what failed: the log line stays
                 await publish_record(self.producer, self.cfg, record)
             return record
@@ -198,7 +189,7 @@ class ControlLoop:
             return
         if due is not None and due > datetime.now(UTC):
             self.held[req.job_id] = (due, req, rec.offset)
-            await publish_record(self.producer, self.cfg, _scheduled(req))
+            await publish_record(self.producer, self.cfg, request_record(req, "scheduled"))
             log.info("reconcile_held", job_id=req.job_id, scheduled_for=req.scheduled_for, interval=req.interval)
             return
         await self._start(req)
@@ -211,7 +202,9 @@ class ControlLoop:
             self.chained.add(req.job_id)
         if self.running is not None and not self.running[1].done():
             running = self.running[0]
-            record = _final(req, "skipped", f"reconcile {running.job_id} is running", running_job=running.job_id)
+            record = request_record(
+                req, "skipped", error=f"reconcile {running.job_id} is running", results={"running_job": running.job_id}
+            )
             await publish_record(self.producer, self.cfg, record)
             log.info("reconcile_skipped", job_id=req.job_id, running_job=running.job_id)
         else:
@@ -222,16 +215,7 @@ class ControlLoop:
         """Run an adoption (one at a time: a second one while it runs is recorded skipped)."""
         self.ended.add(req.job_id)
         if self.adopting is not None and not self.adopting[1].done():
-            record = JobRecord(
-                job_id=req.job_id,
-                job_kind="adopt",
-                status="skipped",
-                trigger=req.trigger,
-                user=req.user,
-                completed=utc_now(),
-                error=f"adopt {self.adopting[0].job_id} is running",
-                params={"host_keys": req.host_keys or "all valid"},
-            )
+            record = request_record(req, "skipped", error=f"adopt {self.adopting[0].job_id} is running")
             await publish_record(self.producer, self.cfg, record)
             return
         keys = req.host_keys or None
@@ -254,37 +238,6 @@ class ControlLoop:
             log.info("cancel_not_held", job_id=cancel.job_id, user=cancel.user)
             return
         who = cancel.user or "someone"
-        record = _final(held[1], "skipped", f"cancelled by {who}", cancelled_by=who)
+        record = request_record(held[1], "skipped", error=f"cancelled by {who}", results={"cancelled_by": who})
         await publish_record(self.producer, self.cfg, record)
         log.info("reconcile_cancelled", job_id=cancel.job_id, user=cancel.user)
-
-
-def _final(req: ReconcileRequest, status: JobStatus, error: str, **results: object) -> JobRecord:
-    """The record of a reconcile request that ends without running (skipped) or in a crash (errored)."""
-    return JobRecord(
-        job_id=req.job_id,
-        job_kind=job_kind(req),
-        status=status,
-        trigger=req.trigger,
-        user=req.user,
-        completed=utc_now(),
-        scheduled_for=req.scheduled_for,
-        interval=req.interval,
-        error=error,
-        results=dict(results),
-        params=job_params(req),
-    )
-
-
-def _scheduled(req: ReconcileRequest) -> JobRecord:
-    """The record of a request held until its time."""
-    return JobRecord(
-        job_id=req.job_id,
-        job_kind=job_kind(req),
-        status="scheduled",
-        trigger=req.trigger,
-        user=req.user,
-        scheduled_for=req.scheduled_for,
-        interval=req.interval,
-        params=job_params(req),
-    )

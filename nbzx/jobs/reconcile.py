@@ -21,8 +21,8 @@ from nbzx.common.kafka import Producer
 from nbzx.common.logging import get_logger
 from nbzx.core.model import Found, Plan
 from nbzx.engine.sync import SyncEngine, check_name_collisions
-from nbzx.jobs.records import Job
-from nbzx.schemas.messages import JobKind, JobRecord, JobStatus, ReconcileRequest, SyncRequest, encode
+from nbzx.jobs.records import Job, job_kind, job_params
+from nbzx.schemas.messages import JobRecord, JobStatus, ReconcileRequest, SyncRequest, encode
 from nbzx.schemas.objects import ENDPOINTS, split_key
 
 log = get_logger(component="reconcile")
@@ -44,23 +44,6 @@ def held_back(plans: dict[str, Plan], cap: int) -> list[str]:
     many at once usually means a scope filter or NetBox gone wrong, not hosts really gone), else none."""
     deletes = sorted(k for k, p in plans.items() if _bucket(p) == "delete")
     return deletes if len(deletes) > cap else []
-
-
-def job_kind(req: ReconcileRequest) -> JobKind:
-    """A dry run is its own kind of job (it plans, and writes nothing)."""
-    return "dry_run" if req.dry_run else "reconcile"
-
-
-def job_params(req: ReconcileRequest) -> dict[str, Any]:
-    """What the request asked for: enough to run it again (and which job it retries, if one)."""
-    params: dict[str, Any] = {
-        "dry_run": req.dry_run,
-        "object_types": list(req.scope.object_types),
-        "filter": dict(req.scope.filter),
-    }
-    if req.retry_of:
-        params["retry_of"] = req.retry_of
-    return params
 
 
 class Reconciler:

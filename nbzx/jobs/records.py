@@ -1,7 +1,10 @@
-"""Job records (reconcile, backfill, ...) on the compacted jobs topic, keyed by job id.
+"""Job records (reconcile, backfill, ...) on the compacted jobs topic, keyed by job id, and the
+requests that start jobs.
 
 Writers publish the latest state of a job; readers materialise "latest record per id" by reading
-the topic from the beginning. The receiver keeps such a view live for `GET /jobs`.
+the topic from the beginning. The receiver keeps such a view live for `GET /jobs`. Every record and
+every reconcile request is made here (`record`, `request_record`, `reconcile_request`, `Job`), so the
+CLI, the receiver, the console, the scheduler and the control loop describe a job the same way.
 """
 
 from __future__ import annotations
@@ -12,17 +15,81 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer
 
 from nbzx.common.config import Config
 from nbzx.common.follow import Follower
-from nbzx.common.kafka import Producer, client_kwargs, read_to_end
+from nbzx.common.kafka import Producer, new_consumer, read_to_end
 from nbzx.common.logging import get_logger
-from nbzx.schemas.messages import JobKind, JobRecord, JobStatus, Trigger, decode_records, encode, new_id, utc_now
+from nbzx.schemas.messages import (
+    AdoptRequest,
+    JobKind,
+    JobRecord,
+    JobStatus,
+    ReconcileRequest,
+    ReconcileScope,
+    Trigger,
+    decode_records,
+    encode,
+    new_id,
+    utc_now,
+)
 
 log = get_logger(component="jobs")
 LOG_LINES = 50  # last N log lines kept on a record
 ENDED: frozenset[JobStatus] = frozenset({"completed", "errored", "failed", "skipped"})
+
+
+def reconcile_request(
+    trigger: Trigger,
+    *,
+    user: str | None = None,
+    dry_run: bool = False,
+    object_types: list[str] | None = None,
+    filter: dict[str, Any] | None = None,
+    **fields: Any,
+) -> ReconcileRequest:
+    """A reconcile request (`fields`: job_id, scheduled_for, interval, retry_of)."""
+    scope = ReconcileScope(object_types=list(object_types or []), filter=dict(filter or {}))
+    return ReconcileRequest(trigger=trigger, user=user, dry_run=dry_run, scope=scope, **fields)
+
+
+def job_kind(req: ReconcileRequest) -> JobKind:
+    """A dry run is its own kind of job (it plans, and writes nothing)."""
+    return "dry_run" if req.dry_run else "reconcile"
+
+
+def job_params(req: ReconcileRequest | AdoptRequest) -> dict[str, Any]:
+    """What the request asked for: enough to run it again (and which job it retries, if one)."""
+    if isinstance(req, AdoptRequest):
+        return {"host_keys": req.host_keys or "all valid"}
+    params: dict[str, Any] = {
+        "dry_run": req.dry_run,
+        "object_types": list(req.scope.object_types),
+        "filter": dict(req.scope.filter),
+    }
+    if req.retry_of:
+        params["retry_of"] = req.retry_of
+    return params
+
+
+def record(
+    kind: JobKind, status: JobStatus, trigger: Trigger, *, job_id: str | None = None, **fields: Any
+) -> JobRecord:
+    """A job record as an action or request first writes it; an ended one is stamped `completed` now."""
+    if status in ENDED:
+        fields.setdefault("completed", utc_now())
+    return JobRecord(job_id=job_id or new_id(), job_kind=kind, status=status, trigger=trigger, **fields)
+
+
+def request_record(req: ReconcileRequest | AdoptRequest, status: JobStatus, **fields: Any) -> JobRecord:
+    """The record of a request that waits (pending, scheduled) or ended without running (skipped,
+    errored); `fields` add to it (error, results, ...)."""
+    if isinstance(req, AdoptRequest):
+        kind: JobKind = "adopt"
+    else:
+        kind = job_kind(req)
+        fields = {"scheduled_for": req.scheduled_for, "interval": req.interval, **fields}
+    return record(kind, status, req.trigger, job_id=req.job_id, user=req.user, params=job_params(req), **fields)
 
 
 class Job:
@@ -100,7 +167,7 @@ def newest_first(jobs: dict[str, JobRecord]) -> list[JobRecord]:
 
 async def read_jobs(cfg: Config, timeout_s: float = 10.0) -> dict[str, JobRecord]:
     """Read the whole jobs topic once, up to its current end."""
-    consumer = AIOKafkaConsumer(**client_kwargs(cfg), enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = new_consumer(cfg)
     await consumer.start()
     try:
         return materialise(_decode_jobs(await read_to_end(consumer, cfg.kafka.topics.jobs, timeout_s)))

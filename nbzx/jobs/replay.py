@@ -12,13 +12,21 @@ import time
 from datetime import datetime
 from typing import Any, TextIO
 
-from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from nbzx.common.config import Config
 from nbzx.common.kafka import Producer, topic_partitions
 from nbzx.common.logging import get_logger
 from nbzx.core.policy import due, next_due_in
-from nbzx.delivery.service import EventConsumer
+from nbzx.delivery.consumer import EventConsumer
 from nbzx.engine.sync import SyncEngine
 from nbzx.jobs.records import Job
 from nbzx.schemas.messages import JobRecord
@@ -26,30 +34,17 @@ from nbzx.schemas.messages import JobRecord
 log = get_logger(component="replay")
 
 
-class Progress:
-    """A one-line progress bar on a terminal (plain lines otherwise): done/total, rate, ETA."""
-
-    def __init__(self, total: int, out: TextIO = sys.stderr) -> None:
-        self.total, self.done, self.out, self.t0 = total, 0, out, time.monotonic()
-        self._last = 0.0
-
-    def advance(self, n: int, force: bool = False) -> None:
-        self.done += n
-        now = time.monotonic()
-        if not force and now - self._last < 0.5:
-            return
-        self._last = now
-        rate = self.done / max(now - self.t0, 1e-6)
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        width = 30
-        filled = int(width * self.done / self.total) if self.total else width
-        line = (
-            f"replay [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} messages "
-            f"{rate:,.0f}/s ETA {eta:,.0f}s"
-        )
-        end = "\r" if self.out.isatty() and not force else "\n"
-        self.out.write(line + end)
-        self.out.flush()
+def progress_bar(out: TextIO) -> Progress:
+    """rich's progress bar on `out`: live on a terminal; elsewhere (a pod's log) its last state once."""
+    return Progress(
+        TextColumn("replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("messages"),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=Console(file=out),
+    )
 
 
 async def replay(
@@ -67,7 +62,7 @@ async def replay(
     job = Job(producer, cfg, "backfill", trigger="cli", params=params)
     await job.publish("running")
     worker = EventConsumer(cfg, engine, producer, group=group, **consumer_overrides)
-    consumer = AIOKafkaConsumer(**worker.consumer_kwargs)
+    consumer = worker.new_kafka_consumer()
     worker.consumer = consumer
     await consumer.start()
     try:
@@ -91,28 +86,32 @@ async def replay(
         )
         for tp in tps:
             consumer.seek(tp, begin[tp])
-        progress = Progress(total, out)
-        done = dead = 0
-        last_published = time.monotonic()
-        while todo or worker.parked:
-            if todo:
-                batch = await consumer.getmany(*todo, timeout_ms=1000, max_records=cfg.consumer.max_batch)
-            else:  # everything read; keys that failed transiently are still waiting for their retry
-                await asyncio.sleep(min(1.0, next_due_in(worker.parked, time.time()) or 0.0))
-                batch = {}
-            batch = {tp: [r for r in recs if r.offset < ends[tp]] for tp, recs in batch.items()}
-            batch = {tp: recs for tp, recs in batch.items() if recs}
-            if batch or due(worker.parked, time.time()):
-                stats = await worker.handle(batch)
-                await worker.commit()
-                done, dead = done + stats.done, dead + stats.dead
-                progress.advance(sum(len(r) for r in batch.values()))
-                if time.monotonic() - last_published > 1.0:  # live progress for the console
-                    last_published = time.monotonic()
-                    live = {"messages": total, "read": progress.done, "applied": done, "dead_lettered": dead}
-                    await job.publish("running", results={"progress": live})
-            todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
-        progress.advance(0, force=True)
+        done = dead = read = 0
+        last_published = last_logged = time.monotonic()
+        with progress_bar(out) as bar:
+            task = bar.add_task("replay", total=total)
+            while todo or worker.parked:
+                if todo:
+                    batch = await consumer.getmany(*todo, timeout_ms=1000, max_records=cfg.consumer.max_batch)
+                else:  # everything read; keys that failed transiently are still waiting for their retry
+                    await asyncio.sleep(min(1.0, next_due_in(worker.parked, time.time()) or 0.0))
+                    batch = {}
+                batch = {tp: [r for r in recs if r.offset < ends[tp]] for tp, recs in batch.items()}
+                batch = {tp: recs for tp, recs in batch.items() if recs}
+                if batch or due(worker.parked, time.time()):
+                    stats = await worker.handle(batch)
+                    await worker.commit()
+                    done, dead = done + stats.done, dead + stats.dead
+                    read += sum(len(r) for r in batch.values())
+                    bar.update(task, completed=read)
+                    if time.monotonic() - last_published > 1.0:  # live progress for the console
+                        last_published = time.monotonic()
+                        live = {"messages": total, "read": read, "applied": done, "dead_lettered": dead}
+                        await job.publish("running", results={"progress": live})
+                        if time.monotonic() - last_logged > 10.0:  # and for a log that is not a terminal
+                            last_logged = time.monotonic()
+                            log.info("replay_progress", job_id=job.id, **live)
+                todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
         results = {"messages": total, "applied": done, "dead_lettered": dead, "rounds": worker.rounds}
         job.note("replay_done", **results)
         return await job.publish("completed", results=results)

@@ -7,8 +7,7 @@ succeeded or not (NetBox's job scheduling). The next run is published as a `sche
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -18,8 +17,10 @@ from aiokafka.errors import KafkaError
 from nbzx.common.config import Config
 from nbzx.common.kafka import Producer, ProduceUnavailable
 from nbzx.common.logging import get_logger
-from nbzx.jobs.records import publish_record, read_jobs
-from nbzx.schemas.messages import JobRecord, ReconcileRequest, encode, new_id, utc_now
+from nbzx.common.retry import Stopped, retry
+from nbzx.common.wait import sleep_or_stop
+from nbzx.jobs.records import publish_record, read_jobs, reconcile_request, request_record
+from nbzx.schemas.messages import encode, utc_now
 
 T = TypeVar("T")
 
@@ -68,26 +69,25 @@ async def run_scheduler(cfg: Config, producer: Producer, stopping: asyncio.Event
         if cfg.reconcile.start_at
         else datetime.now(UTC).replace(second=0, microsecond=0)
     )
-    previous = await _retrying(lambda: last_scheduled(cfg), stopping, "scheduler_history_unavailable")
+    try:
+        previous = await retry(
+            lambda: last_scheduled(cfg),
+            retry_if=lambda e: isinstance(e, ProduceUnavailable | KafkaError | OSError),
+            on_retry=lambda e, delay: log.error("scheduler_history_unavailable", error=str(e), retry_in_s=delay),
+            stopping=stopping,
+        )
+    except Stopped:
+        return
     while not stopping.is_set():
         due = next_run(previous, start_at, interval, datetime.now(UTC))
-        job_id = new_id()
-        record = JobRecord(
-            job_id=job_id,
-            job_kind="reconcile",
-            status="scheduled",
-            trigger="schedule",
-            interval=interval,
-            scheduled_for=due.isoformat(),
-        )
+        # The request carries no interval (the control loop would chain it): the schedule is ours.
+        req = reconcile_request("schedule", scheduled_for=due.isoformat())
+        job_id = req.job_id
+        record = request_record(req, "scheduled", interval=interval)
         await _quietly(publish_record(producer, cfg, record), "scheduled_record_not_stored")
         log.info("reconcile_scheduled", job_id=job_id, scheduled_for=due.isoformat())
-        delay = (due - datetime.now(UTC)).total_seconds()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), max(0.0, delay))
-        if stopping.is_set():
+        if await sleep_or_stop((due - datetime.now(UTC)).total_seconds(), stopping):
             return
-        req = ReconcileRequest(job_id=job_id, trigger="schedule", scheduled_for=due.isoformat())
         try:
             await producer.send(cfg.kafka.topics.control, "reconcile", encode(req))
         except (ProduceUnavailable, KafkaError) as exc:
@@ -105,17 +105,3 @@ async def _quietly(step: Awaitable[object], event: str) -> None:
         await step
     except (ProduceUnavailable, KafkaError) as exc:
         log.error(event, error=str(exc))
-
-
-async def _retrying(step: Callable[[], Awaitable[T]], stopping: asyncio.Event, event: str) -> T | None:
-    """`step()` until it succeeds (backing off to 30 s); None if asked to stop first."""
-    delay = 1.0
-    while not stopping.is_set():
-        try:
-            return await step()
-        except (ProduceUnavailable, KafkaError, OSError) as exc:
-            log.error(event, error=str(exc), retry_in_s=delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
-            delay = min(delay * 2, 30.0)
-    return None

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import hmac
 import time
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -19,11 +19,12 @@ from nbzx.common.config import Config
 from nbzx.common.http import add_health_routes
 from nbzx.common.kafka import Producer, ProduceUnavailable
 from nbzx.common.logging import get_logger
-from nbzx.jobs.records import JobView, newest_first
+from nbzx.jobs.records import JobView, newest_first, reconcile_request
 from nbzx.jobs.schedule import run_scheduler
 from nbzx.receiver import metrics
 from nbzx.receiver.webhook import OWN_WRITE, Delivery, inspect_delivery
-from nbzx.schemas.messages import ReconcileRequest, ReconcileScope, encode
+from nbzx.schemas.messages import encode
+from nbzx.schemas.objects import HostType
 
 log = get_logger(component="receiver")
 
@@ -100,8 +101,8 @@ async def webhook(request: web.Request) -> web.Response:
 
 
 class _ReconcileBody(msgspec.Struct, forbid_unknown_fields=True):
-    # The object types a reconcile lists (consumer.netbox.ENDPOINTS); anything else is a 400, not a no-op job.
-    object_types: list[Literal["dcim.device", "virtualization.virtualmachine"]] = msgspec.field(default_factory=list)
+    # The object types a reconcile lists; anything else is a 400, not a no-op job.
+    object_types: list[HostType] = msgspec.field(default_factory=list)
     filter: dict[str, Any] = msgspec.field(default_factory=dict)
     dry_run: bool = False
 
@@ -153,11 +154,12 @@ async def reconcile(request: web.Request) -> web.Response:
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         metrics.RECONCILE_REQUESTS.labels("bad_request").inc()
         return _json(400, {"error": f"bad reconcile request: {exc}"})
-    req = ReconcileRequest(
-        trigger="api",
+    req = reconcile_request(
+        "api",
         user=request.headers.get("X-Nbzx-User"),
         dry_run=body.dry_run,
-        scope=ReconcileScope(object_types=list(body.object_types), filter=body.filter),
+        object_types=list(body.object_types),
+        filter=body.filter,
     )
     cfg = request.app[CONFIG]
     try:

@@ -6,7 +6,10 @@ and the console's forms (docs/DESIGN.md §2).
 
 from __future__ import annotations
 
+import re
 from typing import Literal, get_args
+
+from nbzx.schemas.messages import HOST_KEY_PATTERN
 
 HostType = Literal["dcim.device", "virtualization.virtualmachine"]
 HOST_TYPES: tuple[HostType, ...] = get_args(HostType)
@@ -63,3 +66,8 @@ def object_url(base_url: str, host_key: str) -> str:
     if object_type not in ENDPOINTS:
         return ""
     return f"{base_url.rstrip('/')}/{list_path(object_type)}{object_id}/"
+
+
+def is_host_key(text: str) -> bool:
+    """True for a host key ("dcim.device:12"); dead letters of malformed records carry other keys."""
+    return isinstance(text, str) and bool(re.match(HOST_KEY_PATTERN, text))

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from nbzx.common.config import Config
 from nbzx.common.kafka import Producer, create_topics
 from nbzx.core.planner import SyncResult
-from nbzx.delivery.service import EventConsumer
+from nbzx.delivery.consumer import EventConsumer
 from nbzx.engine.netbox import NetBox
 from nbzx.engine.sync import SyncEngine
 from nbzx.engine.zabbix import Zabbix

@@ -23,7 +23,7 @@ import pytest
 
 from nbzx.common.config import Config, TemplateRule
 from nbzx.common.kafka import Producer, create_topics
-from nbzx.delivery.service import EventConsumer
+from nbzx.delivery.consumer import EventConsumer
 from nbzx.engine.netbox import NetBox
 from nbzx.engine.sync import SyncEngine
 from nbzx.engine.zabbix import Zabbix

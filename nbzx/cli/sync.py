@@ -1,0 +1,38 @@
+"""`nbzx sync HOST_KEY...`: sync host keys now (or only plan them) and print each plan and result."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+import msgspec
+
+from nbzx.cli.options import load
+from nbzx.core.redact import redacted
+from nbzx.engine.open import open_engine
+
+
+def add_to(sub: Any) -> None:
+    sy = sub.add_parser("sync", help="sync host keys now (e.g. dcim.device:12) and print the plan")
+    sy.add_argument("host_keys", nargs="+", metavar="HOST_KEY")
+    sy.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    sy.set_defaults(func=sync)
+
+
+def sync(args: argparse.Namespace) -> int:
+    """JSON lines of plan and result (secrets masked); exit 1 if any key did not sync."""
+    cfg = load(args)
+
+    async def run() -> int:
+        async with open_engine(cfg) as engine:
+            plans = await engine.plans(args.host_keys)
+            results = await engine.sync(args.host_keys, dry_run=args.dry_run)
+        for r in results:
+            plan = plans.get(r.host_key)
+            out = redacted({"plan": msgspec.to_builtins(plan) if plan else None, "result": msgspec.to_builtins(r)})
+            print(json.dumps(out, indent=2 if len(results) == 1 else None))
+        return 0 if all(r.result in ("ok", "skipped") for r in results) else 1
+
+    return asyncio.run(run())

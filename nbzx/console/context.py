@@ -1,0 +1,54 @@
+"""What every console handler reads: the `Console` (config, state, actions, engine, templates) and
+the signed-in identity, and how it answers JSON. Below `app`, `pages` and `api`, which all use it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from nbzx.common.config import Config, parse_duration
+from nbzx.console.actions import Actions
+from nbzx.console.auth import Identity, Tokens
+from nbzx.console.state import ConsoleState
+from nbzx.engine.sync import SyncEngine
+from nbzx.schemas.objects import object_url
+
+COOKIE = "nbzx_session"
+
+
+class Console:
+    """Everything a handler needs: config, state, actions, the engine (for live plans) and templates."""
+
+    def __init__(self, cfg: Config, state: ConsoleState, actions: Actions, engine: SyncEngine | None) -> None:
+        self.cfg, self.state, self.actions, self.engine = cfg, state, actions, engine
+        self.tokens = Tokens(cfg.secrets.console_viewer_tokens, cfg.secrets.console_operator_tokens)
+        self.session_ttl_s = parse_duration(cfg.console.session_ttl)
+        self.templates = Environment(
+            loader=PackageLoader("nbzx.console", "templates"), autoescape=select_autoescape(["html"])
+        )
+        console_url = (cfg.console.zabbix_frontend_url or "").removesuffix("/api_jsonrpc.php").rstrip("/")
+        self.zabbix_url = console_url or cfg.zabbix.ui_url
+
+    def netbox_link(self, host_key: str) -> str:
+        """Where the host key's object is in NetBox ("" for a key that is not a host's)."""
+        return object_url(self.cfg.netbox.url, host_key)
+
+
+CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
+IDENTITY: web.RequestKey[Identity] = web.RequestKey("identity", Identity)
+SESSION: web.RequestKey[str] = web.RequestKey("session", str)  # the session cookie ("" for a bearer token)
+
+
+def console_of(request: web.Request) -> Console:
+    return request.app[CONSOLE]
+
+
+def identity_of(request: web.Request) -> Identity:
+    return request[IDENTITY]
+
+
+def json_response(status: int, payload: Any) -> web.Response:
+    return web.Response(status=status, body=msgspec.json.encode(payload), content_type="application/json")

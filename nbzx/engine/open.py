@@ -1,0 +1,60 @@
+"""The one place the engine is put together: its NetBox and Zabbix clients, logged in, closed.
+
+Every process (consumer, console) and every command that reads or writes both sides opens it here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from nbzx.common.config import Config, require
+from nbzx.common.logging import get_logger
+from nbzx.common.retry import Stopped, retry
+from nbzx.engine.netbox import NetBox
+from nbzx.engine.sync import SyncEngine
+from nbzx.engine.zabbix import Zabbix, ZabbixError
+
+log = get_logger(component="engine")
+
+
+def new_engine(cfg: Config) -> SyncEngine:
+    """The engine with fresh clients, not logged in yet."""
+    return SyncEngine(cfg, NetBox(cfg), Zabbix(cfg))
+
+
+async def close_engine(engine: SyncEngine) -> None:
+    """Close both clients (logging out of Zabbix when it was a password login)."""
+    await engine.zabbix.close()
+    engine.netbox.close()
+
+
+async def log_in(zabbix: Zabbix, stopping: asyncio.Event) -> bool:
+    """Log in, retrying with backoff while Zabbix is unreachable; False if asked to stop first.
+
+    A Zabbix older than 6.0 is no outage: it is logged as an error, and tried again (it may be upgraded)."""
+
+    def on_retry(exc: BaseException, delay: float) -> None:
+        transient = isinstance(exc, ZabbixError) and exc.transient
+        event = "zabbix_unavailable_at_start" if transient else "zabbix_unsupported"
+        (log.warning if transient else log.error)(event, error=str(exc), retry_in_s=delay)
+
+    try:
+        await retry(zabbix.start, retry_if=lambda e: isinstance(e, ZabbixError), on_retry=on_retry, stopping=stopping)
+    except Stopped:
+        return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def open_engine(cfg: Config) -> AsyncIterator[SyncEngine]:
+    """The engine, logged in to Zabbix now (a Zabbix that cannot be reached is the caller's error);
+    closed on the way out. For commands; processes use `new_engine` and `log_in`."""
+    require(cfg, "netbox_token", "zabbix_auth")
+    engine = new_engine(cfg)
+    try:
+        await engine.zabbix.start()
+        yield engine
+    finally:
+        await close_engine(engine)
