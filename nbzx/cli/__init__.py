@@ -1,6 +1,8 @@
 """The `nbzx` command: one entry point for every process and operator tool.
 
 One module per command group, each thin: it parses, calls what the layers below provide, prints.
+A command imports what it runs inside its function, so `nbzx --help` and the light tools start fast
+(the layers contract sees those imports too).
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ import sys
 
 from nbzx.cli import adopt, dlq, jobs, kafka, netbox, processes, sync, webhook
 from nbzx.common.config import ConfigError
-from nbzx.engine.netbox import NetBoxError
-from nbzx.engine.zabbix import ZabbixError
 
 GROUPS = (processes, webhook, kafka, sync, jobs, dlq, netbox, adopt)
 
@@ -34,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"nbzx: configuration error: {exc}", file=sys.stderr)
         return 2
-    except (NetBoxError, ZabbixError) as exc:
+    except Exception as exc:
+        from nbzx.engine.netbox import NetBoxError
+        from nbzx.engine.zabbix import ZabbixError
+
+        if not isinstance(exc, NetBoxError | ZabbixError):
+            raise
         # NetBox or Zabbix refused or unreachable: the reason, not a traceback.
         print(f"nbzx: {exc}", file=sys.stderr)
         return 1

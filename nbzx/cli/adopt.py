@@ -6,15 +6,14 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from nbzx.cli.options import load
-from nbzx.common.kafka import Producer
-from nbzx.core.adoption import AdoptionReport
-from nbzx.engine.open import open_engine
-from nbzx.jobs.adopt import adopt, adoption_report
+
+if TYPE_CHECKING:
+    from nbzx.core.adoption import AdoptionReport
 
 
 def add_to(sub: Any) -> None:
@@ -33,6 +32,10 @@ def add_to(sub: Any) -> None:
 
 def adopt_command(args: argparse.Namespace) -> int:
     """List what brownfield adoption would take over (plan), or take it over as a job (apply)."""
+    from nbzx.common.kafka import Producer
+    from nbzx.engine.open import open_engine
+    from nbzx.jobs.adopt import adopt, adoption_report
+
     cfg = load(args)
     if args.adopt_command == "apply" and not (args.all or args.host_keys):
         print("nbzx adopt apply: give host keys, or --all for every valid one", file=sys.stderr)
@@ -58,6 +61,7 @@ def adopt_command(args: argparse.Namespace) -> int:
 
 def render_adoption(report: AdoptionReport) -> str:
     """`nbzx adopt plan` as text: four sections, one line per host."""
+
     lines = [f"Adoptable ({len(report.adoptable)}): nbzx adopt apply --all, or name the host keys"]
     for a in report.adoptable:
         changes = ", ".join(a.changes) or "nothing"

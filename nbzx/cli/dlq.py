@@ -11,8 +11,6 @@ from typing import Any
 import msgspec
 
 from nbzx.cli.options import load
-from nbzx.common.kafka import Producer
-from nbzx.jobs.dead_letters import list_dead_letters, requeue, retry_keys
 
 
 def add_to(sub: Any) -> None:
@@ -28,6 +26,8 @@ def add_to(sub: Any) -> None:
 
 def list_letters(args: argparse.Namespace) -> int:
     """Print the dead letters (a line each, or --json)."""
+    from nbzx.jobs.dead_letters import list_dead_letters
+
     cfg = load(args)
     letters = asyncio.run(list_dead_letters(cfg))
     if args.json:
@@ -41,6 +41,9 @@ def list_letters(args: argparse.Namespace) -> int:
 
 def retry(args: argparse.Namespace) -> int:
     """Re-queue the named host keys (or every one with a dead letter); a named key without one is refused."""
+    from nbzx.common.kafka import Producer
+    from nbzx.jobs.dead_letters import list_dead_letters, requeue, retry_keys
+
     cfg = load(args)
 
     async def run() -> int:

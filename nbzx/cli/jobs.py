@@ -12,13 +12,6 @@ from typing import Any
 import msgspec
 
 from nbzx.cli.options import load
-from nbzx.common.kafka import Producer
-from nbzx.engine.open import open_engine
-from nbzx.jobs.reconcile import Reconciler
-from nbzx.jobs.records import ENDED, newest_first, read_jobs, reconcile_request
-from nbzx.jobs.replay import replay
-from nbzx.jobs.schedule import parse_time
-from nbzx.schemas.messages import encode
 
 
 def add_to(sub: Any) -> None:
@@ -49,6 +42,12 @@ def add_to(sub: Any) -> None:
 
 def reconcile(args: argparse.Namespace) -> int:
     """Request a reconcile (or run one here with --local); --wait follows the job to its end."""
+    from nbzx.common.kafka import Producer
+    from nbzx.engine.open import open_engine
+    from nbzx.jobs.reconcile import Reconciler
+    from nbzx.jobs.records import ENDED, read_jobs, reconcile_request
+    from nbzx.schemas.messages import encode
+
     cfg = load(args)
     flt = dict(kv.split("=", 1) for kv in args.filter or [])
     req = reconcile_request("cli", user=args.user, dry_run=args.dry_run, object_types=args.scope, filter=flt)
@@ -82,6 +81,8 @@ def reconcile(args: argparse.Namespace) -> int:
 
 def jobs(args: argparse.Namespace) -> int:
     """List job records (a table, or --json), or show one."""
+    from nbzx.jobs.records import newest_first, read_jobs
+
     cfg = load(args)
     records = asyncio.run(read_jobs(cfg))
     if args.id:
@@ -108,6 +109,11 @@ def jobs(args: argparse.Namespace) -> int:
 
 def backfill(args: argparse.Namespace) -> int:
     """Re-apply the events topic from --since (to --until) through the sync path, with progress."""
+    from nbzx.common.kafka import Producer
+    from nbzx.engine.open import open_engine
+    from nbzx.jobs.replay import replay
+    from nbzx.jobs.schedule import parse_time
+
     cfg = load(args)
     since = parse_time(args.since)
     until = parse_time(args.until) if args.until else None

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 from nbzx.cli.options import load
-from nbzx.common.kafka import create_topics
 
 
 def add_to(sub: Any) -> None:
@@ -18,6 +17,8 @@ def add_to(sub: Any) -> None:
 
 def init(args: argparse.Namespace) -> int:
     """Create the topics, printing each one's state."""
+    from nbzx.common.kafka import create_topics
+
     cfg = load(args)
     t0 = time.monotonic()
     result = asyncio.run(create_topics(cfg))

@@ -9,9 +9,6 @@ from typing import Any
 
 from nbzx.cli.options import load
 from nbzx.common.config import require
-from nbzx.engine.netbox import NetBox
-from nbzx.engine.netbox_write import ensure_custom_fields
-from nbzx.receiver.netbox_hook import register_webhook
 
 
 def add_to(sub: Any) -> None:
@@ -27,6 +24,8 @@ def add_to(sub: Any) -> None:
 
 def register(args: argparse.Namespace) -> int:
     """Create or update the NetBox webhook + event rule that post to the receiver."""
+    from nbzx.receiver.netbox_hook import register_webhook
+
     cfg = load(args)
     require(cfg, "netbox_token", "webhook_secret")
     url = args.url or f"http://{cfg.receiver.host}:{cfg.receiver.port}/webhook"
@@ -36,6 +35,9 @@ def register(args: argparse.Namespace) -> int:
 
 def setup_fields(args: argparse.Namespace) -> int:
     """Create the custom fields write-back uses (idempotent), printing each one's state."""
+    from nbzx.engine.netbox import NetBox
+    from nbzx.engine.netbox_write import ensure_custom_fields
+
     cfg = load(args)
     require(cfg, "netbox_token")
     netbox = NetBox(cfg)

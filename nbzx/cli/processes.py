@@ -5,17 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from nbzx.cli.options import load
 from nbzx.common.config import require
-from nbzx.common.kafka import Producer
-from nbzx.console.process import console_app
-from nbzx.consumer.process import run_consumer
-from nbzx.jobs.schedule import run_scheduler
-from nbzx.receiver.app import make_app
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def add_to(sub: Any) -> None:
@@ -36,6 +32,8 @@ def add_to(sub: Any) -> None:
 
 def receiver(args: argparse.Namespace) -> int:
     """Run the webhook receiver."""
+    from nbzx.receiver.app import make_app
+
     cfg = load(args)
     require(cfg, "webhook_secret")
     _serve(make_app(cfg), args.host or cfg.receiver.host, args.port or cfg.receiver.port)
@@ -44,6 +42,8 @@ def receiver(args: argparse.Namespace) -> int:
 
 def consumer(args: argparse.Namespace) -> int:
     """Run the consumer group member (and its control loop)."""
+    from nbzx.consumer.process import run_consumer
+
     cfg = load(args)
     require(cfg, "netbox_token", "zabbix_auth")
     asyncio.run(run_consumer(cfg))
@@ -52,6 +52,8 @@ def consumer(args: argparse.Namespace) -> int:
 
 def console(args: argparse.Namespace) -> int:
     """Run the operator console."""
+    from nbzx.console.process import console_app
+
     cfg = load(args)
     require(cfg, "console_tokens")
     _serve(console_app(cfg), args.host or cfg.console.host, args.port or cfg.console.port)
@@ -60,6 +62,9 @@ def console(args: argparse.Namespace) -> int:
 
 def scheduler(args: argparse.Namespace) -> int:
     """Emit reconcile requests on the configured schedule."""
+    from nbzx.common.kafka import Producer
+    from nbzx.jobs.schedule import run_scheduler
+
     cfg = load(args)
 
     async def run() -> None:
@@ -88,4 +93,6 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 def _serve(app: web.Application, host: str, port: int) -> None:
     """Serve an aiohttp app until SIGTERM/SIGINT."""
+    from aiohttp import web
+
     web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=10, loop=_new_loop())

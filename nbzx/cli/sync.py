@@ -10,8 +10,6 @@ from typing import Any
 import msgspec
 
 from nbzx.cli.options import load
-from nbzx.core.redact import redacted
-from nbzx.engine.open import open_engine
 
 
 def add_to(sub: Any) -> None:
@@ -23,6 +21,9 @@ def add_to(sub: Any) -> None:
 
 def sync(args: argparse.Namespace) -> int:
     """JSON lines of plan and result (secrets masked); exit 1 if any key did not sync."""
+    from nbzx.core.redact import redacted
+    from nbzx.engine.open import open_engine
+
     cfg = load(args)
 
     async def run() -> int:

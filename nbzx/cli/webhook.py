@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from nbzx.common.config import Config, load_config
-from nbzx.receiver.webhook import Delivery, inspect_delivery
+if TYPE_CHECKING:
+    from nbzx.common.config import Config
 
 
 def add_to(sub: Any) -> None:
@@ -23,6 +23,8 @@ def add_to(sub: Any) -> None:
 
 def inspect(args: argparse.Namespace) -> int:
     """Print what the receiver would do with each saved webhook; exit 1 if any would be refused."""
+    from nbzx.common.config import load_config
+
     cfg = load_config(args.config)
     worst = 0
     for f in args.files:
@@ -47,6 +49,8 @@ def _read_saved_webhook(path: Path) -> tuple[bytes, dict[str, str]]:
 
 def inspect_file(path: Path, cfg: Config, secret: str | None) -> dict[str, Any]:
     """What `/webhook` would do with a saved delivery, as a JSON-able dict."""
+    from nbzx.receiver.webhook import Delivery, inspect_delivery
+
     raw, headers = _read_saved_webhook(path)
     lower = {k.lower(): v for k, v in headers.items()}
     result = inspect_delivery(

@@ -93,3 +93,11 @@ def test_a_run_narrowed_on_purpose_with_k_is_not_an_error(pytester: pytest.Pytes
     result = run(pytester, "-k", "unit")
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.OK
+
+
+def test_a_run_without_the_cache_plugin_is_guarded_too(pytester: pytest.Pytester) -> None:
+    # `-p no:cacheprovider` (a read-only checkout) removes --lf; the guard once crashed asking for it.
+    lay_out(pytester, {})
+    result = run(pytester, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+    assert result.ret == pytest.ExitCode.OK
