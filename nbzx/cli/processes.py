@@ -34,19 +34,15 @@ def receiver(args: argparse.Namespace) -> int:
     """Run the webhook receiver."""
     from nbzx.receiver.app import make_app
 
-    cfg = load(args)
-    require(cfg, "webhook_secret")
-    _serve(make_app(cfg), args.host or cfg.receiver.host, args.port or cfg.receiver.port)
-    return 0
+    cfg = require(load(args), "webhook_secret")
+    return _serve(make_app(cfg), args.host or cfg.receiver.host, args.port or cfg.receiver.port)
 
 
 def consumer(args: argparse.Namespace) -> int:
     """Run the consumer group member (and its control loop)."""
     from nbzx.consumer.process import run_consumer
 
-    cfg = load(args)
-    require(cfg, "netbox_token", "zabbix_auth")
-    asyncio.run(run_consumer(cfg))
+    asyncio.run(run_consumer(require(load(args), "netbox_token", "zabbix_auth")))
     return 0
 
 
@@ -54,10 +50,8 @@ def console(args: argparse.Namespace) -> int:
     """Run the operator console."""
     from nbzx.console.process import console_app
 
-    cfg = load(args)
-    require(cfg, "console_tokens")
-    _serve(console_app(cfg), args.host or cfg.console.host, args.port or cfg.console.port)
-    return 0
+    cfg = require(load(args), "console_tokens")
+    return _serve(console_app(cfg), args.host or cfg.console.host, args.port or cfg.console.port)
 
 
 def scheduler(args: argparse.Namespace) -> int:
@@ -91,8 +85,9 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def _serve(app: web.Application, host: str, port: int) -> None:
-    """Serve an aiohttp app until SIGTERM/SIGINT."""
+def _serve(app: web.Application, host: str, port: int) -> int:
+    """Serve an aiohttp app until SIGTERM/SIGINT; 0 when it stopped."""
     from aiohttp import web
 
     web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=10, loop=_new_loop())
+    return 0

@@ -21,7 +21,7 @@ from nbzx.schemas.objects import DEPENDENCY_OBJECT_TYPES, HOST_OBJECT_TYPES
 PositiveFloat = Annotated[float, Meta(gt=0)]
 PositiveInt = Annotated[int, Meta(gt=0)]
 # The largest webhook body the receiver takes: Kafka's producer and topic limits are set from it
-# (nbzx/kafka.py), so an accepted body always fits in its event and in its dead letter.
+# (nbzx/common/kafka.py), so an accepted body always fits in its event and in its dead letter.
 MAX_BODY_BYTES = 1024 * 1024
 Port = Annotated[int, Meta(ge=1, le=65535)]
 
@@ -465,8 +465,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     return parse_config(text, env)
 
 
-def require(cfg: Config, *needs: str) -> None:
-    """Fail start-up when a secret a command needs is missing, naming its variable."""
+def require(cfg: Config, *needs: str) -> Config:
+    """Fail start-up when a secret a command needs is missing, naming its variable; else `cfg`."""
     sec = cfg.secrets
     present = {
         "netbox_token": bool(sec.netbox_token),
@@ -483,6 +483,7 @@ def require(cfg: Config, *needs: str) -> None:
     missing = [names[n] for n in needs if not present[n]]
     if missing:
         raise ConfigError("missing secret(s) in the environment: " + ", ".join(missing))
+    return cfg
 
 
 def _readable(msg: str) -> str:

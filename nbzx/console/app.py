@@ -1,5 +1,5 @@
 """The console's aiohttp application: sign-in, the role and CSRF checks, and the routes of
-`console.pages` (HTML) and `console.api` (JSON). DESIGN §7."""
+`nbzx.console.pages` (HTML) and `nbzx.console.api` (JSON). DESIGN §7."""
 
 from __future__ import annotations
 

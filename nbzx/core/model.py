@@ -52,7 +52,7 @@ class Macro(Struct, frozen=True, kw_only=True, order=True):
 
 
 class DesiredHost(Struct, frozen=True, kw_only=True):
-    """The Zabbix host a NetBox object should be, computed by `consumer.mapping.map_host`."""
+    """The Zabbix host a NetBox object should be, computed by `nbzx.core.mapping.map_host`."""
 
     host_key: str
     host: str  # technical name, already made safe

@@ -1,7 +1,7 @@
 """Zabbix API request payloads and response normalisation, per API version. Pure.
 
 Which names to send and read comes from the server's row of the capability table
-(`consumer.zabbix_versions`). Zabbix silently ignores names of other versions (6.0 ignores
+(`nbzx.core.zabbix_versions`). Zabbix silently ignores names of other versions (6.0 ignores
 `proxyid`, 7.0 ignores `proxy_hostid`, 7.2+ ignores `selectGroups`), so the right set matters.
 """
 

@@ -436,7 +436,7 @@ class Zabbix:
         return [normalise_host(self.caps, r, proxies, proxy_groups) for r in rows]
 
     async def apply_batch(self, kind: str, plans: Sequence[Plan]) -> list[str]:
-        """Carry out one or many plans in one call (see `consumer.batch`); returns their hostids in order.
+        """Carry out one or many plans in one call (see `nbzx.core.batch`); returns their hostids in order.
 
         `create`: one host.create with an array; `update`: one host.update with an array;
         `massupdate`: one host.massupdate of plans that all carry the same changes (an array

@@ -1,4 +1,4 @@
-"""`nbzx adopt plan|apply` (DESIGN §11): read both sides, let `consumer.adoption` decide, and take over the
+"""`nbzx adopt plan|apply` (DESIGN §11): read both sides, let `nbzx.core.adoption` decide, and take over the
 valid hosts as a job: our owner tag on the host, then the normal `sync()` of its key."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The wire types of netbox-zabbix-stream's Kafka topics (see `schemas.messages`)."""
+"""The wire types of netbox-zabbix-stream's Kafka topics (see `nbzx.schemas.messages`)."""
 
 from nbzx.schemas.messages import (
     MESSAGE_TYPES,

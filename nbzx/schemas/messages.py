@@ -3,7 +3,7 @@
 Each message is a versioned envelope ``{"v": 1, "kind": ..., "id": <uuid>, "produced_at": ..., ...}``
 encoded as JSON. Unknown newer fields are ignored on decode; an unknown ``v`` is an
 `UnknownVersion` error, which consumers send to the dead-letter topic instead of crashing.
-The JSON Schema files beside this module are exported from these types (`schemas.export`).
+The JSON Schema files beside this module are exported from these types (`nbzx.schemas.export`).
 """
 
 from __future__ import annotations
