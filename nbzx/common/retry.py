@@ -64,6 +64,10 @@ async def retry(
         before_sleep=before_sleep,
         reraise=True,
     )
+
+    async def attempt() -> T:  # tenacity calls a plain callable (a lambda) without awaiting what it returns
+        return await step()
+
     if stopping is not None and stopping.is_set():
         raise Stopped
-    return await retrying(step)
+    return await retrying(attempt)

@@ -10,10 +10,7 @@ from typing import Any
 from nbzx.common.config import RECONCILE_INTERVALS
 from nbzx.console.views import HOST_RESULTS, JOB_KINDS, JOB_STATUSES
 from nbzx.jobs.schedule import parse_time
-from nbzx.schemas.objects import ENDPOINTS, is_host_key
-
-OBJECT_TYPES = tuple(ENDPOINTS)  # what a reconcile lists
-
+from nbzx.schemas.objects import HOST_TYPES, is_host_key
 
 # The times the console takes: ISO 8601 dates and times as docs/console-api.yaml states them.
 ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$")
@@ -132,8 +129,8 @@ def reconcile_request(body: Mapping[str, Any], now: datetime | None = None) -> d
     types = body.get("object_types") or []
     if isinstance(types, str):
         types = [t for t in types.split(",") if t]
-    if not isinstance(types, list) or any(t not in OBJECT_TYPES for t in types):
-        raise BadInput(f"object_types must be a list of {', '.join(OBJECT_TYPES)}")
+    if not isinstance(types, list) or any(t not in HOST_TYPES for t in types):
+        raise BadInput(f"object_types must be a list of {', '.join(HOST_TYPES)}")
     filt = body.get("filter") or {}
     if isinstance(filt, str):
         filt = netbox_filter(filt)

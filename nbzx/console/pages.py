@@ -35,7 +35,7 @@ from nbzx.console.views import (
 )
 from nbzx.core.redact import redacted
 from nbzx.jobs.adopt import adoption_report
-from nbzx.schemas.objects import ENDPOINTS
+from nbzx.schemas.objects import HOST_TYPES
 
 log = get_logger(component="console")
 
@@ -172,7 +172,7 @@ async def confirm_reconcile(request: web.Request) -> web.Response:
         )
     counts: dict[str, int | str] = {}
     if c.engine is not None:
-        for t in ENDPOINTS:
+        for t in HOST_TYPES:
             try:
                 counts[t] = await c.engine.netbox.count(t, scope)
             except Exception as exc:  # NetBox away (or a filter it refuses): the page still lets them decide

@@ -22,7 +22,7 @@ from nbzx.engine.sync import SyncEngine
 from nbzx.engine.zabbix import ZabbixError
 from nbzx.jobs.records import Job
 from nbzx.schemas.messages import JobRecord, Trigger
-from nbzx.schemas.objects import ENDPOINTS
+from nbzx.schemas.objects import HOST_TYPES
 
 log = get_logger(component="adopt")
 TAG_BATCH = 500  # hosts per host.update that adds the owner tag
@@ -34,7 +34,7 @@ def primary_ips(obj: dict[str, Any]) -> tuple[str, ...]:
     return tuple(a for a in addresses if a)
 
 
-async def netbox_sides(engine: SyncEngine, object_types: Iterable[str] = ENDPOINTS) -> list[NetBoxSide]:
+async def netbox_sides(engine: SyncEngine, object_types: Iterable[str] = HOST_TYPES) -> list[NetBoxSide]:
     """Every NetBox object of these types, in scope or not, with its desired host or why it has none."""
     types = list(object_types)
     listings = await asyncio.gather(*(engine.netbox.all_objects(t, scoped=False) for t in types))

@@ -23,7 +23,7 @@ from nbzx.core.model import Found, Plan
 from nbzx.engine.sync import SyncEngine, check_name_collisions
 from nbzx.jobs.records import Job, job_kind, job_params
 from nbzx.schemas.messages import JobRecord, JobStatus, ReconcileRequest, SyncRequest, encode
-from nbzx.schemas.objects import ENDPOINTS, split_key
+from nbzx.schemas.objects import HOST_TYPES, split_key
 
 log = get_logger(component="reconcile")
 DRY_RUN_CHANGES_SHOWN = 2000  # hosts whose changed fields a dry run's record lists (it is one Kafka record)
@@ -55,7 +55,7 @@ class Reconciler:
 
     async def plans(self, req: ReconcileRequest) -> dict[str, Plan]:
         """Every host key's plan, from one bulk read of each side."""
-        types = [t for t in ENDPOINTS if not req.scope.object_types or t in req.scope.object_types]
+        types = [t for t in HOST_TYPES if not req.scope.object_types or t in req.scope.object_types]
         t0 = time.perf_counter()
         netbox_task = asyncio.gather(*(self.engine.netbox.all_objects(t, req.scope.filter) for t in types))
         t_zbx = time.perf_counter()

@@ -92,3 +92,19 @@ async def test_sleep_or_stop_says_whether_it_was_stopped() -> None:
     assert await sleep_or_stop(30, stopping) is True
     assert await sleep_or_stop(30, stopping) is True, "already set: no wait at all"
     assert await sleep_or_stop(0.0, None) is False
+
+
+async def test_retry_awaits_a_step_given_as_a_lambda() -> None:
+    # A lambda returning a coroutine is not a coroutine function: the result must still be awaited
+    # (the scheduler got an un-awaited coroutine as its last run once).
+    calls = 0
+
+    async def read() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise Flaky
+        return 42
+
+    got = await retry(lambda: read(), retry_if=lambda e: True, on_retry=lambda e, d: None, base_s=0.001)
+    assert got == 42 and calls == 2
