@@ -21,8 +21,8 @@ from nbzx.engine.netbox import NetBox
 from nbzx.engine.sync import SyncEngine
 from nbzx.engine.zabbix import Zabbix
 from nbzx.jobs.control import ControlLoop
-from nbzx.jobs.reconcile import Reconciler, job_kind
-from nbzx.jobs.records import Job
+from nbzx.jobs.reconcile import Reconciler
+from nbzx.jobs.records import Job, job_kind
 from nbzx.jobs.schedule import parse_time
 from nbzx.schemas.messages import JobRecord, ReconcileRequest
 
