@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 import msgspec
 from aiokafka.errors import KafkaError
@@ -21,8 +20,6 @@ from nbzx.common.retry import Stopped, retry
 from nbzx.common.wait import sleep_or_stop
 from nbzx.jobs.records import publish_record, read_jobs, reconcile_request, request_record
 from nbzx.schemas.messages import encode, utc_now
-
-T = TypeVar("T")
 
 log = get_logger(component="scheduler")
 
@@ -89,7 +86,8 @@ async def run_scheduler(cfg: Config, producer: Producer, stopping: asyncio.Event
         if await sleep_or_stop((due - datetime.now(UTC)).total_seconds(), stopping):
             return
         try:
-            await producer.send(cfg.kafka.topics.control, "reconcile", encode(req))
+            sent = msgspec.structs.replace(req, produced_at=utc_now())  # made at scheduling, sent now
+            await producer.send(cfg.kafka.topics.control, "reconcile", encode(sent))
         except (ProduceUnavailable, KafkaError) as exc:
             log.error("reconcile_request_not_sent", job_id=job_id, error=str(exc))
             errored = msgspec.structs.replace(
