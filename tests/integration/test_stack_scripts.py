@@ -123,3 +123,26 @@ def test_each_services_up_installs_before_it_configures_or_starts(lib: Path) -> 
             assert installs[0] < later[0], f"{lib.name}: {name} configures or starts before {service}_install"
         elif later:
             pytest.fail(f"{lib.name}: {name} configures or starts {service} and never calls {service}_install")
+
+
+def test_the_image_is_rebuilt_when_anything_the_dockerfile_copies_changes(tmp_path: Path) -> None:
+    # The stamp once named the package folders by hand; after they moved under nbzx/ it failed on
+    # folders that no longer exist, and stopped the whole test command before the image was built.
+    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md"):
+        (tmp_path / name).write_bytes((ROOT / name).read_bytes())
+    for folder in ("nbzx", "scripts"):
+        subprocess.run(["cp", "-r", str(ROOT / folder), str(tmp_path / folder)], check=True)
+
+    def stamp() -> str:
+        run = subprocess.run(
+            ["bash", str(tmp_path / "scripts/image"), "--stamp"], capture_output=True, text=True, timeout=60
+        )
+        assert run.returncode == 0, run.stderr
+        assert re.fullmatch(r"[0-9a-f]{16}\n", run.stdout), run.stdout
+        return run.stdout
+
+    first = stamp()
+    assert stamp() == first, "the same sources give the same stamp"
+    model = tmp_path / "nbzx/core/model.py"
+    model.write_text(model.read_text() + "\n# changed\n")
+    assert stamp() != first, "a change in a copied package is a new image"
