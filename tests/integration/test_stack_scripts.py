@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -146,3 +148,23 @@ def test_the_image_is_rebuilt_when_anything_the_dockerfile_copies_changes(tmp_pa
     model = tmp_path / "nbzx/core/model.py"
     model.write_text(model.read_text() + "\n# changed\n")
     assert stamp() != first, "a change in a copied package is a new image"
+
+
+def test_the_wheel_the_image_installs_carries_the_package_data(tmp_path: Path) -> None:
+    # Built from what the Dockerfile copies only (no egg-info left from an editable install, which once
+    # hid that the console's templates were declared under the package's old name).
+    for name in ("pyproject.toml", "README.md"):
+        (tmp_path / "src" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "src" / name).write_bytes((ROOT / name).read_bytes())
+    subprocess.run(["cp", "-r", str(ROOT / "nbzx"), str(tmp_path / "src/nbzx")], check=True)
+    run = subprocess.run(
+        [os.fspath(Path(sys.executable)), "-m", "pip", "wheel", "-q", "--no-deps",
+         "-w", str(tmp_path / "dist"), str(tmp_path / "src")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    [wheel] = (tmp_path / "dist").glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    wanted = [p.relative_to(ROOT).as_posix() for p in (ROOT / "nbzx").rglob("*") if p.is_file()]
+    wanted = [n for n in wanted if "__pycache__" not in n]
+    assert [n for n in wanted if n not in names] == []
