@@ -38,6 +38,10 @@ class Actions:
 
     async def _record(self, job: JobRecord) -> JobRecord:
         await publish_record(self.producer, self.cfg, job)
+        return self._shown(job)
+
+    def _shown(self, job: JobRecord) -> JobRecord:
+        """A published record, shown at once (see `seen`)."""
         if self.seen is not None:
             self.seen(job)
         return job
@@ -88,9 +92,7 @@ class Actions:
     async def retry_letters(self, user: str, host_keys: list[str]) -> str:
         """Re-queue dead-lettered hosts as one `dlq_retry` job (as `nbzx dlq retry` does); returns its id."""
         job = await requeue(self.cfg, self.producer, host_keys, trigger="console", user=user)
-        if self.seen is not None:
-            self.seen(job)
-        return job.job_id
+        return self._shown(job).job_id
 
     async def adopt(self, user: str, host_keys: list[str]) -> str:
         """Ask the control loop to take over these hosts (every valid one when empty); returns the job id."""
