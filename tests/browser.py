@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -47,10 +48,13 @@ class Browser:
 
     def click(self, css: str, then: str) -> None:
         """Click `css` and wait for the page it leads to: one that has `then`."""
-        old = self.find("html")
+        # A mark on the old document, not a reference to one of its nodes: while the page is being
+        # replaced chromedriver can answer a node question with an inspector error ("Node with given
+        # id does not belong to the document") instead of "stale", which failed a CI run.
+        self.driver.execute_script("window.nbzxLeaving = true")
         self.find(css).click()
-        wait = WebDriverWait(self.driver, 20)
-        wait.until(expected_conditions.staleness_of(old))
+        wait = WebDriverWait(self.driver, 20, ignored_exceptions=(WebDriverException,))
+        wait.until(lambda d: d.execute_script("return window.nbzxLeaving !== true"))
         wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, then)))
 
     def find(self, css: str) -> WebElement:
