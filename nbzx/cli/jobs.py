@@ -21,6 +21,9 @@ def add_to(sub: Any) -> None:
         "--scope", action="append", metavar="OBJECT_TYPE", help="dcim.device or virtualization.virtualmachine"
     )
     rc.add_argument("--filter", action="append", metavar="KEY=VALUE", help="NetBox filter, e.g. site=lab")
+    rc.add_argument(
+        "--server", action="append", metavar="NAME", help="only this Zabbix server (repeatable; default all)"
+    )
     rc.add_argument("--wait", action="store_true", help="wait for the job and print it")
     rc.add_argument("--timeout", type=float, default=600, help="seconds --wait waits (default 600)")
     rc.add_argument("--local", action="store_true", help="run the reconcile in this process")
@@ -42,6 +45,7 @@ def add_to(sub: Any) -> None:
 
 def reconcile(args: argparse.Namespace) -> int:
     """Request a reconcile (or run one here with --local); --wait follows the job to its end."""
+    from nbzx.common.config import ConfigError, zabbix_servers
     from nbzx.common.kafka import Producer
     from nbzx.engine.open import open_engine
     from nbzx.jobs.reconcile import Reconciler
@@ -49,8 +53,15 @@ def reconcile(args: argparse.Namespace) -> int:
     from nbzx.schemas.messages import encode
 
     cfg = load(args)
+    unknown = sorted(set(args.server or []) - set(zabbix_servers(cfg)))
+    if unknown:
+        raise ConfigError(
+            f"--server: no Zabbix server named {', '.join(unknown)} (the config has {', '.join(zabbix_servers(cfg))})"
+        )
     flt = dict(kv.split("=", 1) for kv in args.filter or [])
-    req = reconcile_request("cli", user=args.user, dry_run=args.dry_run, object_types=args.scope, filter=flt)
+    req = reconcile_request(
+        "cli", user=args.user, dry_run=args.dry_run, object_types=args.scope, filter=flt, servers=args.server
+    )
 
     async def run() -> int:
         producer = Producer(cfg, client_id=f"{cfg.kafka.client_id}-cli")

@@ -70,19 +70,66 @@ class NetBoxConfig(_Base):
     write_back: WriteBackConfig = field(default_factory=WriteBackConfig)
 
 
-class ZabbixConfig(_Base):
+class ZabbixServerConfig(_Base):
+    """One Zabbix server: where it is, how hard it may be driven, and which environment variables
+    hold its credentials (`token_env`, or `user_env` + `password_env`; by default `ZABBIX_<NAME>_TOKEN`,
+    `ZABBIX_<NAME>_USER`, `ZABBIX_<NAME>_PASSWORD`; the one-server `zabbix:` block reads `ZABBIX_TOKEN`...)."""
+
     url: str = "http://127.0.0.1:8081"
     rate_per_s: PositiveFloat = 50.0
     concurrency: PositiveInt = 8
     timeout_s: PositiveFloat = 30.0
     verify_tls: bool = True
-    settings_import_interval: PositiveInt = 60  # minutes between settings_import jobs
     frontend_url: str = ""  # where people open Zabbix, for links (default: url)
+    token_env: str = ""
+    user_env: str = ""
+    password_env: str = ""
 
     @property
     def ui_url(self) -> str:
         """The Zabbix frontend's base address, for links to hosts."""
         return (self.frontend_url or self.url).removesuffix("/api_jsonrpc.php").rstrip("/")
+
+
+SERVER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+class ZabbixConfig(ZabbixServerConfig):
+    """The one Zabbix server (its fields), or several named ones under `servers` (then its own fields,
+    other than `settings_import_interval`, are not used)."""
+
+    settings_import_interval: PositiveInt = 60  # minutes between settings_import jobs
+    servers: dict[str, ZabbixServerConfig] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.servers:
+            if not SERVER_NAME.match(name):
+                raise ValueError(f"server name {name!r}: lowercase letters, digits, '-' and '_', at most 32")
+
+
+DEFAULT_SERVER = "default"
+
+
+def zabbix_servers(cfg: Config) -> dict[str, ZabbixServerConfig]:
+    """The Zabbix servers by name, in config order: the named ones, or the one `zabbix:` block as
+    "default"."""
+    return dict(cfg.zabbix.servers) or {DEFAULT_SERVER: cfg.zabbix}
+
+
+class RouteRule(_Base):
+    """One routing rule: the objects it matches (the keys of a template rule's `match`, plus `region`
+    and `site_group`, which also match their descendants), and the servers they go to. `from_context`
+    names a config-context path (`zabbix.server`) whose value names the servers; an object without it
+    does not match. `servers: []` means "not monitored"."""
+
+    name: str = ""
+    match: dict[str, Any] = field(default_factory=dict)
+    servers: list[str] = field(default_factory=list)
+    from_context: str = ""
+
+    def __post_init__(self) -> None:
+        if self.from_context and self.servers:
+            raise ValueError("a route takes servers from the config context (from_context) or names them, not both")
 
 
 class TopicsConfig(_Base):
@@ -319,6 +366,21 @@ class LoggingConfig(_Base):
     json: bool = True
 
 
+class ServerAuth(_Base):
+    """One Zabbix server's credentials, from the environment."""
+
+    token: str = ""
+    user: str = ""
+    password: str = ""
+
+    @property
+    def present(self) -> bool:
+        return bool(self.token or (self.user and self.password))
+
+    def __repr__(self) -> str:
+        return f"ServerAuth({'token' if self.token else 'user' if self.user else 'unset'})"
+
+
 class Secrets(_Base):
     """Filled from the environment only (see `SECRET_ENV`); never from the YAML file, never logged."""
 
@@ -333,6 +395,8 @@ class Secrets(_Base):
     # Console sign-in: comma-separated tokens, each "user:token" (that user) or a bare token (the role's name).
     console_viewer_tokens: str = ""
     console_operator_tokens: str = ""
+    # Named server -> its credentials (the one-server config uses the ZABBIX_* ones above).
+    zabbix_servers: dict[str, ServerAuth] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (
@@ -352,6 +416,7 @@ class Config(_Base):
     scope: ScopeConfig = field(default_factory=ScopeConfig)
     host: HostConfig = field(default_factory=HostConfig)
     delete: DeleteConfig = field(default_factory=DeleteConfig)
+    routes: list[RouteRule] = field(default_factory=list)
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     secrets: Secrets = field(default_factory=Secrets)
@@ -447,9 +512,58 @@ def parse_config(text: str | bytes, env: Mapping[str, str] | None = None) -> Con
     except msgspec.ValidationError as exc:
         raise ConfigError(_readable(str(exc))) from exc
     env = os.environ if env is None else env
-    cfg.secrets = Secrets(**{name: env.get(var, "") for name, var in SECRET_ENV.items()})
+    cfg.secrets = msgspec.convert({name: env.get(var, "") for name, var in SECRET_ENV.items()}, Secrets)
+    cfg.secrets.zabbix_servers = {name: server_auth(name, s, env) for name, s in cfg.zabbix.servers.items()}
     _fill_env_secrets(cfg, env)
+    _check_routes(cfg)
     return cfg
+
+
+def server_auth(name: str, server: ZabbixServerConfig, env: Mapping[str, str]) -> ServerAuth:
+    """A named server's credentials, from the variables it names or else `ZABBIX_<NAME>_TOKEN`,
+    `ZABBIX_<NAME>_USER` and `ZABBIX_<NAME>_PASSWORD`."""
+    stem = f"ZABBIX_{_env_name(name)}"
+    return ServerAuth(
+        token=env.get(server.token_env or f"{stem}_TOKEN", ""),
+        user=env.get(server.user_env or f"{stem}_USER", ""),
+        password=env.get(server.password_env or f"{stem}_PASSWORD", ""),
+    )
+
+
+def auth_of(cfg: Config, server: str) -> ServerAuth:
+    """The credentials of one server (the one-server config's from ZABBIX_TOKEN or ZABBIX_USER and
+    ZABBIX_PASSWORD)."""
+    if cfg.zabbix.servers:
+        return cfg.secrets.zabbix_servers.get(server, ServerAuth())
+    sec = cfg.secrets
+    return ServerAuth(token=sec.zabbix_token, user=sec.zabbix_user, password=sec.zabbix_password)
+
+
+def _auth_variables(cfg: Config, server: str) -> str:
+    """Where a server's credentials are read from, for an error that names them."""
+    if not cfg.zabbix.servers:
+        return "ZABBIX_TOKEN or ZABBIX_USER+ZABBIX_PASSWORD"
+    s, stem = cfg.zabbix.servers[server], f"ZABBIX_{_env_name(server)}"
+    token, user, pw = s.token_env or f"{stem}_TOKEN", s.user_env or f"{stem}_USER", s.password_env or f"{stem}_PASSWORD"
+    return f"{token} or {user}+{pw} (server {server})"
+
+
+def _env_name(server: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "_", server.upper())
+
+
+def _check_routes(cfg: Config) -> None:
+    """Routes name servers that exist; several servers need routes."""
+    names = set(zabbix_servers(cfg))
+    for i, rule in enumerate(cfg.routes):
+        unknown = sorted(set(rule.servers) - names)
+        if unknown:
+            raise ConfigError(
+                f"routes[{i}].servers: no server named {', '.join(unknown)}"
+                f" (zabbix.servers has {', '.join(sorted(names))})"
+            )
+    if len(names) > 1 and not cfg.routes:
+        raise ConfigError("routes: several Zabbix servers need routes saying which objects go where")
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -466,21 +580,19 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 
 
 def require(cfg: Config, *needs: str) -> Config:
-    """Fail start-up when a secret a command needs is missing, naming its variable; else `cfg`."""
+    """Fail start-up when a secret a command needs is missing, naming its variable; else `cfg`.
+    "zabbix_auth" is every configured server's credentials."""
     sec = cfg.secrets
     present = {
         "netbox_token": bool(sec.netbox_token),
-        "zabbix_auth": bool(sec.zabbix_token or (sec.zabbix_user and sec.zabbix_password)),
         "webhook_secret": bool(sec.webhook_secret),
         "api_token": bool(sec.api_token),
         "console_tokens": bool(sec.console_viewer_tokens or sec.console_operator_tokens),
     }
-    names = {
-        **SECRET_ENV,
-        "zabbix_auth": "ZABBIX_TOKEN or ZABBIX_USER+ZABBIX_PASSWORD",
-        "console_tokens": "NBZX_CONSOLE_VIEWER_TOKENS or NBZX_CONSOLE_OPERATOR_TOKENS",
-    }
-    missing = [names[n] for n in needs if not present[n]]
+    names = {**SECRET_ENV, "console_tokens": "NBZX_CONSOLE_VIEWER_TOKENS or NBZX_CONSOLE_OPERATOR_TOKENS"}
+    missing = [names[n] for n in needs if n != "zabbix_auth" and not present[n]]
+    if "zabbix_auth" in needs:
+        missing += [_auth_variables(cfg, s) for s in zabbix_servers(cfg) if not auth_of(cfg, s).present]
     if missing:
         raise ConfigError("missing secret(s) in the environment: " + ", ".join(missing))
     return cfg

@@ -140,17 +140,23 @@ async def difference(request: web.Request) -> web.Response:
     key = host_key(request.match_info["key"])
     if c.engine is None:
         return json_response(503, {"error": "this console has no NetBox and Zabbix connection"})
-    plan, desired, actual = await c.engine.explain(key)
-    rows = difference_rows(desired, actual, plan)
+    servers = []
+    for v in await c.engine.explain(key):
+        rows = difference_rows(v.desired, v.actual, v.plan)
+        servers.append(
+            {
+                "server": v.server,
+                "routed": v.routed,
+                "action": v.plan.action,
+                "reason": v.plan.reason,
+                "differs": [r.field for r in rows if r.differs],
+                "fields": msgspec.to_builtins(rows),
+            }
+        )
+    # The first server's difference at the top level too (a one-server config has only that one).
+    first = servers[0] if servers else {"action": "noop", "reason": "routed to no server", "differs": [], "fields": []}
     return json_response(
-        200,
-        {
-            "host_key": key,
-            "action": plan.action,
-            "reason": plan.reason,
-            "differs": [r.field for r in rows if r.differs],
-            "fields": msgspec.to_builtins(rows),
-        },
+        200, {"host_key": key, **{k: v for k, v in first.items() if k not in ("server", "routed")}, "servers": servers}
     )
 
 

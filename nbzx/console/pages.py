@@ -271,11 +271,11 @@ async def host(request: web.Request) -> web.Response:
         key = host_key(request.match_info["key"])
     except BadInput as exc:
         return web.Response(status=400, text=str(exc))
-    rows, plan, diff_error = [], None, ""
+    diffs, diff_error = [], ""
     if c.engine is not None:
         try:
-            plan, desired, actual = await c.engine.explain(key)
-            rows = difference_rows(desired, actual, plan)
+            views = await c.engine.explain(key)
+            diffs = [{"view": v, "rows": difference_rows(v.desired, v.actual, v.plan)} for v in views]
         except Exception as exc:  # NetBox or Zabbix away: the page shows the rest
             diff_error = f"{type(exc).__name__}: {exc}"
     else:
@@ -286,8 +286,8 @@ async def host(request: web.Request) -> web.Response:
         key=key,
         host_status=c.state.hosts.get(key),
         recent=list(c.state.history.get(key, [])),
-        rows=rows,
-        plan=plan,
+        diffs=diffs,
+        several=c.engine is not None and c.engine.several,
         diff_error=diff_error,
         object_url=c.netbox_link(key),
     )

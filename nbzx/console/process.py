@@ -11,7 +11,7 @@ from aiohttp import web
 from nbzx.common.config import Config
 from nbzx.common.kafka import Producer
 from nbzx.console.app import make_app
-from nbzx.engine.open import close_engine, log_in, new_engine
+from nbzx.engine.open import close_engine, log_in_all, new_engine
 
 
 def console_app(cfg: Config) -> web.Application:
@@ -21,7 +21,7 @@ def console_app(cfg: Config) -> web.Application:
 
     async def clients(app: web.Application) -> Any:
         stopping = asyncio.Event()
-        login = asyncio.create_task(log_in(engine.zabbix, stopping))
+        login = asyncio.create_task(log_in_all(engine, stopping))
         yield
         stopping.set()
         login.cancel()

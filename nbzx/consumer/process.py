@@ -15,7 +15,7 @@ from nbzx.common.logging import get_logger
 from nbzx.delivery.consumer import EventConsumer
 from nbzx.engine.netbox import NetBox, NetBoxError
 from nbzx.engine.netbox_write import missing_custom_fields
-from nbzx.engine.open import close_engine, log_in, new_engine
+from nbzx.engine.open import close_engine, log_in, log_in_all, new_engine
 from nbzx.jobs.control import ControlLoop
 from nbzx.jobs.reconcile import Reconciler
 
@@ -56,7 +56,11 @@ async def run_consumer(cfg: Config, *, http: bool = True) -> None:
         await producer.start()
         if cfg.netbox.write_back.custom_fields:
             await check_write_back_fields(engine.netbox, cfg)
-        if await log_in(engine.zabbix, consumer.stopping):
+        if engine.several:
+            # Each server logs in on its own: one that is down holds back only the keys routed to it
+            # (their syncs fail as transient and wait), not the start of the others.
+            await asyncio.gather(log_in_all(engine, consumer.stopping), consumer.run(), control.run())
+        elif await log_in(engine.zabbix, consumer.stopping):
             await asyncio.gather(consumer.run(), control.run())
     finally:
         await producer.stop()

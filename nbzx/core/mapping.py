@@ -124,13 +124,22 @@ _MATCH_PATHS = {
 
 def matches(match: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
     """True when every key of a rule's `match` fits the object (a list means any of)."""
+    return match_failure(match, obj) is None
+
+
+def match_failure(
+    match: Mapping[str, Any], obj: Mapping[str, Any], extra: Mapping[str, set[str]] | None = None
+) -> str | None:
+    """The first key of a rule's `match` the object does not fit, said for a person; None when all fit.
+    `extra` gives the names some keys have beyond the object itself (a region's parents)."""
     for key, wanted in match.items():
         path = _MATCH_PATHS.get(key, key)
-        have = _names(lookup(obj, path))
+        have = _names(lookup(obj, path)) | (extra or {}).get(key, set())
         want = {str(w) for w in (wanted if isinstance(wanted, list) else [wanted])}
         if not have & want:
-            return False
-    return True
+            shown = ", ".join(sorted(have)) or "nothing"
+            return f"{key} is {shown}, not {' or '.join(sorted(want))}"
+    return None
 
 
 def _primary_ip(obj: Mapping[str, Any], family: str) -> tuple[str, str]:

@@ -146,6 +146,7 @@ class Plan(Struct, kw_only=True):
     # Our maintenance window for this host: "start" opens one, "end" removes it (see `maintenance_op`).
     maintenance: Literal["start", "end"] | None = None
     maintenance_id: str | None = None  # the window to remove (or the expired one to replace)
+    server: str = ""  # the Zabbix server the plan is for
 
     @property
     def empty(self) -> bool:
@@ -179,4 +180,12 @@ class OutOfScope:
 
 
 OUT_OF_SCOPE = OutOfScope()
-Found = dict[str, Any] | OutOfScope | None  # None: gone from NetBox
+
+
+class NotRouted(Struct, frozen=True):
+    """The object is in scope, but its route does not include this Zabbix server: why, in words."""
+
+    reason: str
+
+
+Found = dict[str, Any] | OutOfScope | NotRouted | None  # None: gone from NetBox

@@ -16,7 +16,7 @@ import msgspec
 from nbzx.common.config import Config
 from nbzx.core.diff import plan_absent, plan_sync
 from nbzx.core.mapping import Skip, map_host
-from nbzx.core.model import OUT_OF_SCOPE, ActualHost, DesiredHost, Found, Plan, Window, maintenance_op
+from nbzx.core.model import OUT_OF_SCOPE, ActualHost, DesiredHost, Found, NotRouted, Plan, Window, maintenance_op
 from nbzx.schemas.objects import ENDPOINTS
 
 
@@ -35,6 +35,8 @@ class SyncResult(msgspec.Struct, kw_only=True):
     removes: bool = False  # the delete policy took (or keeps) this host away
     in_netbox: bool = True  # False when the key's object is gone from NetBox
     custom_fields: dict[str, Any] | None = None  # the object's custom fields as read (None: not read in scope)
+    server: str = ""  # the Zabbix server (after merging: the servers the key is routed to, comma-separated)
+    servers: dict[str, str] = msgspec.field(default_factory=dict)  # server -> hostid where the host is kept
 
 
 def today_utc() -> str:
@@ -84,6 +86,8 @@ def _host_plan(
         return Plan(host_key=host_key, action="skip", reason=f"{object_type} is not a host"), None
     if found is None:
         return plan_absent(host_key, actual, cfg.delete, today, "deleted in NetBox"), None
+    if isinstance(found, NotRouted):  # moved to another server, or not monitored: the delete policy
+        return plan_absent(host_key, actual, cfg.delete, today, found.reason), None
     if found is OUT_OF_SCOPE:
         policy = cfg.delete.out_of_scope
         if policy == "ignore":

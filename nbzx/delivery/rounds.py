@@ -103,7 +103,7 @@ class HostRounds:
         owners. A failure is the failure of the event's own key (its records are parked with it)."""
         for ev, rec in work.fanouts:
             try:
-                host_keys = await dependent_host_keys(self.engine.netbox, self.engine.zabbix, ev)
+                host_keys = await dependent_host_keys(self.engine.netbox, list(self.engine.servers.values()), ev)
                 for key in host_keys:
                     req = SyncRequest(host_key=key, reason="fanout", cause=f"{ev.object_type}:{ev.object_id}")
                     await self.producer.send(self.cfg.kafka.topics.events, key, encode(req))

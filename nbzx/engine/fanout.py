@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nbzx.common.logging import get_logger
@@ -30,6 +31,7 @@ DEPENDENCY_FILTERS: dict[str, tuple[str | None, str | None]] = {
     "virtualization.clustergroup": ("cluster_group_id", "cluster_group_id"),
     "extras.tag": ("tag", "tag"),
 }
+GEOGRAPHY_TYPES = frozenset({"dcim.site", "dcim.region", "dcim.sitegroup"})
 # Config context assignment criteria -> host filter, most selective first.
 _CONTEXT_CRITERIA = (
     ("tags", "tag", "slug"),
@@ -83,11 +85,14 @@ def _context_filters(body: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[
     return {}, {}
 
 
-async def dependent_host_keys(netbox: NetBox, zabbix: Zabbix, ev: ChangeEvent) -> list[str]:
+async def dependent_host_keys(netbox: NetBox, servers: Sequence[Zabbix], ev: ChangeEvent) -> list[str]:
     """The hosts that depend on the changed object: in-scope ones from NetBox; for a tag also the
-    Zabbix hosts we own that still carry it; and for an object NetBox no longer knows (deleted, or
-    a filter on it refused), the hosts we own that carry its name or slug in a tag. Never an error
-    for a dependency that is gone: the periodic reconcile catches what no tag shows."""
+    Zabbix hosts we own (on any server) that still carry it; and for an object NetBox no longer knows
+    (deleted, or a filter on it refused), the hosts we own that carry its name or slug in a tag. Never
+    an error for a dependency that is gone: the periodic reconcile catches what no tag shows. A site,
+    region or site group change also drops the cached geography routes by region are decided on."""
+    if ev.object_type in GEOGRAPHY_TYPES:
+        netbox.forget_geography()
     dev_filter, vm_filter = fanout_filters(ev)
     keys: set[str] = set()
     gone = ev.event == "deleted"
@@ -103,9 +108,13 @@ async def dependent_host_keys(netbox: NetBox, zabbix: Zabbix, ev: ChangeEvent) -
     body = ev.body_json()
     names = _identifiers(body, "name")
     if ev.object_type == "extras.tag":
-        keys.update(await zabbix.host_keys_with_tag("netbox:tag", sorted(names)))
+        for tagged in await asyncio.gather(*(z.host_keys_with_tag("netbox:tag", sorted(names)) for z in servers)):
+            keys.update(tagged)
     if gone:
-        carried = hosts_carrying(await zabbix.all_owned_hosts(), names | _identifiers(body, "slug"))
+        owned: dict[str, ActualHost] = {}
+        for hosts in await asyncio.gather(*(z.all_owned_hosts() for z in servers)):
+            owned.update(hosts)
+        carried = hosts_carrying(owned, names | _identifiers(body, "slug"))
         log.info("fanout_dependency_gone", dependency=ev.host_key, hosts=len(carried))
         keys.update(carried)
     return sorted(keys)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -14,12 +15,14 @@ import requests
 from nbzx.common.config import Config, ScopeRule
 from nbzx.common.logging import get_logger
 from nbzx.core.model import OUT_OF_SCOPE, Found
+from nbzx.core.routing import Geography, Place
 from nbzx.schemas.objects import ENDPOINTS, list_path, object_url, split_key
 
 log = get_logger(component="netbox")
 
 CHUNK = 250  # ids per request: fewer round trips, and the query string stays under ~3 KB
 PAGE = 1000  # NetBox's default MAX_PAGE_SIZE
+GEOGRAPHY_TTL_S = 60.0  # and dropped at once when a site, region or site group changes (fan-out)
 
 
 class NetBoxError(Exception):
@@ -59,6 +62,8 @@ class NetBox:
             # v2 tokens (NetBox >= 4.5, "nbt_<key>.<secret>") are Bearer tokens; v1 ones use "Token".
             self._headers["Authorization"] = f"{'Bearer' if token.startswith('nbt_') else 'Token'} {token}"
         self.requests = 0
+        self._geography: tuple[float, Geography] | None = None
+        self._geography_lock = asyncio.Lock()
 
     def close(self) -> None:
         """Stop the thread pool."""
@@ -246,3 +251,41 @@ class NetBox:
             iface = await self._run(self.api.virtualization.interfaces.get, object_id)
             return f"virtualization.virtualmachine:{iface.virtual_machine.id}" if iface is not None else None
         return None
+
+    async def geography(self) -> Geography:
+        """Sites with their region and site group, and both trees (for routes by region), read at most
+        once a `GEOGRAPHY_TTL_S` unless `forget_geography` was called."""
+        async with self._geography_lock:
+            if self._geography is None or time.monotonic() - self._geography[0] > GEOGRAPHY_TTL_S:
+                sites, regions, groups = await asyncio.gather(
+                    self._run(self._everything, "dcim/sites/", "id,region,group"),
+                    self._run(self._everything, "dcim/regions/", "id,slug,name,parent"),
+                    self._run(self._everything, "dcim/site-groups/", "id,slug,name,parent"),
+                )
+                geo = Geography(
+                    sites={int(s["id"]): (_id_of(s.get("region")), _id_of(s.get("group"))) for s in sites},
+                    regions={int(r["id"]): _place(r) for r in regions},
+                    site_groups={int(g["id"]): _place(g) for g in groups},
+                )
+                self._geography = (time.monotonic(), geo)
+            return self._geography[1]
+
+    def forget_geography(self) -> None:
+        """A site, region or site group changed: the next route by region reads them again."""
+        self._geography = None
+
+    def _everything(self, path: str, fields: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = self._send("GET", path, params={"fields": fields, "limit": PAGE, "offset": len(rows)})
+            rows.extend(page["results"])
+            if page["next"] is None:
+                return rows
+
+
+def _id_of(ref: Any) -> int | None:
+    return int(ref["id"]) if isinstance(ref, dict) and ref.get("id") is not None else None
+
+
+def _place(row: dict[str, Any]) -> Place:
+    return Place(slug=str(row.get("slug") or ""), name=str(row.get("name") or ""), parent=_id_of(row.get("parent")))

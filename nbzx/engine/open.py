@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from nbzx.common.config import Config, require
+from nbzx.common.config import Config, require, zabbix_servers
 from nbzx.common.logging import get_logger
 from nbzx.common.retry import Stopped, retry
 from nbzx.engine.netbox import NetBox
@@ -20,14 +20,20 @@ log = get_logger(component="engine")
 
 
 def new_engine(cfg: Config) -> SyncEngine:
-    """The engine with fresh clients, not logged in yet."""
-    return SyncEngine(cfg, NetBox(cfg), Zabbix(cfg))
+    """The engine with fresh clients (one per Zabbix server), not logged in yet."""
+    return SyncEngine(cfg, NetBox(cfg), {name: Zabbix(cfg, server=name) for name in zabbix_servers(cfg)})
 
 
 async def close_engine(engine: SyncEngine) -> None:
-    """Close both clients (logging out of Zabbix when it was a password login)."""
-    await engine.zabbix.close()
+    """Close every client (logging out of Zabbix where it was a password login)."""
+    await asyncio.gather(*(z.close() for z in engine.servers.values()))
     engine.netbox.close()
+
+
+async def log_in_all(engine: SyncEngine, stopping: asyncio.Event) -> bool:
+    """Log in to every server at once, each retrying on its own (see `log_in`); False if asked to stop
+    first. A process waits for this before it starts; sync then isolates a server that goes down."""
+    return all(await asyncio.gather(*(log_in(z, stopping) for z in engine.servers.values())))
 
 
 async def log_in(zabbix: Zabbix, stopping: asyncio.Event) -> bool:
@@ -38,7 +44,7 @@ async def log_in(zabbix: Zabbix, stopping: asyncio.Event) -> bool:
     def on_retry(exc: BaseException, delay: float) -> None:
         transient = isinstance(exc, ZabbixError) and exc.transient
         event = "zabbix_unavailable_at_start" if transient else "zabbix_unsupported"
-        (log.warning if transient else log.error)(event, error=str(exc), retry_in_s=delay)
+        (log.warning if transient else log.error)(event, server=zabbix.server, error=str(exc), retry_in_s=delay)
 
     try:
         await retry(zabbix.start, retry_if=lambda e: isinstance(e, ZabbixError), on_retry=on_retry, stopping=stopping)
@@ -54,7 +60,7 @@ async def open_engine(cfg: Config) -> AsyncIterator[SyncEngine]:
     require(cfg, "netbox_token", "zabbix_auth")
     engine = new_engine(cfg)
     try:
-        await engine.zabbix.start()
+        await asyncio.gather(*(z.start() for z in engine.servers.values()))
         yield engine
     finally:
         await close_engine(engine)

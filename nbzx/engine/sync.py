@@ -1,7 +1,8 @@
 """`sync(host_keys)`: the one path every event, reconcile and replay ends in.
 
-Read NetBox (the truth) and Zabbix (what is) for the whole batch, map and diff with the pure
-functions, then apply only the plans that are not empty. Idempotent: a second run finds nothing to do.
+Read NetBox (the truth) and every Zabbix server (what is) for the whole batch, route each object,
+map and diff with the pure functions per server, then apply only the plans that are not empty.
+Idempotent: a second run finds nothing to do. A server that is down fails only the keys it concerns.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from nbzx.common.logging import get_logger
 from nbzx.core.batch import Write, group_writes
 from nbzx.core.mapping import Skip, map_host
 from nbzx.core.model import ActualHost, DesiredHost, Found, Plan, Window
+from nbzx.core.placement import is_move_out, merge_results, server_views
 from nbzx.core.planner import SyncResult, one_proxy, plan_host, today_utc
+from nbzx.core.routing import Route, route, uses_geography
 from nbzx.engine.netbox import NetBox, NetBoxError
 from nbzx.engine.zabbix import Zabbix, ZabbixError
 
 log = get_logger(component="sync")
 
-SYNCS = Counter("nbzx_sync_total", "Host syncs by action and result", ["action", "result"])
+SYNCS = Counter("nbzx_sync_total", "Host syncs by server, action and result", ["server", "action", "result"])
 SYNC_SECONDS = Histogram("nbzx_sync_seconds", "Time to sync one batch of host keys")
 
 
@@ -42,70 +45,175 @@ async def check_name_collisions(
         plans[names[name]] = replan(names[name], by_name)
 
 
-class SyncEngine:
-    """Reads both sides in batches and applies minimal plans."""
+class Batch(msgspec.Struct, kw_only=True):
+    """One read of both sides for a set of keys, and the plans made from it, per server."""
 
-    def __init__(self, cfg: Config, netbox: NetBox, zabbix: Zabbix, today: Callable[[], str] = today_utc) -> None:
+    objects: Mapping[str, Found]
+    routes: dict[str, Route]
+    views: dict[str, dict[str, Found]]  # server -> key -> what its planner was given
+    plans: dict[str, dict[str, Plan]] = msgspec.field(default_factory=dict)  # server -> key -> plan
+    actual: dict[str, Mapping[str, ActualHost]] = msgspec.field(default_factory=dict)
+    unread: dict[str, ZabbixError] = msgspec.field(default_factory=dict)  # servers that could not be read
+
+    def routed(self, key: str) -> tuple[str, ...]:
+        """The servers a key is routed to (none when it is gone, out of scope or not monitored)."""
+        r = self.routes.get(key)
+        return r.servers if r is not None else ()
+
+
+class ServerView(msgspec.Struct, kw_only=True):
+    """One key on one server, as `explain` shows it."""
+
+    server: str
+    routed: bool
+    plan: Plan
+    desired: DesiredHost | None
+    actual: ActualHost | None
+
+
+class SyncEngine:
+    """Reads both sides in batches and applies minimal plans, on every Zabbix server a key concerns.
+
+    `servers` holds one client per configured server, by name; a bare `Zabbix` is the only one."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        netbox: NetBox,
+        zabbix: Zabbix | Mapping[str, Zabbix],
+        today: Callable[[], str] = today_utc,
+    ) -> None:
         self.cfg = cfg
         self.netbox = netbox
-        self.zabbix = zabbix
+        self.servers: dict[str, Zabbix] = dict(zabbix) if isinstance(zabbix, Mapping) else {zabbix.server: zabbix}
         self.today = today
 
-    async def plans(self, host_keys: Iterable[str]) -> dict[str, Plan]:
-        """Read NetBox and Zabbix for all keys at once, then map and diff each (no writes)."""
-        return (await self._plans_and_sides(sorted(set(host_keys))))[0]
+    @property
+    def zabbix(self) -> Zabbix:
+        """The first server's client: the only one in a one-server config."""
+        return next(iter(self.servers.values()))
 
-    async def _plans_and_sides(
-        self, keys: list[str]
-    ) -> tuple[dict[str, Plan], Mapping[str, Found], Mapping[str, ActualHost]]:
-        objects, actual, windows = await asyncio.gather(
-            self.netbox.objects(keys), self.zabbix.hosts_by_key(keys), self.zabbix.maintenance_windows(keys)
-        )
-        plan = self.planner(objects, actual, windows)
-        plans = {k: plan(k, {}) for k in keys}
-        await check_name_collisions(self.zabbix, plans, plan)
-        return plans, objects, actual
+    @property
+    def several(self) -> bool:
+        return len(self.servers) > 1
+
+    async def routes(self, objects: Mapping[str, Found]) -> dict[str, Route]:
+        """The route of every in-scope object (region and site group trees read only when a rule needs them)."""
+        geo = await self.netbox.geography() if uses_geography(self.cfg.routes) else None
+        return {k: route(o, self.cfg, geo) for k, o in objects.items() if isinstance(o, dict)}
+
+    async def plans(self, host_keys: Iterable[str]) -> dict[str, dict[str, Plan]]:
+        """Read NetBox and every server for all keys at once, then map and diff (no writes): key ->
+        server -> plan, for the servers a key is routed to and any other that holds its host."""
+        batch = await self._read(sorted(set(host_keys)))
+        out: dict[str, dict[str, Plan]] = {}
+        for server, plans in batch.plans.items():
+            for k, p in plans.items():
+                if server in batch.routed(k) or not p.empty or not self.several:
+                    out.setdefault(k, {})[server] = p
+        return out
+
+    async def _read(self, keys: list[str]) -> Batch:
+        """NetBox and every server at once; a server that fails is kept in `unread`, not raised."""
+        reads = asyncio.gather(*(self._side(z, keys) for z in self.servers.values()))
+        objects, sides = await asyncio.gather(self.netbox.objects(keys), reads)
+        routes = await self.routes(objects)
+        batch = Batch(objects=objects, routes=routes, views=server_views(objects, routes, list(self.servers)))
+        for (server, z), side in zip(self.servers.items(), sides, strict=True):
+            if isinstance(side, ZabbixError):
+                batch.unread[server] = side
+                continue
+            actual, windows = side
+            plan = self.planner(batch.views[server], actual, windows, server)
+            plans = {k: plan(k, {}) for k in keys}
+            try:
+                await check_name_collisions(z, plans, plan)
+            except ZabbixError as exc:
+                batch.unread[server] = exc
+                continue
+            batch.plans[server], batch.actual[server] = plans, actual
+        return batch
+
+    @staticmethod
+    async def _side(z: Zabbix, keys: list[str]) -> tuple[dict[str, ActualHost], dict[str, Window]] | ZabbixError:
+        try:
+            actual, windows = await asyncio.gather(z.hosts_by_key(keys), z.maintenance_windows(keys))
+        except ZabbixError as exc:
+            return exc
+        return actual, windows
 
     def planner(
-        self, objects: Mapping[str, Found], actual: Mapping[str, ActualHost], windows: Mapping[str, Window]
+        self,
+        objects: Mapping[str, Found],
+        actual: Mapping[str, ActualHost],
+        windows: Mapping[str, Window],
+        server: str | None = None,
     ) -> Callable[[str, Mapping[str, ActualHost]], Plan]:
-        """`plan(host_key, hosts_by_name)` over what one batch or one reconcile read from both sides."""
+        """`plan(host_key, hosts_by_name)` for one server (the first by default) over what one batch or
+        one reconcile read from both sides."""
         cfg, today, now = self.cfg, self.today(), int(time.time())
-        proxy_groups = self.zabbix.caps.proxy_groups
+        server = server or self.zabbix.server
+        proxy_groups = self.servers[server].caps.proxy_groups
 
         def plan(k: str, by_name: Mapping[str, ActualHost]) -> Plan:
             try:
                 url = self.netbox.object_url(k)
                 obj, host, window = objects.get(k), actual.get(k), windows.get(k)
-                return plan_host(k, obj, host, by_name, cfg, today, url, window, now, proxy_groups)
+                p = plan_host(k, obj, host, by_name, cfg, today, url, window, now, proxy_groups)
             except Exception as exc:  # one object's bad data (a malformed config context) is that key's error
-                return Plan(host_key=k, action="error", reason=f"cannot plan {k}: {type(exc).__name__}: {exc}")
+                p = Plan(host_key=k, action="error", reason=f"cannot plan {k}: {type(exc).__name__}: {exc}")
+            p.server = server
+            return p
 
         return plan
 
-    async def explain(self, host_key: str) -> tuple[Plan, DesiredHost | None, ActualHost | None]:
-        """One key's plan (as `sync` would make it, writing nothing), with both sides it compared."""
-        plans, objects, actuals = await self._plans_and_sides([host_key])
-        found, actual = objects.get(host_key), actuals.get(host_key)
-        desired = self.desired(host_key, found) if isinstance(found, dict) else None
-        return plans[host_key], (desired if isinstance(desired, DesiredHost) else None), actual
+    async def explain(self, host_key: str) -> list[ServerView]:
+        """One key's plan on each server it is routed to or held on (as `sync` would make it, writing
+        nothing), with both sides it compared. A server that cannot be read raises its error."""
+        batch = await self._read([host_key])
+        if batch.unread:
+            raise next(iter(batch.unread.values()))
+        found, views = batch.objects.get(host_key), []
+        for server, plans in batch.plans.items():
+            plan, actual, routed = plans[host_key], batch.actual[server].get(host_key), server in batch.routed(host_key)
+            if not routed and actual is None and self.several:
+                continue
+            desired = self.desired(host_key, found, server) if routed and isinstance(found, dict) else None
+            views.append(
+                ServerView(
+                    server=server,
+                    routed=routed,
+                    plan=plan,
+                    desired=desired if isinstance(desired, DesiredHost) else None,
+                    actual=actual,
+                )
+            )
+        return views
 
-    def desired(self, host_key: str, obj: Mapping[str, Any]) -> DesiredHost | str:
-        """The host NetBox wants for one object, or why there is none (a skip reason, a mapping error)."""
+    def desired(self, host_key: str, obj: Mapping[str, Any], server: str | None = None) -> DesiredHost | str:
+        """The host NetBox wants for one object on one server (the first by default), or why there is
+        none (a skip reason, a mapping error)."""
         try:
             desired = map_host(obj, host_key, self.cfg, self.netbox.object_url(host_key))
         except Skip as skip:
             return skip.reason
         except Exception as exc:  # data that cannot be mapped (a malformed config context)
             return f"cannot plan {host_key}: {type(exc).__name__}: {exc}"
-        return one_proxy(desired, self.zabbix.caps.proxy_groups)
+        return one_proxy(desired, self.servers[server or self.zabbix.server].caps.proxy_groups)
 
     async def sync(self, host_keys: Iterable[str], dry_run: bool = False) -> list[SyncResult]:
-        """Bring Zabbix in line with NetBox for these host keys; one result per key."""
+        """Bring every server in line with NetBox for these host keys; one result per key.
+
+        First what each key needs where it is routed; then, for a key no longer routed to a server
+        that holds its host, the delete policy there, but only once the key is in place everywhere
+        it is routed to."""
         t0 = time.perf_counter()
         keys = sorted(set(host_keys))
         try:
-            plans, objects, _ = await self._plans_and_sides(keys)
+            batch = await self._read(keys)
+            permanent = next((e for e in batch.unread.values() if not e.transient), None)
+            if permanent is not None:
+                raise permanent
         except (NetBoxError, ZabbixError) as exc:
             if not exc.transient and len(keys) > 1:
                 # A refusal of the bulk read may come from one key: read each alone, so it fails alone.
@@ -115,31 +223,82 @@ class SyncEngine:
                 SyncResult(host_key=k, action="read", result="error", error=str(exc), transient=exc.transient)
                 for k in keys
             ]
+        placed: dict[str, dict[str, Plan]] = {s: {} for s in batch.plans}
+        moves: dict[str, dict[str, Plan]] = {s: {} for s in batch.plans}
+        for server, plans in batch.plans.items():
+            for k, p in plans.items():
+                (moves if is_move_out(batch.views[server][k]) and not p.empty else placed)[server][k] = p
+        results: dict[str, list[SyncResult]] = {k: self._unread(k, batch) for k in keys}
+        for rs in await asyncio.gather(*(self._apply_all(s, ps, dry_run) for s, ps in placed.items())):
+            for r in rs:
+                results[r.host_key].append(r)
+        ready = {s: {k: p for k, p in ps.items() if self._in_place(k, batch, results[k])} for s, ps in moves.items()}
+        for rs in await asyncio.gather(*(self._apply_all(s, ps, dry_run) for s, ps in ready.items())):
+            for r in rs:
+                results[r.host_key].append(r)
+        for server, ps in moves.items():
+            for k, p in ps.items():
+                if k not in ready[server]:
+                    results[k].append(self._kept(p, batch.routed(k)))
+        merged = [merge_results(k, results[k], batch.routed(k), self.several) for k in keys]
+        SYNC_SECONDS.observe(time.perf_counter() - t0)
+        return [_with_object(r, batch.objects) for r in merged]
+
+    def _unread(self, key: str, batch: Batch) -> list[SyncResult]:
+        """The key's error on each server that could not be read and that concerns it: one it is routed
+        to, or any when it has no route (gone or out of scope: its host may be on any of them). A server
+        it is not routed to is left alone while it is down; the reconcile finds a host left there."""
+        routed = batch.routed(key)
+        return [
+            SyncResult(host_key=key, action="read", result="error", error=str(e), transient=e.transient, server=s)
+            for s, e in batch.unread.items()
+            if s in routed or not routed
+        ]
+
+    @staticmethod
+    def _in_place(key: str, batch: Batch, done: list[SyncResult]) -> bool:
+        """Whether a key is in place on every server it is routed to (so another may let its host go)."""
+        ok = {r.server for r in done if r.result in ("ok", "skipped")}
+        return all(s in ok for s in batch.routed(key))
+
+    def _kept(self, plan: Plan, routed: tuple[str, ...]) -> SyncResult:
+        res = SyncResult(
+            host_key=plan.host_key,
+            action=plan.action,
+            result="error",
+            hostid=plan.hostid,
+            host=plan.host,
+            error=f"kept on {plan.server} until it is in place on {', '.join(routed)}",
+            transient=True,
+            server=plan.server,
+        )
+        return self._finish(res, time.perf_counter())
+
+    async def _apply_all(self, server: str, plans: Mapping[str, Plan], dry_run: bool) -> list[SyncResult]:
+        """Apply one server's plans: batched writes where Zabbix can take them, one by one otherwise."""
+        z = self.servers[server]
         if dry_run:
             writes = [Write(kind="single", plans=(p,)) for p in plans.values()]
         else:
-            writes = group_writes(plans.values(), massupdate=self.zabbix.caps.host_massupdate)
-        done = await asyncio.gather(*(self._write(w, dry_run) for w in writes))
-        order = {k: i for i, k in enumerate(keys)}
-        results = sorted((_with_object(r, objects) for rs in done for r in rs), key=lambda r: order[r.host_key])
-        SYNC_SECONDS.observe(time.perf_counter() - t0)
-        return results
+            writes = group_writes(plans.values(), massupdate=z.caps.host_massupdate)
+        done = await asyncio.gather(*(self._write(z, w, dry_run) for w in writes))
+        return [r for rs in done for r in rs]
 
-    async def _write(self, write: Write, dry_run: bool) -> list[SyncResult]:
+    async def _write(self, z: Zabbix, write: Write, dry_run: bool) -> list[SyncResult]:
         """One Zabbix write call for the plans of `write`, or one per plan when it is a single one."""
         if write.kind == "single":
-            return [await self._apply(write.plans[0], dry_run)]
+            return [await self._apply(z, write.plans[0], dry_run)]
         t0 = time.perf_counter()
         try:
-            hostids = await self.zabbix.apply_batch(write.kind, write.plans)
+            hostids = await z.apply_batch(write.kind, write.plans)
         except (ZabbixError, ValueError, KeyError, TypeError) as exc:
             err = _as_zabbix_error(exc)
             if err.transient:
                 return [self._failed(p, err, t0, batched=len(write.plans)) for p in write.plans]
             # One bad host (a template gone, a name taken meanwhile) fails the whole call, and Zabbix
             # rolled it back: write them one by one, so every other host still lands.
-            log.warning("batch_write_split", kind=write.kind, hosts=len(write.plans), error=str(err))
-            return list(await asyncio.gather(*(self._apply(p, dry_run) for p in write.plans)))
+            log.warning("batch_write_split", server=z.server, kind=write.kind, hosts=len(write.plans), error=str(err))
+            return list(await asyncio.gather(*(self._apply(z, p, dry_run) for p in write.plans)))
         return [
             self._succeeded(p, hostid, sorted(p.changes), t0, batched=len(write.plans))
             for p, hostid in zip(write.plans, hostids, strict=True)
@@ -157,6 +316,7 @@ class SyncEngine:
             changed=changed,
             reason=plan.reason,
             removes=plan.removes,
+            server=plan.server,
         )
         return self._finish(res, t0, batched=batched)
 
@@ -172,15 +332,17 @@ class SyncEngine:
             # A name taken since the plan was made (another consumer created it during a rebalance, or
             # someone by hand): planning again finds the host, ours (update) or not (conflict).
             transient=exc.transient or (plan.action == "create" and "already exists" in str(exc)),
+            server=plan.server,
         )
         return self._finish(res, t0, batched=batched)
 
     def _finish(self, res: SyncResult, t0: float, dry_run: bool = False, batched: int | None = None) -> SyncResult:
         """Count and log one host's result."""
-        SYNCS.labels(res.action, res.result).inc()
+        SYNCS.labels(res.server, res.action, res.result).inc()
         log.info(
             "sync",
             host_key=res.host_key,
+            server=res.server if self.several else None,
             action=res.action,
             result=res.result,
             changed=res.changed,
@@ -192,7 +354,7 @@ class SyncEngine:
         )
         return res
 
-    async def _apply(self, plan: Plan, dry_run: bool) -> SyncResult:
+    async def _apply(self, z: Zabbix, plan: Plan, dry_run: bool) -> SyncResult:
         t0 = time.perf_counter()
         changed = sorted(plan.changes)
         if plan.action == "conflict":
@@ -203,9 +365,17 @@ class SyncEngine:
                 hostid=plan.hostid,
                 host=plan.host,
                 reason=plan.reason,
+                server=plan.server,
             )
         elif plan.action == "error":
-            res = SyncResult(host_key=plan.host_key, action="plan", result="error", host=plan.host, error=plan.reason)
+            res = SyncResult(
+                host_key=plan.host_key,
+                action="plan",
+                result="error",
+                host=plan.host,
+                error=plan.reason,
+                server=plan.server,
+            )
         elif plan.empty or dry_run:
             res = SyncResult(
                 host_key=plan.host_key,
@@ -216,14 +386,13 @@ class SyncEngine:
                 changed=changed,
                 reason=plan.reason,
                 removes=plan.removes,
+                server=plan.server,
             )
         else:
             try:
-                hostid = await self.zabbix.apply(plan)
+                hostid = await z.apply(plan)
                 if plan.maintenance is not None:
-                    await self.zabbix.apply_maintenance(
-                        plan, hostid, parse_duration(self.cfg.host.maintenance.duration)
-                    )
+                    await z.apply_maintenance(plan, hostid, parse_duration(self.cfg.host.maintenance.duration))
                     changed = [*changed, f"maintenance:{plan.maintenance}"]
             except (ZabbixError, ValueError, KeyError, TypeError) as exc:
                 return self._failed(plan, _as_zabbix_error(exc), t0)

@@ -15,7 +15,7 @@ from prometheus_client import Counter, Histogram
 from zabbix_utils import AsyncZabbixAPI
 from zabbix_utils.exceptions import APIRequestError, ProcessingError
 
-from nbzx.common.config import Config
+from nbzx.common.config import Config, auth_of, zabbix_servers
 from nbzx.common.logging import get_logger
 from nbzx.common.retry import retry
 from nbzx.core.model import MAINTENANCE_PREFIX, OWNER_TAG, ActualHost, Plan, Window
@@ -25,8 +25,8 @@ from nbzx.engine.ratelimit import Budget
 
 log = get_logger(component="zabbix")
 
-CALLS = Counter("nbzx_zabbix_calls_total", "Zabbix API calls", ["method", "result"])
-CALL_SECONDS = Histogram("nbzx_zabbix_call_seconds", "Zabbix API call duration", ["method"])
+CALLS = Counter("nbzx_zabbix_calls_total", "Zabbix API calls", ["server", "method", "result"])
+CALL_SECONDS = Histogram("nbzx_zabbix_call_seconds", "Zabbix API call duration", ["server", "method"])
 WRITE_METHODS = frozenset(
     {
         "host.create",
@@ -80,15 +80,25 @@ DB_RETRIES = 3
 class Zabbix:
     """A long-lived client. Every call goes through the budget and is counted by method.
 
+    One client per Zabbix server (`server`, its name in the config; the first one by default).
     `caps` is the server's row of the capability table once `start()` has run; `force_row` ("8.0")
     makes the client use another row's code path on this server (tests run 8.0's writes on 7.0).
     """
 
     def __init__(
-        self, cfg: Config, budget: Budget | None = None, cache_ttl_s: float = 300.0, force_row: str | None = None
+        self,
+        cfg: Config,
+        budget: Budget | None = None,
+        cache_ttl_s: float = 300.0,
+        force_row: str | None = None,
+        server: str | None = None,
     ) -> None:
         self._cfg = cfg
-        self.budget = budget or Budget(cfg.zabbix.rate_per_s, cfg.zabbix.concurrency)
+        self.server = server or next(iter(zabbix_servers(cfg)))
+        self.settings = zabbix_servers(cfg)[self.server]
+        self._auth = auth_of(cfg, self.server)
+        self.log = log.bind(server=self.server)
+        self.budget = budget or Budget(self.settings.rate_per_s, self.settings.concurrency)
         self._session: aiohttp.ClientSession | None = None
         self._api: Any = None
         self._force_row = force_row
@@ -107,7 +117,7 @@ class Zabbix:
 
     @property
     def url(self) -> str:
-        base = self._cfg.zabbix.url.rstrip("/")
+        base = self.settings.url.rstrip("/")
         return base if base.endswith("api_jsonrpc.php") else f"{base}/api_jsonrpc.php"
 
     async def start(self) -> None:
@@ -116,7 +126,7 @@ class Zabbix:
         Any Zabbix from 6.0 on is accepted (our table decides, not the library's own version gate); an
         older one is a permanent `ZabbixError` naming its version.
         """
-        connector = aiohttp.TCPConnector(limit=self._cfg.zabbix.concurrency * 2, ssl=self._cfg.zabbix.verify_tls)
+        connector = aiohttp.TCPConnector(limit=self.settings.concurrency * 2, ssl=self.settings.verify_tls)
         self._session = aiohttp.ClientSession(connector=connector)
         try:
             # The constructor asks apiinfo.version with a blocking request: keep it off the loop.
@@ -124,8 +134,8 @@ class Zabbix:
                 AsyncZabbixAPI,
                 url=self.url,
                 client_session=self._session,
-                timeout=int(self._cfg.zabbix.timeout_s),
-                validate_certs=self._cfg.zabbix.verify_tls,
+                timeout=int(self.settings.timeout_s),
+                validate_certs=self.settings.verify_tls,
                 skip_version_check=True,
             )
             version = str(self._api.version)
@@ -140,30 +150,30 @@ class Zabbix:
             await self.close()
             raise ZabbixError(f"cannot log in to Zabbix at {self.url}: {exc}", transient=True) from exc
         if self.caps.newer_than_known:
-            log.warning(
+            self.log.warning(
                 "zabbix_newer_than_known",
                 url=self.url,
                 version=self.caps.version,
                 assumed=self.caps.row,
                 hint="this Zabbix is newer than any this release was tested on; it is used as the newest known one",
             )
-        log.info("zabbix_connected", url=self.url, version=self.caps.version, capabilities=self.caps.row)
+        self.log.info("zabbix_connected", url=self.url, version=self.caps.version, capabilities=self.caps.row)
 
     async def _login(self) -> None:
-        sec = self._cfg.secrets
-        if sec.zabbix_token:
-            await self._api.login(token=sec.zabbix_token)
+        auth = self._auth
+        if auth.token:
+            await self._api.login(token=auth.token)
         else:
-            await self._api.login(user=sec.zabbix_user, password=sec.zabbix_password)
+            await self._api.login(user=auth.user, password=auth.password)
         self._logins += 1
 
     async def close(self) -> None:
         """Close the HTTP session (a token login needs no logout)."""
-        if self._api is not None and not self._cfg.secrets.zabbix_token:
+        if self._api is not None and not self._auth.token:
             try:
                 await self._api.user.logout()
             except Exception as exc:  # logging out of a Zabbix that is gone must not fail shutdown
-                log.debug("zabbix_logout_failed", error=repr(exc))
+                self.log.debug("zabbix_logout_failed", error=repr(exc))
         if self._session is not None:
             await self._session.close()
         self._session = self._api = None
@@ -193,7 +203,7 @@ class Zabbix:
         return await retry(
             once,
             retry_if=lambda e: isinstance(e, ZabbixError) and e.busy and e.transient,
-            on_retry=lambda e, delay: log.info("zabbix_busy_retry", method=method, error=str(e), retry_in_s=delay),
+            on_retry=lambda e, delay: self.log.info("zabbix_busy_retry", method=method, error=str(e), retry_in_s=delay),
             base_s=0.2,
             max_s=2.0,
             attempts=DB_RETRIES + 1,
@@ -205,15 +215,15 @@ class Zabbix:
         try:
             resp = await api.send_async_request(method, params)
         except APIRequestError:
-            CALLS.labels(method, "error").inc()
+            CALLS.labels(self.server, method, "error").inc()
             raise
         except (aiohttp.ClientError, OSError, TimeoutError, ProcessingError) as exc:
-            CALLS.labels(method, "error").inc()
+            CALLS.labels(self.server, method, "error").inc()
             raise ZabbixError(f"{method}: Zabbix unreachable: {exc!r}", transient=True, method=method) from exc
         finally:
-            CALL_SECONDS.labels(method).observe(time.perf_counter() - t0)
+            CALL_SECONDS.labels(self.server, method).observe(time.perf_counter() - t0)
             self.calls[method] = self.calls.get(method, 0) + 1
-        CALLS.labels(method, "ok").inc()
+        CALLS.labels(self.server, method, "ok").inc()
         return resp
 
     async def _logged_in(self) -> Any:

@@ -20,6 +20,7 @@ from nbzx.common.config import Config
 from nbzx.common.kafka import Producer
 from nbzx.common.logging import get_logger
 from nbzx.core.model import Found, Plan
+from nbzx.core.placement import is_move_out, server_views
 from nbzx.engine.sync import SyncEngine, check_name_collisions
 from nbzx.jobs.records import Job, job_kind, job_params
 from nbzx.schemas.messages import JobRecord, JobStatus, ReconcileRequest, SyncRequest, encode
@@ -27,7 +28,7 @@ from nbzx.schemas.objects import HOST_TYPES, split_key
 
 log = get_logger(component="reconcile")
 DRY_RUN_CHANGES_SHOWN = 2000  # hosts whose changed fields a dry run's record lists (it is one Kafka record)
-HOSTS = Gauge("nbzx_reconcile_hosts", "Hosts per state in the last reconcile", ["state"])
+HOSTS = Gauge("nbzx_reconcile_hosts", "Hosts per server and state in the last reconcile", ["server", "state"])
 
 
 def delete_cap(max_delete: str | int, owned: int) -> int:
@@ -53,31 +54,48 @@ class Reconciler:
         self.cfg, self.engine, self.producer = cfg, engine, producer
         self.timings: dict[str, float] = {}
 
-    async def plans(self, req: ReconcileRequest) -> dict[str, Plan]:
-        """Every host key's plan, from one bulk read of each side."""
+    async def plans(self, req: ReconcileRequest) -> dict[str, dict[str, Plan]]:
+        """server -> host key -> plan, from one bulk read of NetBox and of each server (those the
+        request names, or all): a key is planned on the servers it is routed to and on any that holds
+        its host."""
+        engine = self.engine
         types = [t for t in HOST_TYPES if not req.scope.object_types or t in req.scope.object_types]
+        servers = [s for s in engine.servers if not req.scope.servers or s in req.scope.servers]
         t0 = time.perf_counter()
-        netbox_task = asyncio.gather(*(self.engine.netbox.all_objects(t, req.scope.filter) for t in types))
+        netbox_task = asyncio.gather(*(engine.netbox.all_objects(t, req.scope.filter) for t in types))
         t_zbx = time.perf_counter()
-        owned = await self.engine.zabbix.all_owned_hosts()
-        windows = await self.engine.zabbix.maintenance_windows(None)
+        sides = await asyncio.gather(
+            *(
+                asyncio.gather(engine.servers[s].all_owned_hosts(), engine.servers[s].maintenance_windows(None))
+                for s in servers
+            )
+        )
         self.timings["zabbix_host_get_s"] = time.perf_counter() - t_zbx
         listings = await netbox_task
         self.timings["netbox_read_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         objects: dict[str, Found] = {f"{t}:{o['id']}": o for t, rows in zip(types, listings, strict=True) for o in rows}
-        owned = {k: h for k, h in owned.items() if split_key(k)[0] in types}
-        plan = self.engine.planner(objects, owned, windows)
-        plans = {k: plan(k, {}) for k in objects}
-        await check_name_collisions(self.engine.zabbix, plans, plan)
-        orphans = sorted(set(owned) - set(objects))
+        listed = list(objects)
+        owned = {
+            s: {k: h for k, h in side[0].items() if split_key(k)[0] in types}
+            for s, side in zip(servers, sides, strict=True)
+        }
+        orphans = sorted(set().union(*owned.values()) - set(objects)) if owned else []
         if orphans and not req.scope.filter:  # a filtered reconcile cannot tell an orphan from a filtered-out host
-            objects.update(await self.engine.netbox.objects(orphans))  # gone, out of scope, or back meanwhile
-            for k in orphans:
-                plans[k] = plan(k, {})
+            objects.update(await engine.netbox.objects(orphans))  # gone, out of scope, or back meanwhile
+        views = server_views(objects, await engine.routes(objects), list(engine.servers))
+        out: dict[str, dict[str, Plan]] = {}
+        for s, (_, windows) in zip(servers, sides, strict=True):
+            plan = engine.planner(views[s], owned[s], windows, s)
+            mine = [k for k in listed if not engine.several or not is_move_out(views[s][k]) or k in owned[s]]
+            plans = {k: plan(k, {}) for k in mine}
+            await check_name_collisions(engine.servers[s], plans, plan)
+            if not req.scope.filter:
+                plans.update({k: plan(k, {}) for k in orphans if k in owned[s]})
+            out[s] = plans
         self.timings["map_diff_s"] = time.perf_counter() - t1
-        self.owned_count = len(owned)
-        return plans
+        self.owned_count = {s: len(o) for s, o in owned.items()}
+        return out
 
     async def run(self, req: ReconcileRequest) -> JobRecord:
         """Reconcile and publish the job's states: running, then completed or failed."""
@@ -95,50 +113,60 @@ class Reconciler:
         await job.publish("running")
         job.note("reconcile_started", dry_run=req.dry_run, scope=req.scope.object_types or "all")
         try:
-            plans = await self.plans(req)
+            per_server = await self.plans(req)
         except Exception as exc:
             job.note("reconcile_errored", error=str(exc))
             return await job.publish("errored", error=f"{type(exc).__name__}: {exc}")
-        counts = Counter(_bucket(p) for p in plans.values())
-        results: dict[str, Any] = {
-            "in_sync": counts["in_sync"],
-            "create": counts["create"],
-            "update": counts["update"],
-            "delete": counts["delete"],
-            "conflicts": counts["conflict"],
-            "skipped": counts["skipped"],
-            "errors": counts["error"],
-            **{k: round(v, 3) for k, v in self.timings.items()},
-        }
+        several = self.engine.several
+        counts = Counter(_bucket(p) for plans in per_server.values() for p in plans.values())
+        results: dict[str, Any] = {**_counted(counts), **{k: round(v, 3) for k, v in self.timings.items()}}
+        if several:
+            results["servers"] = {s: _counted(Counter(_bucket(p) for p in ps.values())) for s, ps in per_server.items()}
         by_action: dict[str, list[str]] = {}
-        for k, p in sorted(plans.items()):
-            if _bucket(p) not in ("in_sync", "skipped"):
-                by_action.setdefault(_bucket(p), []).append(k)
+        for plans in per_server.values():
+            for k, p in plans.items():
+                if _bucket(p) not in ("in_sync", "skipped") and k not in by_action.get(_bucket(p), []):
+                    by_action.setdefault(_bucket(p), []).append(k)
+        by_action = {a: sorted(ks) for a, ks in by_action.items()}
         job.note("reconcile_planned", **{k: v for k, v in results.items() if isinstance(v, int)})
-        for state in ("in_sync", "create", "update", "delete", "conflicts", "skipped"):
-            HOSTS.labels(state).set(results[state])
-        cap = delete_cap(self.cfg.reconcile.max_delete, self.owned_count)
-        held = held_back(plans, cap)
+        for s, ps in per_server.items():
+            for state, n in _counted(Counter(_bucket(p) for p in ps.values())).items():
+                HOSTS.labels(s, state).set(n)
+        caps = {s: delete_cap(self.cfg.reconcile.max_delete, self.owned_count[s]) for s in per_server}
+        over = {s: held_back(ps, caps[s]) for s, ps in per_server.items()}
+        held = sorted({k for ks in over.values() for k in ks})
         error = None
         if held:
+            where = "; ".join(
+                f"{len(ks)} on {s} (cap {caps[s]} of {self.owned_count[s]} owned)"
+                if several
+                else f"{self.cfg.reconcile.max_delete} of {self.owned_count[s]} owned hosts = {caps[s]}"
+                for s, ks in over.items()
+                if ks
+            )
             error = (
                 f"{len(held)} hosts would be deleted, over reconcile.max_delete "
-                f"({self.cfg.reconcile.max_delete} of {self.owned_count} owned hosts = {cap}): the deletes were "
+                f"({where}): the deletes were "
                 f"held back{'' if req.dry_run else ', the creates and updates were sent'}. "
                 "Check the scope filter and NetBox, or raise reconcile.max_delete."
             )
             results["held_deletes"] = len(held)
-            job.note("reconcile_delete_cap", deletes=len(held), cap=cap)
+            job.note("reconcile_delete_cap", deletes=len(held), caps=caps)
         status: JobStatus = "failed" if held else "completed"
         if req.dry_run:
             # What would change per host (field names only: values may be secrets), for the first hosts.
-            changes = {k: sorted(p.changes) for k, p in sorted(plans.items()) if p.changes}
+            changes: dict[str, list[str]] = {}
+            for s, ps in per_server.items():
+                for k, p in ps.items():
+                    changes.setdefault(k, []).extend(f"{s}:{c}" if several else c for c in sorted(p.changes))
+            changes = {k: v for k, v in sorted(changes.items()) if v}
             shown = dict(list(changes.items())[:DRY_RUN_CHANGES_SHOWN])
             dry = {"dry_run": True, "plan": by_action, "changes": shown, "changes_total": len(changes)}
             return await job.publish(status, error=error, results={**results, **dry})
+        plans = {k: p for ps in per_server.values() for k, p in ps.items() if not p.empty}
         holding = set(held)
         todo = sorted(k for k, p in plans.items() if not p.empty and k not in holding)
-        progress = {"read": len(plans), "planned": len(todo), "emitted": 0}
+        progress = {"read": len({k for ps in per_server.values() for k in ps}), "planned": len(todo), "emitted": 0}
         await job.publish("running", results={**results, "progress": progress})
         last = time.monotonic()
         for emitted, k in enumerate(todo, 1):
@@ -155,6 +183,13 @@ class Reconciler:
         return await job.publish(
             status, error=error, results={**results, "emitted": emitted, "progress": {**progress, "emitted": emitted}}
         )
+
+
+def _counted(counts: Counter[str]) -> dict[str, int]:
+    """The job's host counts, by the names its results use."""
+    names = {"in_sync": "in_sync", "create": "create", "update": "update", "delete": "delete"}
+    names |= {"conflicts": "conflict", "skipped": "skipped", "errors": "error"}
+    return {name: counts[bucket] for name, bucket in names.items()}
 
 
 def _bucket(p: Plan) -> str:

@@ -46,10 +46,13 @@ def reconcile_request(
     dry_run: bool = False,
     object_types: list[str] | None = None,
     filter: dict[str, Any] | None = None,
+    servers: list[str] | None = None,
     **fields: Any,
 ) -> ReconcileRequest:
     """A reconcile request (`fields`: job_id, scheduled_for, interval, retry_of)."""
-    scope = ReconcileScope(object_types=list(object_types or []), filter=dict(filter or {}))
+    scope = ReconcileScope(
+        object_types=list(object_types or []), filter=dict(filter or {}), servers=list(servers or [])
+    )
     return ReconcileRequest(trigger=trigger, user=user, dry_run=dry_run, scope=scope, **fields)
 
 
@@ -67,6 +70,8 @@ def job_params(req: ReconcileRequest | AdoptRequest) -> dict[str, Any]:
         "object_types": list(req.scope.object_types),
         "filter": dict(req.scope.filter),
     }
+    if req.scope.servers:
+        params["servers"] = list(req.scope.servers)
     if req.retry_of:
         params["retry_of"] = req.retry_of
     return params

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from nbzx.common.config import Config
+from nbzx.common.config import Config, zabbix_servers
 from nbzx.common.http import add_health_routes
 from nbzx.common.kafka import Producer, ProduceUnavailable
 from nbzx.common.logging import get_logger
@@ -105,6 +105,7 @@ class _ReconcileBody(msgspec.Struct, forbid_unknown_fields=True):
     object_types: list[HostType] = msgspec.field(default_factory=list)
     filter: dict[str, Any] = msgspec.field(default_factory=dict)
     dry_run: bool = False
+    servers: list[str] = msgspec.field(default_factory=list)  # Zabbix servers by name; none: all
 
 
 def authorized(request: web.Request) -> bool:
@@ -154,12 +155,17 @@ async def reconcile(request: web.Request) -> web.Response:
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         metrics.RECONCILE_REQUESTS.labels("bad_request").inc()
         return _json(400, {"error": f"bad reconcile request: {exc}"})
+    unknown = sorted(set(body.servers) - set(zabbix_servers(request.app[CONFIG])))
+    if unknown:
+        metrics.RECONCILE_REQUESTS.labels("bad_request").inc()
+        return _json(400, {"error": f"bad reconcile request: no Zabbix server named {', '.join(unknown)}"})
     req = reconcile_request(
         "api",
         user=request.headers.get("X-Nbzx-User"),
         dry_run=body.dry_run,
         object_types=list(body.object_types),
         filter=body.filter,
+        servers=body.servers,
     )
     cfg = request.app[CONFIG]
     try:

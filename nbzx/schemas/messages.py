@@ -86,10 +86,11 @@ class SyncRequest(_Envelope, tag="sync_request"):
 
 
 class ReconcileScope(Struct, kw_only=True, forbid_unknown_fields=True):
-    """Limits a reconcile to some object types and a NetBox filter."""
+    """Limits a reconcile to some object types, a NetBox filter and some Zabbix servers (none: all)."""
 
     object_types: list[str] = field(default_factory=list)
     filter: dict[str, Any] = field(default_factory=dict)
+    servers: list[str] = field(default_factory=list)
 
 
 class ReconcileRequest(_Envelope, tag="reconcile_request"):

@@ -426,11 +426,11 @@ async def test_a_create_that_lost_a_race_is_retried_and_then_a_noop(env: Env) ->
 
     dev = await asyncio.to_thread(env.device, f"race-{uuid.uuid4().hex[:6]}", lab_ip(61))
     key = f"dcim.device:{dev.id}"
-    stale = (await env.engine.plans([key]))[key]
+    [stale] = (await env.engine.plans([key]))[key].values()
     assert stale.action == "create"
     [won] = await env.sync(key)
     assert (won.action, won.result) == ("create", "ok")
-    [lost] = await env.engine._write(Write(kind="single", plans=(stale,)), dry_run=False)
+    [lost] = await env.engine._write(env.engine.zabbix, Write(kind="single", plans=(stale,)), dry_run=False)
     assert (lost.result, lost.transient) == ("error", True) and "already exists" in (lost.error or "")
     [again] = await env.sync(key)
     assert again.action == "noop"
