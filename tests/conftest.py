@@ -86,7 +86,10 @@ def make_config(**overrides: Any) -> Config:
         },
     }
     for section, values in overrides.items():
-        doc.setdefault(section, {}).update(values)
+        if isinstance(values, list):  # routes
+            doc[section] = values
+        else:
+            doc.setdefault(section, {}).update(values)
     env = {
         "NBZX_WEBHOOK_SECRET": HOOK_SECRET,
         "NBZX_API_TOKEN": "test-api-token",

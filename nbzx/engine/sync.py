@@ -227,7 +227,14 @@ class SyncEngine:
         moves: dict[str, dict[str, Plan]] = {s: {} for s in batch.plans}
         for server, plans in batch.plans.items():
             for k, p in plans.items():
-                (moves if is_move_out(batch.views[server][k]) and not p.empty else placed)[server][k] = p
+                if is_move_out(batch.views[server][k]):
+                    if not p.empty:
+                        moves[server][k] = p
+                    elif k in batch.actual[server]:
+                        placed[server][k] = p  # archived there, waiting for delete.grace
+                    # else: not routed there, and nothing there: not this server's business
+                else:
+                    placed[server][k] = p
         results: dict[str, list[SyncResult]] = {k: self._unread(k, batch) for k in keys}
         for rs in await asyncio.gather(*(self._apply_all(s, ps, dry_run) for s, ps in placed.items())):
             for r in rs:

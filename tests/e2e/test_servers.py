@@ -1,0 +1,198 @@
+"""Several Zabbix servers from one NetBox, on the stack's two real ones (6.0 as "old", 7.0 as "new"):
+routing by site, moves, a migration window, and a server that is down holding back only its hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbzx.common.config import Config
+from nbzx.engine.netbox import NetBox
+from nbzx.engine.sync import SyncEngine
+from nbzx.engine.zabbix import Zabbix
+from tests.conftest import ZabbixServer, create_device, lab_ip, make_config, zabbix_server_for
+from tests.e2e.pipeline import owned_hosts, pipeline_config_doc, wait_until, write_config
+from tests.e2e.test_pipeline import _queue_sync_requests, _stack
+
+CREDENTIALS = {"user_env": "ZABBIX_USER", "password_env": "ZABBIX_PASSWORD"}
+
+
+def two_servers(routes: list[dict[str, Any]], **overrides: Any) -> Config:
+    """A config with the stack's 6.0 as "old" and 7.0 as "new", and these routes."""
+    old, new = zabbix_server_for("6.0"), zabbix_server_for("7.0")
+    servers = {"old": {"url": old.url, **CREDENTIALS}, "new": {"url": new.url, **CREDENTIALS}}
+    return make_config(zabbix={"servers": servers}, routes=routes, **overrides)
+
+
+class Two:
+    """Sites A and B, the two servers' sync clients, and an engine per config."""
+
+    def __init__(self, nb: Any, a: dict[str, Any], b: dict[str, Any]) -> None:
+        self.nb, self.a, self.b = nb, a, b
+        self.old, self.new = zabbix_server_for("6.0"), zabbix_server_for("7.0")
+        self.engines: list[SyncEngine] = []
+        self.made: list[Any] = []
+
+    def config(self, a_to: list[str], b_to: list[str], **overrides: Any) -> Config:
+        routes: list[dict[str, Any]] = [
+            {"name": "site-a", "match": {"site": self.a["site"].slug}, "servers": a_to},
+            {"name": "site-b", "match": {"site": self.b["site"].slug}, "servers": b_to},
+            {"name": "rest", "servers": []},
+        ]
+        return two_servers(routes, **overrides)
+
+    async def engine(self, cfg: Config) -> SyncEngine:
+        engine = SyncEngine(cfg, NetBox(cfg), {s: Zabbix(cfg, server=s) for s in ("old", "new")})
+        await asyncio.gather(*(z.start() for z in engine.servers.values()))
+        self.engines.append(engine)
+        return engine
+
+    def on(self, server: ZabbixServer, key: str) -> list[dict[str, Any]]:
+        """The hosts a server has for `key`."""
+        return owned_hosts(server.api, [key]).get(key, [])
+
+    def where(self, key: str) -> dict[str, list[tuple[str, str]]]:
+        """server -> (host, status) of each host it has for `key`."""
+        return {
+            name: [(h["host"], h["status"]) for h in self.on(server, key)]
+            for name, server in (("old", self.old), ("new", self.new))
+        }
+
+    def device(self, base: dict[str, Any], ip: int) -> tuple[Any, str]:
+        dev = create_device(self.nb, base, f"srv-{uuid.uuid4().hex[:6]}", lab_ip(ip))
+        self.made.append(dev)
+        return dev, f"dcim.device:{dev.id}"
+
+
+@pytest.fixture
+async def two(netbox_api: Any, netbox_objects: Callable[[str], dict[str, Any]]) -> AsyncIterator[Two]:
+    t = Two(netbox_api, netbox_objects("srv-a"), netbox_objects("srv-b"))
+    yield t
+    # Devices moved between the two sites would keep the other site's device type from being deleted.
+    await asyncio.to_thread(lambda: netbox_api.dcim.devices.delete([d.id for d in t.made]) if t.made else None)
+    for engine in t.engines:
+        await asyncio.gather(*(z.close() for z in engine.servers.values()))
+        engine.netbox.close()
+
+
+async def test_devices_in_two_sites_go_one_to_each_server_then_a_zero_write_noop_then_a_rename(two: Two) -> None:
+    engine = await two.engine(two.config(["old"], ["new"], delete={"mode": "hard"}))
+    (da, ka), (db, kb) = await asyncio.to_thread(two.device, two.a, 71), await asyncio.to_thread(two.device, two.b, 72)
+    results = {r.host_key: r for r in await engine.sync([ka, kb])}
+    assert (results[ka].action, results[ka].result, results[kb].action, results[kb].result) == ("create", "ok") * 2
+    assert two.where(ka) == {"old": [(da.name, "0")], "new": []}
+    assert two.where(kb) == {"old": [], "new": [(db.name, "0")]}
+    assert results[ka].servers == {"old": two.on(two.old, ka)[0]["hostid"]}
+    assert results[kb].servers == {"new": two.on(two.new, kb)[0]["hostid"]}
+
+    writes = {s: z.write_calls for s, z in engine.servers.items()}
+    again = await engine.sync([ka, kb])
+    assert [r.action for r in again] == ["noop", "noop"]
+    assert {s: z.write_calls for s, z in engine.servers.items()} == writes, "a no-op writes to neither server"
+
+    new_name = f"{da.name}-renamed"
+    await asyncio.to_thread(da.update, {"name": new_name})
+    [renamed] = await engine.sync([ka])
+    assert (renamed.action, renamed.changed) == ("update", ["old:host", "old:name"])
+    assert two.where(ka) == {"old": [(new_name, "0")], "new": []}
+    assert engine.servers["new"].write_calls == writes["new"], "the rename touched only the server it is on"
+
+
+async def test_a_device_moved_to_a_site_on_the_other_server_moves_and_a_crash_in_between_still_ends_right(
+    two: Two,
+) -> None:
+    engine = await two.engine(two.config(["old"], ["new"], delete={"mode": "hard"}))
+    (dev, key), (dev2, key2) = (
+        await asyncio.to_thread(two.device, two.a, 73),
+        await asyncio.to_thread(two.device, two.a, 74),
+    )
+    await engine.sync([key, key2])
+    assert two.where(key) == {"old": [(dev.name, "0")], "new": []}
+
+    await asyncio.to_thread(dev.update, {"site": two.b["site"].id})
+    [moved] = await engine.sync([key])
+    assert (moved.result, moved.action, list(moved.servers)) == ("ok", "create", ["new"])
+    assert two.where(key) == {"old": [], "new": [(dev.name, "0")]}, "on the new one with its name, gone from the old"
+
+    # A kill -9 between the two steps leaves the host placed on the new server and still on the old:
+    # the first step alone, as `sync` runs it, and nothing after it.
+    await asyncio.to_thread(dev2.update, {"site": two.b["site"].id})
+    batch = await engine._read([key2])
+    await engine._apply_all("new", {key2: batch.plans["new"][key2]}, dry_run=False)
+    assert two.where(key2) == {"old": [(dev2.name, "0")], "new": [(dev2.name, "0")]}
+    [finished] = await engine.sync([key2])  # the next sync (a restarted consumer's, or the reconcile's)
+    assert finished.result == "ok" and "old:" in finished.reason
+    assert two.where(key2) == {"old": [], "new": [(dev2.name, "0")]}
+
+
+async def test_a_migration_window_keeps_a_site_on_both_then_narrowing_it_takes_the_hosts_off_the_old(two: Two) -> None:
+    window = await two.engine(two.config(["old", "new"], ["new"], delete={"mode": "soft"}))
+    dev, key = await asyncio.to_thread(two.device, two.a, 75)
+    [both] = await window.sync([key])
+    assert both.result == "ok" and set(both.servers) == {"old", "new"}
+    assert two.where(key) == {"old": [(dev.name, "0")], "new": [(dev.name, "0")]}
+    assert [r.action for r in await window.sync([key])] == ["noop"]
+
+    narrowed = await two.engine(two.config(["new"], ["new"], delete={"mode": "soft"}))
+    [left] = await narrowed.sync([key])
+    assert left.result == "ok" and list(left.servers) == ["new"]
+    old = two.where(key)["old"]
+    assert len(old) == 1 and old[0][0].startswith(f"{dev.name}_archived_") and old[0][1] == "1", "soft delete: archived"
+    assert two.where(key)["new"] == [(dev.name, "0")]
+    assert [r.action for r in await narrowed.sync([key])] == ["noop"]
+
+
+async def test_a_stopped_server_holds_back_only_its_hosts_and_catches_up_with_nothing_dead_lettered(
+    two: Two, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    from nbzx.common.kafka import create_topics
+    from tests.e2e.pipeline import ConsumerProcess
+
+    cfg = two.config(["old"], ["new"])
+    await create_topics(cfg)
+    doc = pipeline_config_doc(cfg)
+    doc["zabbix"] = {"servers": {n: {**msgspec_dict(s), **CREDENTIALS} for n, s in cfg.zabbix.servers.items()}}
+    doc["routes"] = [{"match": r.match, "servers": r.servers} for r in cfg.routes]
+    consumer = ConsumerProcess(write_config(doc, tmp_path / "two.yaml"), tmp_path / "two.log")
+    try:
+        made = [await asyncio.to_thread(two.device, base, 80 + i) for i, base in enumerate([two.a, two.b] * 3)]
+        a_keys, b_keys = [k for _, k in made[0::2]], [k for _, k in made[1::2]]
+        await _queue_sync_requests(cfg, a_keys + b_keys)
+        await wait_until(
+            lambda: all(two.on(two.old, k) for k in a_keys) and all(two.on(two.new, k) for k in b_keys), 60, "both"
+        )
+
+        await asyncio.to_thread(_stack, "down", "zabbix")  # the 6.0 server's API
+        try:
+            names = {k: f"{d.name}-x" for d, k in made}
+            for dev, k in made:
+                await asyncio.to_thread(dev.update, {"name": names[k]})
+            await _queue_sync_requests(cfg, a_keys + b_keys)
+            b_names = {k: names[k] for k in b_keys}
+            await wait_until(
+                lambda: all(two.on(two.new, k)[0]["host"] == b_names[k] for k in b_keys),
+                20,
+                "server new's hosts in sync",
+            )
+            assert consumer.proc.poll() is None
+        finally:
+            await asyncio.to_thread(_stack, "up", "zabbix")
+        a_names = {k: names[k] for k in a_keys}
+        await wait_until(lambda: all(two.on(two.old, k)[0]["host"] == a_names[k] for k in a_keys), 120, "old caught up")
+        assert await asyncio.to_thread(consumer.metric, "nbzx_dlq_total") == 0, "nothing dead-lettered"
+        assert await asyncio.to_thread(consumer.metric, "nbzx_sync_total", server="new", result="ok") > 0
+    finally:
+        consumer.stop()
+        print((await asyncio.to_thread((tmp_path / "two.log").read_text))[-3000:])
+
+
+def msgspec_dict(struct: Any) -> dict[str, Any]:
+    import msgspec
+
+    out: dict[str, Any] = msgspec.to_builtins(struct)
+    return out
