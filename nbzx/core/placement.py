@@ -49,7 +49,8 @@ def merge_results(host_key: str, results: Sequence[SyncResult], routed: Sequence
     every error is), the changed fields and errors named by server, and the routed servers' host ids."""
     if not several and len(results) == 1:
         r = results[0]
-        return msgspec.structs.replace(r, servers={r.server: r.hostid} if r.hostid and r.server else {})
+        servers = {r.server: r.hostid} if r.hostid and r.server else {}
+        return msgspec.structs.replace(r, servers=servers, failed_on=[r.server] if r.result == "error" else [])
     ordered = sorted(results, key=lambda r: (r.server not in routed, RESULT_ORDER.get(r.result, 9)))
     worst = min(results, key=lambda r: RESULT_ORDER.get(r.result, 9))
     acted = [r for r in ordered if r.result != "skipped"]
@@ -69,5 +70,6 @@ def merge_results(host_key: str, results: Sequence[SyncResult], routed: Sequence
         in_netbox=lead.in_netbox,
         custom_fields=lead.custom_fields,
         servers={r.server: r.hostid for r in ordered if r.server in routed and r.hostid and not r.removes},
+        failed_on=[r.server for r in ordered if r.result == "error"],
         server=",".join(routed),
     )

@@ -37,6 +37,7 @@ class SyncResult(msgspec.Struct, kw_only=True):
     custom_fields: dict[str, Any] | None = None  # the object's custom fields as read (None: not read in scope)
     server: str = ""  # the Zabbix server (after merging: the servers the key is routed to, comma-separated)
     servers: dict[str, str] = msgspec.field(default_factory=dict)  # server -> hostid where the host is kept
+    failed_on: list[str] = msgspec.field(default_factory=list)  # servers it failed on (none: not one server's)
 
 
 def today_utc() -> str:

@@ -11,7 +11,7 @@ as a dead letter. A crash or rebalance therefore re-reads, and re-syncs, at most
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Literal
 
 import msgspec
@@ -48,6 +48,7 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     outcome: Outcome
     reason: str = ""
     state: KeyState | None = None  # the new parked state when `outcome` is "retry"
+    failed_on: tuple[str, ...] = ()  # the Zabbix servers a retry waits for (none: not one server's failure)
 
 
 def backoff_s(attempts: int, policy: Policy, jitter: float = 1.0) -> float:
@@ -64,8 +65,10 @@ def decide(
     now: float,
     policy: Policy,
     jitter: float | None = None,
+    failed_on: tuple[str, ...] = (),
 ) -> Decision:
-    """One key's fate from its sync result ("ok", "skipped", "conflict" or "error")."""
+    """One key's fate from its sync result ("ok", "skipped", "conflict" or "error"); `failed_on`, the
+    servers it failed on, goes with a retry."""
     if result != "error":
         return Decision(host_key=host_key, outcome="done")
     if not transient:
@@ -83,14 +86,19 @@ def decide(
         next_at=now + backoff_s(attempts, policy, j),
         error=error or "",
     )
-    return Decision(host_key=host_key, outcome="retry", reason=error or "", state=nxt)
+    return Decision(host_key=host_key, outcome="retry", reason=error or "", state=nxt, failed_on=failed_on)
 
 
-def is_outage(outcomes: Iterable[Outcome]) -> bool:
-    """True when a round had retries and nothing else: every key failed transiently, so the cause is
-    shared (Zabbix or NetBox down), and reading further would only park more keys."""
-    seen = list(outcomes)
-    return bool(seen) and all(o == "retry" for o in seen)
+def is_outage(decisions: Iterable[Decision], servers: Collection[str] = ()) -> bool:
+    """True when a round had retries and nothing else, and they share a cause: every key failed
+    transiently, on every server (or on something that is no one server's, NetBox). Reading further
+    would then only park more keys. One server down of several holds back only its own keys."""
+    seen = list(decisions)
+    if not seen or any(d.outcome != "retry" for d in seen):
+        return False
+    if len(servers) <= 1 or any(not d.failed_on for d in seen):
+        return True
+    return {s for d in seen for s in d.failed_on} >= set(servers)
 
 
 def due(parked: Mapping[str, KeyState], now: float) -> list[str]:

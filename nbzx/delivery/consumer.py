@@ -2,8 +2,8 @@
 
 What a round does with its records is `nbzx.delivery.rounds`'. Here (DESIGN §4 "Delivery"):
 - fetch, and run a round when records came or a parked key is due;
-- a round in which every key failed transiently is an outage: the partitions are paused until a
-  retry succeeds;
+- a round in which every key failed transiently for a shared cause (NetBox, or every Zabbix server)
+  is an outage: the partitions are paused until a retry succeeds;
 - a partition is committed only up to its oldest record that is neither applied nor stored as a
   dead letter; on revoke, the round in flight is finished first and the state of the revoked
   partitions is dropped (their next owner re-reads from the committed offset).
@@ -23,7 +23,7 @@ from prometheus_client import Gauge
 from nbzx.common.config import Config
 from nbzx.common.kafka import Producer, new_consumer
 from nbzx.common.logging import get_logger
-from nbzx.core.policy import KeyState, Outcome, commit_offset, due, is_outage, next_due_in
+from nbzx.core.policy import KeyState, commit_offset, due, next_due_in
 from nbzx.delivery.rounds import HostRounds, Tally
 from nbzx.engine.sync import SyncEngine
 
@@ -120,15 +120,16 @@ class EventConsumer:
                     self.fetched_end[tp] = max(self.fetched_end.get(tp, 0), recs[-1].offset + 1)
                     records.extend(recs)
             tally = await self.hosts.run(records)
-            self._outage(tally.outcomes)
+            self._outage(tally)
             return tally
 
-    def _outage(self, outcomes: list[Outcome]) -> None:
-        """Pause reading while every key fails transiently; resume at the first success."""
+    def _outage(self, tally: Tally) -> None:
+        """Pause reading while every key fails transiently for a shared cause; resume at the first success."""
+        outcomes = tally.outcomes
         if self.consumer is None or not outcomes:
             return
         assigned = list(self.consumer.assignment())
-        if is_outage(outcomes):
+        if tally.outage:
             if not self.outage:
                 log.warning("outage_paused", parked=len(self.parked))
             self.outage = True

@@ -21,7 +21,7 @@ from nbzx.common.config import Config, parse_duration
 from nbzx.common.kafka import Producer, ProduceUnavailable
 from nbzx.common.logging import get_logger
 from nbzx.core.planner import SyncResult
-from nbzx.core.policy import Decision, KeyState, Outcome, Policy, decide, due
+from nbzx.core.policy import Decision, KeyState, Outcome, Policy, decide, due, is_outage
 from nbzx.core.status import host_status
 from nbzx.delivery.decode import Work, decode_round
 from nbzx.delivery.outcomes import Outcomes
@@ -49,12 +49,13 @@ Failed = dict[str, tuple[bool, str]]  # host key -> (transient, error) of a fan-
 
 class Tally(msgspec.Struct, kw_only=True):
     """What one round did with its records: applied (or settled), parked for a retry, dead-lettered;
-    and each key's outcome (every one "retry" means an outage)."""
+    and each key's outcome."""
 
     done: int = 0
     parked: int = 0
     dead: int = 0
     outcomes: list[Outcome] = msgspec.field(default_factory=list)
+    outage: bool = False  # every key failed transiently for a shared cause (see `policy.is_outage`)
 
 
 class HostRounds:
@@ -133,7 +134,10 @@ class HostRounds:
                 transient, error = failed[r.host_key]
                 r = msgspec.structs.replace(r, result="error", transient=transient, error=error)
             failed.pop(r.host_key, None)
-            d = decide(r.host_key, r.result, r.transient, r.error, self.parked.get(r.host_key), now, self.policy)
+            parked = self.parked.get(r.host_key)
+            d = decide(
+                r.host_key, r.result, r.transient, r.error, parked, now, self.policy, failed_on=tuple(r.failed_on)
+            )
             decisions.append((d, work.records_by_key.get(r.host_key, [])))
             self._status(work, r, d)
             _observe(r, work)
@@ -156,7 +160,8 @@ class HostRounds:
     async def _settle(self, work: Work, decisions: list[tuple[Decision, list[Any]]]) -> Tally:
         """Park, dead-letter or finish each key's records as decided; then report the round."""
         letters = list(work.rejected)
-        tally = Tally(outcomes=[d.outcome for d, _ in decisions])
+        outage = is_outage([d for d, _ in decisions], self.engine.servers)
+        tally = Tally(outcomes=[d.outcome for d, _ in decisions], outage=outage)
         for d, recs in decisions:
             if d.outcome == "retry":
                 assert d.state is not None

@@ -47,7 +47,7 @@ async def log_in(zabbix: Zabbix, stopping: asyncio.Event) -> bool:
         (log.warning if transient else log.error)(event, server=zabbix.server, error=str(exc), retry_in_s=delay)
 
     try:
-        await retry(zabbix.start, retry_if=lambda e: isinstance(e, ZabbixError), on_retry=on_retry, stopping=stopping)
+        await retry(zabbix.connect, retry_if=lambda e: isinstance(e, ZabbixError), on_retry=on_retry, stopping=stopping)
     except Stopped:
         return False
     return True

@@ -226,6 +226,10 @@ class Zabbix:
         CALLS.labels(self.server, method, "ok").inc()
         return resp
 
+    async def connect(self) -> None:
+        """`start`, unless a session is open already or being opened (calls made meanwhile wait for it)."""
+        await self._logged_in()
+
     async def _logged_in(self) -> Any:
         """The current API client, logging in first if there is none (once, however many callers wait)."""
         async with self._login_lock:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from nbzx.core.policy import KeyState, Policy, backoff_s, commit_offset, decide, due, is_outage, next_due_in
+from typing import Any
+
+from nbzx.core.policy import Decision, KeyState, Policy, backoff_s, commit_offset, decide, due, is_outage, next_due_in
 
 P = Policy(retry_base_s=1.0, retry_max_s=30.0, transient_window_s=3600.0)
 
@@ -36,8 +38,16 @@ def test_a_transient_cause_is_dead_lettered_only_after_the_window() -> None:
 
 
 def test_an_outage_is_a_round_where_every_key_failed_transiently() -> None:
-    assert is_outage(["retry", "retry"])
-    assert not is_outage(["retry", "done"]) and not is_outage(["retry", "dead"]) and not is_outage([])
+    def d(outcome: Any, *servers: str) -> Decision:
+        return Decision(host_key="k", outcome=outcome, failed_on=servers)
+
+    assert is_outage([d("retry"), d("retry")])
+    assert not is_outage([d("retry"), d("done")]) and not is_outage([d("retry"), d("dead")]) and not is_outage([])
+    # Several servers: one of them down is its own keys' business; all of them, or NetBox, is an outage.
+    assert not is_outage([d("retry", "old"), d("retry", "old")], ["old", "new"])
+    assert is_outage([d("retry", "old"), d("retry", "new")], ["old", "new"])
+    assert is_outage([d("retry", "old"), d("retry")], ["old", "new"])
+    assert is_outage([d("retry", "old")], ["old"])
 
 
 def test_due_and_next_due() -> None:
