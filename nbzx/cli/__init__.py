@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nbzx.cli import adopt, dlq, jobs, kafka, netbox, processes, sync, webhook
+from nbzx.cli import adopt, dlq, jobs, kafka, netbox, processes, routes, sync, webhook
 from nbzx.common.config import ConfigError
 
-GROUPS = (processes, webhook, kafka, sync, jobs, dlq, netbox, adopt)
+GROUPS = (processes, webhook, kafka, sync, routes, jobs, dlq, netbox, adopt)
 
 
 def build_parser() -> argparse.ArgumentParser:

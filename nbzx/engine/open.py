@@ -54,13 +54,15 @@ async def log_in(zabbix: Zabbix, stopping: asyncio.Event) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def open_engine(cfg: Config) -> AsyncIterator[SyncEngine]:
-    """The engine, logged in to Zabbix now (a Zabbix that cannot be reached is the caller's error);
-    closed on the way out. For commands; processes use `new_engine` and `log_in`."""
+async def open_engine(cfg: Config, connect: bool = True) -> AsyncIterator[SyncEngine]:
+    """The engine, logged in to every Zabbix server now (one that cannot be reached is the caller's
+    error), or at each one's first call (`connect=False`: a command that reports a server it cannot
+    read); closed on the way out. For commands; processes use `new_engine` and `log_in_all`."""
     require(cfg, "netbox_token", "zabbix_auth")
     engine = new_engine(cfg)
     try:
-        await asyncio.gather(*(z.start() for z in engine.servers.values()))
+        if connect:
+            await asyncio.gather(*(z.start() for z in engine.servers.values()))
         yield engine
     finally:
         await close_engine(engine)

@@ -147,6 +147,49 @@ async def test_a_migration_window_keeps_a_site_on_both_then_narrowing_it_takes_t
     assert [r.action for r in await narrowed.sync([key])] == ["noop"]
 
 
+async def test_routes_explain_says_which_rule_routed_a_device_where_and_why_not_elsewhere(
+    two: Two, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import NETBOX_TOKEN, ROOT
+
+    cfg = two.config(["old"], ["new"])
+    engine = await two.engine(cfg)
+    dev, key = await asyncio.to_thread(two.device, two.b, 76)
+    doc = {"netbox": {"url": cfg.netbox.url}, "zabbix": {"servers": _servers_doc(cfg)}, "routes": _routes_doc(cfg)}
+    path = write_config(doc, tmp_path / "routes.yaml")
+    env = {**os.environ, "NETBOX_TOKEN": NETBOX_TOKEN, "ZABBIX_USER": "Admin", "ZABBIX_PASSWORD": "zabbix"}
+
+    def explain(*extra: str) -> str:
+        argv = [sys.executable, "-m", "nbzx.cli", "--config", str(path), "routes", "explain", key, *extra]
+        proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    before = json.loads(await asyncio.to_thread(explain, "--json"))
+    assert [(c["name"], c["matched"]) for c in before["checks"]] == [("site-a", False), ("site-b", True)]
+    assert before["checks"][0]["why"] == f"site is {two.b['site'].slug}, not {two.a['site'].slug}"
+    assert before["route"]["servers"] == ["new"] and before["hosts"] == {}
+    await engine.sync([key])
+    text = await asyncio.to_thread(explain)
+    hostid = two.on(two.new, key)[0]["hostid"]
+    assert f"{key} ({dev.name}): in scope in NetBox" in text
+    assert f"no      site-a: site is {two.b['site'].slug}, not {two.a['site'].slug}" in text
+    assert "routed to: new" in text and f"host on new: hostid {hostid}" in text and "host on old" not in text
+
+
+def _servers_doc(cfg: Config) -> dict[str, Any]:
+    return {n: {"url": s.url, **CREDENTIALS} for n, s in cfg.zabbix.servers.items()}
+
+
+def _routes_doc(cfg: Config) -> list[dict[str, Any]]:
+    return [{"name": r.name, "match": r.match, "servers": r.servers} for r in cfg.routes]
+
+
 async def test_a_stopped_server_holds_back_only_its_hosts_and_catches_up_with_nothing_dead_lettered(
     two: Two, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -156,8 +199,7 @@ async def test_a_stopped_server_holds_back_only_its_hosts_and_catches_up_with_no
     cfg = two.config(["old"], ["new"])
     await create_topics(cfg)
     doc = pipeline_config_doc(cfg)
-    doc["zabbix"] = {"servers": {n: {**msgspec_dict(s), **CREDENTIALS} for n, s in cfg.zabbix.servers.items()}}
-    doc["routes"] = [{"match": r.match, "servers": r.servers} for r in cfg.routes]
+    doc["zabbix"], doc["routes"] = {"servers": _servers_doc(cfg)}, _routes_doc(cfg)
     consumer = ConsumerProcess(write_config(doc, tmp_path / "two.yaml"), tmp_path / "two.log")
     try:
         made = [await asyncio.to_thread(two.device, base, 80 + i) for i, base in enumerate([two.a, two.b] * 3)]
@@ -189,10 +231,3 @@ async def test_a_stopped_server_holds_back_only_its_hosts_and_catches_up_with_no
     finally:
         consumer.stop()
         print((await asyncio.to_thread((tmp_path / "two.log").read_text))[-3000:])
-
-
-def msgspec_dict(struct: Any) -> dict[str, Any]:
-    import msgspec
-
-    out: dict[str, Any] = msgspec.to_builtins(struct)
-    return out
