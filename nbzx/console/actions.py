@@ -56,6 +56,7 @@ class Actions:
         scheduled_for: str | None = None,
         interval: int | None = None,
         retry_of: str | None = None,
+        servers: list[str] | None = None,
     ) -> ReconcileRequest:
         """Ask the control loop for a reconcile (now, at a time, and/or every `interval` minutes)."""
         req = reconcile_request(
@@ -64,6 +65,7 @@ class Actions:
             dry_run=dry_run,
             object_types=object_types,
             filter=filter,
+            servers=servers,
             scheduled_for=scheduled_for,
             interval=interval,
             retry_of=retry_of,
@@ -112,6 +114,7 @@ class Actions:
                 dry_run=job.job_kind == "dry_run",
                 object_types=list(p.get("object_types") or []),
                 filter=dict(p.get("filter") or {}),
+                servers=list(p.get("servers") or []),
                 retry_of=job.job_id,
             )
             return req.job_id

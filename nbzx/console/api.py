@@ -22,6 +22,7 @@ from nbzx.console.forms import (
 )
 from nbzx.console.views import difference_rows, job_summary, query_hosts, query_jobs
 from nbzx.core.redact import redacted
+from nbzx.engine.routes import explain_route
 from nbzx.jobs.adopt import adoption_report
 from nbzx.schemas.messages import JobRecord
 
@@ -85,7 +86,7 @@ async def job(request: web.Request) -> web.Response:
 @_errors
 async def reconcile(request: web.Request) -> web.Response:
     c, ident = console_of(request), identity_of(request)
-    req = await c.actions.reconcile(ident.user, **reconcile_json(await _body(request)))
+    req = await c.actions.reconcile(ident.user, **reconcile_json(await _body(request), c.servers))
     return json_response(202, {"job_id": req.job_id, "scheduled_for": req.scheduled_for, "interval": req.interval})
 
 
@@ -161,6 +162,15 @@ async def difference(request: web.Request) -> web.Response:
 
 
 @_errors
+async def route(request: web.Request) -> web.Response:
+    c = console_of(request)
+    key = host_key(request.match_info["key"])
+    if c.engine is None:
+        return json_response(503, {"error": "this console has no NetBox and Zabbix connection"})
+    return json_response(200, msgspec.to_builtins(await explain_route(c.engine, key)))
+
+
+@_errors
 async def adoption(request: web.Request) -> web.Response:
     c = console_of(request)
     if c.engine is None:
@@ -220,6 +230,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/v1/hosts", hosts)
     r.add_get("/api/v1/hosts/{key}", host)
     r.add_get("/api/v1/hosts/{key}/difference", difference)
+    r.add_get("/api/v1/hosts/{key}/route", route)
     r.add_post("/api/v1/hosts/{key}/sync", sync_host)
     r.add_get("/api/v1/dead-letters", dead_letters)
     r.add_post("/api/v1/dead-letters/retry", retry_letters)

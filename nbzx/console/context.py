@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from nbzx.common.config import Config, parse_duration
+from nbzx.common.config import Config, parse_duration, zabbix_servers
 from nbzx.console.actions import Actions
 from nbzx.console.auth import Identity, Tokens
 from nbzx.console.state import ConsoleState
@@ -30,7 +30,11 @@ class Console:
             loader=PackageLoader("nbzx.console", "templates"), autoescape=select_autoescape(["html"])
         )
         console_url = (cfg.console.zabbix_frontend_url or "").removesuffix("/api_jsonrpc.php").rstrip("/")
-        self.zabbix_url = console_url or cfg.zabbix.ui_url
+        servers = zabbix_servers(cfg)
+        self.zabbix_url = console_url or next(iter(servers.values())).ui_url
+        # Each server's frontend, for links to its hosts (the console's own override is the first server's).
+        self.zabbix_urls = {name: s.ui_url for name, s in servers.items()} | {next(iter(servers)): self.zabbix_url}
+        self.servers = list(servers)
 
     def netbox_link(self, host_key: str) -> str:
         """Where the host key's object is in NetBox ("" for a key that is not a host's)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ RECONCILE_FIELDS: dict[str, type] = {
     "filter": dict,
     "scheduled_for": str,
     "interval": int,
+    "servers": list,
 }
 
 
@@ -68,11 +69,12 @@ def job_filters(query: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def host_filters(query: Mapping[str, Any]) -> dict[str, Any]:
-    """result, q and page of a hosts listing."""
+    """result, q, server and page of a hosts listing."""
     result = str(query.get("result") or "")
     if result and result not in HOST_RESULTS:
         raise BadInput(f"result must be one of {', '.join(HOST_RESULTS)}")
-    return {"result": result, "q": str(query.get("q") or "")[:200], "page": page_number(query)}
+    server = str(query.get("server") or "")[:64]
+    return {"result": result, "q": str(query.get("q") or "")[:200], "server": server, "page": page_number(query)}
 
 
 def host_key(text: str) -> str:
@@ -97,14 +99,14 @@ def only_fields(body: Mapping[str, Any], *known: str) -> Mapping[str, Any]:
     return body
 
 
-def reconcile_json(body: Mapping[str, Any]) -> dict[str, Any]:
+def reconcile_json(body: Mapping[str, Any], servers: Sequence[str] = ()) -> dict[str, Any]:
     """A JSON reconcile body, typed as docs/console-api.yaml says (forms send text; JSON may not)."""
     only_fields(body, *RECONCILE_FIELDS)
     for name, kind in RECONCILE_FIELDS.items():
         value = body.get(name)
         if name in body and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
             raise BadInput(f"{name} must be of type {kind.__name__}")
-    return reconcile_request(body)
+    return reconcile_request(body, servers=servers)
 
 
 def netbox_filter(text: str) -> dict[str, Any]:
@@ -121,9 +123,12 @@ def netbox_filter(text: str) -> dict[str, Any]:
     return out
 
 
-def reconcile_request(body: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+def reconcile_request(
+    body: Mapping[str, Any], now: datetime | None = None, servers: Sequence[str] = ()
+) -> dict[str, Any]:
     """Arguments of `Actions.reconcile` from a form or a JSON body: dry_run, object_types, filter,
-    scheduled_for (in the future, UTC) and interval (one of NetBox's intervals, minutes)."""
+    scheduled_for (in the future, UTC), interval (one of NetBox's intervals, minutes) and servers
+    (some of `servers`, the configured ones; none: all)."""
     dry = body.get("dry_run")
     dry_run = dry is True or str(dry).lower() in ("1", "true", "on", "yes")
     types = body.get("object_types") or []
@@ -150,7 +155,13 @@ def reconcile_request(body: Mapping[str, Any], now: datetime | None = None) -> d
         if interval not in RECONCILE_INTERVALS:
             raise BadInput(f"interval must be one of {', '.join(map(str, RECONCILE_INTERVALS))} minutes")
         at = at or now
+    chosen = body.get("servers") or []
+    if isinstance(chosen, str):
+        chosen = [c for c in chosen.split(",") if c]
+    if not isinstance(chosen, list) or any(c not in servers for c in chosen):
+        raise BadInput(f"servers must be a list of Zabbix servers: {', '.join(servers)}")
     return {
+        "servers": list(chosen),
         "dry_run": dry_run,
         "object_types": list(types),
         "filter": dict(filt),

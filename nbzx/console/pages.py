@@ -50,6 +50,8 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         message=request.query.get("msg", ""),
         summary=job_summary,
         zabbix_url=c.zabbix_url,
+        zabbix_urls=c.zabbix_urls,
+        servers=c.servers,
         netbox_link=c.netbox_link,
         request=request,
         **context,
@@ -205,7 +207,7 @@ async def reconcile(request: web.Request) -> web.Response:
     form = dict(await request.post())
 
     async def go() -> tuple[str, str]:
-        args = reconcile_request(form)
+        args = reconcile_request(form, servers=c.servers)
         req = await c.actions.reconcile(ident.user, **args)
         what = "Dry run" if req.dry_run else "Reconcile"
         if req.scheduled_for:
@@ -287,7 +289,7 @@ async def host(request: web.Request) -> web.Response:
         host_status=c.state.hosts.get(key),
         recent=list(c.state.history.get(key, [])),
         diffs=diffs,
-        several=c.engine is not None and c.engine.several,
+        several=len(c.servers) > 1,
         diff_error=diff_error,
         object_url=c.netbox_link(key),
     )

@@ -62,14 +62,23 @@ def query_jobs(
 
 
 def query_hosts(
-    hosts: Mapping[str, HostStatus], *, result: str = "", q: str = "", page: int = 1, per_page: int = 50
+    hosts: Mapping[str, HostStatus],
+    *,
+    result: str = "",
+    q: str = "",
+    server: str = "",
+    page: int = 1,
+    per_page: int = 50,
 ) -> Page[HostStatus]:
-    """Host statuses with this result whose name or key contains `q` (any case), newest sync first."""
+    """Host statuses with this result, kept on `server`, whose name or key contains `q` (any case),
+    newest sync first."""
     needle = q.strip().lower()
     rows = [
         h
         for h in hosts.values()
-        if (not result or h.result == result) and (not needle or needle in h.host.lower() or needle in h.host_key)
+        if (not result or h.result == result)
+        and (not needle or needle in h.host.lower() or needle in h.host_key)
+        and (not server or server in h.servers)
     ]
     rows.sort(key=lambda h: h.synced_at, reverse=True)
     return paginate(rows, page, per_page)

@@ -48,6 +48,7 @@ def host_status(
         event_at=datetime.fromtimestamp(event_at, UTC).isoformat() if event_at else None,
         job_id=job_id,
         state=state,
+        servers=dict(r.servers),
     )
 
 

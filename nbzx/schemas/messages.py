@@ -168,6 +168,7 @@ class HostStatus(_Envelope, tag="host_status"):
     synced_at: str = field(default_factory=utc_now)
     job_id: str | None = None
     state: SyncState | None = None  # None while a failure is retried (the last settled state holds)
+    servers: dict[str, str] = field(default_factory=dict)  # Zabbix server -> hostid, where the host is kept
 
 
 class DeadLetter(_Envelope, tag="dead_letter"):
