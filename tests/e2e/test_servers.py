@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from nbzx.common.config import Config
 from nbzx.engine.netbox import NetBox
@@ -231,3 +232,44 @@ async def test_a_stopped_server_holds_back_only_its_hosts_and_catches_up_with_no
     finally:
         consumer.stop()
         print((await asyncio.to_thread((tmp_path / "two.log").read_text))[-3000:])
+
+
+async def test_the_console_shows_servers_filters_by_server_and_explains_a_route(
+    two: Two, aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]]
+) -> None:
+    from nbzx.console.app import make_app
+    from nbzx.console.state import ConsoleState
+    from nbzx.core.policy import Decision
+    from nbzx.core.status import host_status
+    from nbzx.schemas.messages import encode
+    from tests.unit.test_receiver_app import RecordingProducer
+
+    cfg = two.config(["old"], ["new"])
+    cfg.secrets.console_viewer_tokens = "victor:view-tok"
+    engine = await two.engine(cfg)
+    (_, ka), (_, kb) = await asyncio.to_thread(two.device, two.a, 77), await asyncio.to_thread(two.device, two.b, 78)
+    results = await engine.sync([ka, kb])
+    state = ConsoleState(cfg, follow=False)
+
+    class Rec:
+        def __init__(self, msg: Any) -> None:
+            self.value, self.partition, self.offset = encode(msg), 0, 0
+
+    state.apply_statuses([Rec(host_status(r, Decision(host_key=r.host_key, outcome="done"))) for r in results])
+    client = await aiohttp_client(make_app(cfg, RecordingProducer(), engine, state))  # type: ignore[arg-type]
+    auth = {"Authorization": "Bearer view-tok"}
+
+    page = await (await client.get("/hosts?server=new", headers=auth)).text()
+    assert f'data-host-key="{kb}"' in page and f'data-host-key="{ka}"' not in page
+    assert "<th>Server</th>" in page and '<select name="server"' in page
+    assert f'data-server="new">{two.on(two.new, kb)[0]["hostid"]}</a>' in page
+
+    r = await client.get(f"/api/v1/hosts/{kb}/route", headers=auth)
+    body = await r.json()
+    assert r.status == 200 and body["route"]["servers"] == ["new"]
+    assert body["hosts"] == {"new": two.on(two.new, kb)[0]["hostid"]}
+
+    diff = await (await client.get(f"/api/v1/hosts/{ka}/difference", headers=auth)).json()
+    assert [(s["server"], s["routed"], s["action"]) for s in diff["servers"]] == [("old", True, "noop")]
+    host_page = await (await client.get(f"/hosts/{ka}", headers=auth)).text()
+    assert 'data-server="old"' in host_page and "On old" in host_page

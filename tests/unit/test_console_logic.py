@@ -97,7 +97,12 @@ def test_reconcile_form_now_at_a_time_and_every_n_minutes() -> None:
         "filter": {},
         "scheduled_for": None,
         "interval": None,
+        "servers": [],
     }
+    one = reconcile_request({"servers": "new"}, now, servers=["old", "new"])
+    assert one["servers"] == ["new"]
+    with pytest.raises(BadInput, match="servers must be a list of Zabbix servers: old, new"):
+        reconcile_request({"servers": ["moon"]}, now, servers=["old", "new"])
     later = reconcile_request({"scheduled_for": "2026-11-30T08:00", "interval": "60", "dry_run": "1"}, now)
     assert later["scheduled_for"] == "2026-11-30T08:00:00+00:00"
     assert later["interval"] == 60 and later["dry_run"] is True

@@ -38,6 +38,8 @@ async def test_the_console_api_keeps_its_openapi_description() -> None:
             "--exclude-checks", "positive_data_acceptance",
             # The Difference route needs NetBox and Zabbix: tests/e2e/test_console_browser.py checks it.
             "--exclude-path", "/api/v1/hosts/{key}/difference",
+            # And the route: tests/e2e/test_servers.py reads it from both real servers.
+            "--exclude-path", "/api/v1/hosts/{key}/route",
             # So does the adoption plan: tests/e2e/test_console_browser.py reads it from a real stack.
             "--exclude-name", "GET /api/v1/adoption",
             "--max-examples", "25",
