@@ -4,7 +4,7 @@ A key's object goes to the servers its route names; every other server sees it a
 the planner applies the delete policy there (a move, a narrowed migration window). What a server
 holds for a key is only taken away once the key is in place on every server it is routed to, so a
 host is never missing in between; a crash between the two steps is finished by the next sync
-(docs/DESIGN.md §8).
+(docs/DESIGN.md §12).
 """
 
 from __future__ import annotations

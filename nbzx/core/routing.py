@@ -3,7 +3,7 @@
 The first rule that matches decides; a rule may name several servers (a migration window keeps a
 host on the old and the new one) or none ("not monitored"). A config with one server and no rules
 routes everything to it. `region` and `site_group` match the site's own and every parent's, which
-NetBox keeps outside the object: `Geography` carries them (docs/DESIGN.md §8).
+NetBox keeps outside the object: `Geography` carries them (docs/DESIGN.md §12).
 """
 
 from __future__ import annotations

@@ -106,10 +106,19 @@ def test_extra_interfaces_are_checked_at_start() -> None:
         parse_config('{"host": {"interfaces": {"extra": [{"type": "ipmi", "address": "bmc"}]}}}', {})
 
 
-@pytest.mark.parametrize("name", ["interfaces.yaml", "write-back.yaml", "adopt.yaml", "local.yaml"])
+@pytest.mark.parametrize("name", ["interfaces.yaml", "write-back.yaml", "adopt.yaml", "local.yaml", "servers.yaml"])
 def test_the_examples_are_valid_configs(name: str) -> None:
     path = Path(__file__).resolve().parents[2] / "examples" / name
     cfg = load_config(path, {"NBZX_IPMI_PASSWORD": "from-the-environment"})
+    if name == "servers.yaml":
+        from nbzx.common.config import zabbix_servers
+        from nbzx.core.routing import route
+
+        assert list(zabbix_servers(cfg)) == ["eu-old", "eu-new", "us"]
+        ams = {"site": {"id": 1, "slug": "ams1", "name": "AMS1"}, "tags": []}
+        assert route(ams, cfg).servers == ("eu-old", "eu-new")
+        pinned = {**ams, "config_context": {"zabbix": {"server": "us"}}}
+        assert route(pinned, cfg).servers == ("us",)
     if name == "write-back.yaml":
         assert cfg.netbox.write_back.journal and cfg.netbox.write_back.custom_fields
     if name == "interfaces.yaml":
