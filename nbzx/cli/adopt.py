@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from nbzx.cli.options import load
+from nbzx.cli.options import load, servers
 
 if TYPE_CHECKING:
     from nbzx.core.adoption import AdoptionReport
@@ -22,11 +22,13 @@ def add_to(sub: Any) -> None:
     )
     ap = ad.add_parser("plan", help="list adoptable hosts with reasons, Zabbix-only hosts, NetBox objects without")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--server", help="the Zabbix server (default: the first configured)")
     ap.set_defaults(func=adopt_command)
     aa = ad.add_parser("apply", help="take over valid hosts (owner tag, then a normal sync) as a job")
     aa.add_argument("host_keys", nargs="*", metavar="HOST_KEY")
     aa.add_argument("--all", action="store_true", help="every valid one")
     aa.add_argument("--user", help="who asked (recorded on the job)")
+    aa.add_argument("--server", help="the Zabbix server (default: the first configured)")
     aa.set_defaults(func=adopt_command)
 
 
@@ -37,6 +39,7 @@ def adopt_command(args: argparse.Namespace) -> int:
     from nbzx.jobs.adopt import adopt, adoption_report
 
     cfg = load(args)
+    servers(cfg, [args.server] if args.server else [])
     if args.adopt_command == "apply" and not (args.all or args.host_keys):
         print("nbzx adopt apply: give host keys, or --all for every valid one", file=sys.stderr)
         return 2
@@ -44,13 +47,14 @@ def adopt_command(args: argparse.Namespace) -> int:
     async def run() -> int:
         if args.adopt_command == "plan":
             async with open_engine(cfg) as engine:
-                report = await adoption_report(engine)
+                report = await adoption_report(engine, args.server)
             print(json.dumps(msgspec.to_builtins(report), indent=2) if args.json else render_adoption(report))
             return 0
         producer = Producer(cfg, client_id=f"{cfg.kafka.client_id}-cli")
         try:
             async with open_engine(cfg) as engine:
-                record = await adopt(engine, producer, None if args.all else args.host_keys, user=args.user)
+                keys = None if args.all else args.host_keys
+                record = await adopt(engine, producer, keys, user=args.user, server=args.server)
         finally:
             await producer.stop()
         print(json.dumps(msgspec.to_builtins(record), indent=2))

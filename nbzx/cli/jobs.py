@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from nbzx.cli.options import load
+from nbzx.cli.options import load, servers
 
 
 def add_to(sub: Any) -> None:
@@ -45,7 +45,6 @@ def add_to(sub: Any) -> None:
 
 def reconcile(args: argparse.Namespace) -> int:
     """Request a reconcile (or run one here with --local); --wait follows the job to its end."""
-    from nbzx.common.config import ConfigError, zabbix_servers
     from nbzx.common.kafka import Producer
     from nbzx.engine.open import open_engine
     from nbzx.jobs.reconcile import Reconciler
@@ -53,14 +52,14 @@ def reconcile(args: argparse.Namespace) -> int:
     from nbzx.schemas.messages import encode
 
     cfg = load(args)
-    unknown = sorted(set(args.server or []) - set(zabbix_servers(cfg)))
-    if unknown:
-        raise ConfigError(
-            f"--server: no Zabbix server named {', '.join(unknown)} (the config has {', '.join(zabbix_servers(cfg))})"
-        )
     flt = dict(kv.split("=", 1) for kv in args.filter or [])
     req = reconcile_request(
-        "cli", user=args.user, dry_run=args.dry_run, object_types=args.scope, filter=flt, servers=args.server
+        "cli",
+        user=args.user,
+        dry_run=args.dry_run,
+        object_types=args.scope,
+        filter=flt,
+        servers=servers(cfg, args.server),
     )
 
     async def run() -> int:

@@ -96,9 +96,10 @@ class Actions:
         job = await requeue(self.cfg, self.producer, host_keys, trigger="console", user=user)
         return self._shown(job).job_id
 
-    async def adopt(self, user: str, host_keys: list[str]) -> str:
-        """Ask the control loop to take over these hosts (every valid one when empty); returns the job id."""
-        req = AdoptRequest(user=user, host_keys=sorted(set(host_keys)))
+    async def adopt(self, user: str, host_keys: list[str], server: str = "") -> str:
+        """Ask the control loop to take over these hosts (every valid one when empty) on `server` (the
+        first when empty); returns the job id."""
+        req = AdoptRequest(user=user, host_keys=sorted(set(host_keys)), server=server)
         await self.producer.send(self.cfg.kafka.topics.control, "adopt", encode(req))
         await self._record(request_record(req, "pending"))
         return req.job_id

@@ -175,13 +175,19 @@ async def adoption(request: web.Request) -> web.Response:
     c = console_of(request)
     if c.engine is None:
         return json_response(503, {"error": "this console has no NetBox and Zabbix connection"})
-    return json_response(200, msgspec.to_builtins(await adoption_report(c.engine)))
+    server = request.query.get("server") or c.servers[0]
+    if server not in c.servers:
+        raise BadInput(f"server must be one of {', '.join(c.servers)}")
+    return json_response(200, msgspec.to_builtins(await adoption_report(c.engine, server)))
 
 
 @_errors
 async def adopt(request: web.Request) -> web.Response:
     c, ident = console_of(request), identity_of(request)
-    body = only_fields(await _body(request), "host_keys")
+    body = only_fields(await _body(request), "host_keys", "server")
+    server = body.get("server", "")
+    if not isinstance(server, str) or (server and server not in c.servers):
+        raise BadInput(f"server must be one of {', '.join(c.servers)}")
     keys = body.get("host_keys")
     if keys == "all":
         keys = []
@@ -189,7 +195,8 @@ async def adopt(request: web.Request) -> web.Response:
         raise BadInput('host_keys: a list of host keys, or "all" for every valid one')
     else:
         keys = host_keys(keys)
-    return json_response(202, {"job_id": await c.actions.adopt(ident.user, keys), "host_keys": keys or "all"})
+    job_id = await c.actions.adopt(ident.user, keys, str(server))
+    return json_response(202, {"job_id": job_id, "host_keys": keys or "all"})
 
 
 @_errors

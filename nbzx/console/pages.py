@@ -368,14 +368,17 @@ async def adoption(request: web.Request) -> web.Response:
     """What `nbzx adopt plan` prints, computed now (nothing is written)."""
     c = console_of(request)
     report, error = None, ""
+    server = request.query.get("server") or c.servers[0]
+    if server not in c.servers:
+        return web.Response(status=400, text=f"server must be one of {', '.join(c.servers)}")
     if c.engine is None:
         error = "this console has no NetBox and Zabbix connection"
     else:
         try:
-            report = await adoption_report(c.engine)
+            report = await adoption_report(c.engine, server)
         except Exception as exc:  # NetBox or Zabbix away: say so
             error = f"{type(exc).__name__}: {exc}"
-    return render(request, "adoption.html", report=report, error=error)
+    return render(request, "adoption.html", report=report, error=error, server=server)
 
 
 async def adopt(request: web.Request) -> web.Response:
@@ -386,7 +389,10 @@ async def adopt(request: web.Request) -> web.Response:
         keys = [host_key(str(v)) for v in form.getall("host_key", [])]
         if not keys and form.get("all") != "1":
             raise BadInput("choose hosts to adopt, or adopt all valid ones")
-        job_id = await c.actions.adopt(ident.user, keys)
+        server = str(form.get("server") or "")
+        if server and server not in c.servers:
+            raise BadInput(f"server must be one of {', '.join(c.servers)}")
+        job_id = await c.actions.adopt(ident.user, keys, server)
         return f"/jobs/{job_id}", f"Adoption of {len(keys) or 'every valid'} host(s) requested"
 
     return await _act(request, "/adoption", go)

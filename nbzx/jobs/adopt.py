@@ -19,7 +19,7 @@ from nbzx.core.planner import SyncResult
 from nbzx.core.writeback import adopted_entry, sync_state, write_back
 from nbzx.engine.netbox_write import apply_write_backs
 from nbzx.engine.sync import SyncEngine
-from nbzx.engine.zabbix import ZabbixError
+from nbzx.engine.zabbix import Zabbix, ZabbixError
 from nbzx.jobs.records import Job
 from nbzx.schemas.messages import JobRecord, Trigger
 from nbzx.schemas.objects import HOST_TYPES
@@ -34,17 +34,24 @@ def primary_ips(obj: dict[str, Any]) -> tuple[str, ...]:
     return tuple(a for a in addresses if a)
 
 
-async def netbox_sides(engine: SyncEngine, object_types: Iterable[str] = HOST_TYPES) -> list[NetBoxSide]:
-    """Every NetBox object of these types, in scope or not, with its desired host or why it has none."""
+async def netbox_sides(
+    engine: SyncEngine, object_types: Iterable[str] = HOST_TYPES, server: str | None = None
+) -> list[NetBoxSide]:
+    """Every NetBox object of these types, in scope or not, with its desired host on `server` (the first
+    by default) or why it has none; with several servers, only the objects routed to `server`."""
     types = list(object_types)
+    server = server or engine.zabbix.server
     listings = await asyncio.gather(*(engine.netbox.all_objects(t, scoped=False) for t in types))
     in_scope = await asyncio.gather(*(engine.netbox.ids(t, {}) for t in types))
+    routes = await engine.routes({f"{t}:{o['id']}": o for t, rows in zip(types, listings, strict=True) for o in rows})
     sides = []
     for t, rows, ids in zip(types, listings, in_scope, strict=True):
         scoped = set(ids)
         for obj in rows:
             key = f"{t}:{obj['id']}"
-            desired = engine.desired(key, obj)
+            if engine.several and server not in routes[key].servers:
+                continue
+            desired = engine.desired(key, obj, server)
             sides.append(
                 NetBoxSide(
                     host_key=key,
@@ -58,13 +65,14 @@ async def netbox_sides(engine: SyncEngine, object_types: Iterable[str] = HOST_TY
     return sides
 
 
-async def adoption_report(engine: SyncEngine) -> AdoptionReport:
-    """What `nbzx adopt plan` prints: nothing is written."""
+async def adoption_report(engine: SyncEngine, server: str | None = None) -> AdoptionReport:
+    """What `nbzx adopt plan` prints for one Zabbix server (the first by default): nothing is written."""
+    zabbix = engine.servers[server or engine.zabbix.server]
     sides, owned, unowned = await asyncio.gather(
-        netbox_sides(engine), engine.zabbix.all_owned_hosts(), engine.zabbix.unowned_hosts()
+        netbox_sides(engine, server=zabbix.server), zabbix.all_owned_hosts(), zabbix.unowned_hosts()
     )
     templates = {t for s in sides if s.desired for t in s.desired.templates} | {t for h in unowned for t in h.templates}
-    item_keys = await engine.zabbix.template_item_keys(templates)
+    item_keys = await zabbix.template_item_keys(templates)
     return plan_adoption(sides, owned, unowned, engine.cfg.host.adopt_match, item_keys)
 
 
@@ -76,36 +84,42 @@ async def adopt(
     trigger: Trigger = "cli",
     user: str | None = None,
     job_id: str | None = None,
+    server: str | None = None,
 ) -> JobRecord:
-    """Take over the valid matches for `host_keys` (None: every valid one), recorded as an `adopt` job:
-    `completed`, `failed` when a host could not be taken over, `errored` when the job could not run."""
-    params = {"host_keys": host_keys or "all valid"}
+    """Take over the valid matches for `host_keys` (None: every valid one) on `server` (the first by
+    default), recorded as an `adopt` job: `completed`, `failed` when a host could not be taken over,
+    `errored` when the job could not run."""
+    server = server or engine.zabbix.server
+    params: dict[str, Any] = {"host_keys": host_keys or "all valid"}
+    if engine.several:
+        params["server"] = server
     job = Job(producer, engine.cfg, "adopt", job_id=job_id, trigger=trigger, user=user, params=params)
     await job.publish("running")
     try:
-        summary = await _take_over(engine, job, host_keys)
+        summary = await _take_over(engine, job, host_keys, server)
     except Exception as exc:  # Zabbix or NetBox away, or a bug: the job says so
         log.exception("adopt_errored", job_id=job.id)
         return await job.publish("errored", error=f"{type(exc).__name__}: {exc}")
     return await job.publish("failed" if summary["failed"] else "completed", results=summary)
 
 
-async def _tag(engine: SyncEngine, batch: list[tuple[ActualHost, str]], failed: dict[str, str]) -> list[str]:
+async def _tag(zabbix: Zabbix, batch: list[tuple[ActualHost, str]], failed: dict[str, str]) -> list[str]:
     """Owner tags on a batch in one call; when Zabbix refuses it (one host changed meanwhile), one by one."""
     try:
-        await engine.zabbix.add_owner_tags(batch)
+        await zabbix.add_owner_tags(batch)
         return [k for _, k in batch]
     except ZabbixError as exc:
         if len(batch) == 1:
             failed[batch[0][1]] = f"owner tag not added: {exc}"
             return []
-    return [k for one in batch for k in await _tag(engine, [one], failed)]
+    return [k for one in batch for k in await _tag(zabbix, [one], failed)]
 
 
-async def _write_back(engine: SyncEngine, results: list[SyncResult]) -> None:
+async def _write_back(engine: SyncEngine, results: list[SyncResult], server: str) -> None:
     """With write-back on: an "adopted" journal entry and the custom fields on each adopted object (the
     consumers would not write them: the next sync of an adopted host changes nothing)."""
-    cfg, url, now = engine.cfg.netbox.write_back, engine.cfg.zabbix.ui_url, datetime.now(UTC)
+    cfg, now = engine.cfg.netbox.write_back, datetime.now(UTC)
+    url = engine.servers[server].settings.ui_url
     if not cfg.enabled or not results:
         return
     writes = [
@@ -118,9 +132,10 @@ async def _write_back(engine: SyncEngine, results: list[SyncResult]) -> None:
     await apply_write_backs(engine.netbox, writes)
 
 
-async def _take_over(engine: SyncEngine, job: Job, host_keys: list[str] | None) -> dict[str, Any]:
-    """Owner tags on the valid matches, then the normal sync of their keys; the job's results."""
-    report = await adoption_report(engine)
+async def _take_over(engine: SyncEngine, job: Job, host_keys: list[str] | None, server: str) -> dict[str, Any]:
+    """Owner tags on the valid matches on `server`, then the normal sync of their keys; the job's results."""
+    zabbix = engine.servers[server]
+    report = await adoption_report(engine, server)
     valid = {a.host_key: a for a in report.adoptable if a.host_key}
     why_not = {a.host_key: a.reason for a in report.not_adoptable if a.host_key}
     wanted = host_keys if host_keys is not None else sorted(valid)
@@ -129,20 +144,20 @@ async def _take_over(engine: SyncEngine, job: Job, host_keys: list[str] | None) 
     job.note("adopt_planned", adoptable=len(todo), refused=len(refused))
     # Read again, by name, right before tagging: host.update replaces the tags whole, so the tags sent
     # back must be the ones the host has now, not the ones the report saw.
-    hosts = await engine.zabbix.hosts_by_name(valid[k].host for k in todo)
+    hosts = await zabbix.hosts_by_name(valid[k].host for k in todo)
     failed = {k: "the host is gone from Zabbix" for k in todo if valid[k].host not in hosts}
     tagged: list[str] = []
     found = [k for k in todo if k not in failed]
     for start in range(0, len(found), TAG_BATCH):
         batch = [(hosts[valid[k].host], k) for k in found[start : start + TAG_BATCH]]
-        tagged += await _tag(engine, batch, failed)
+        tagged += await _tag(zabbix, batch, failed)
         await job.publish("running", results={"progress": {"tagged": len(tagged), "of": len(todo)}})
     results = await engine.sync(tagged)
     failed.update({r.host_key: r.error or r.reason for r in results if r.result not in ("ok", "skipped")})
     adopted = {r.host_key: r.hostid for r in results if r.host_key not in failed}
     for key in adopted:
         log.info("adopted", host_key=key, hostid=adopted[key], host=valid[key].host)
-    await _write_back(engine, [r for r in results if r.host_key in adopted])
+    await _write_back(engine, [r for r in results if r.host_key in adopted], server)
     job.note("adopt_done", adopted=len(adopted), failed=len(failed), refused=len(refused))
     return {
         "adopted": len(adopted),

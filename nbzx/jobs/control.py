@@ -219,7 +219,8 @@ class ControlLoop:
             await publish_record(self.producer, self.cfg, record)
             return
         keys = req.host_keys or None
-        run = adopt(self.reconciler.engine, self.producer, keys, trigger=req.trigger, user=req.user, job_id=req.job_id)
+        engine, server = self.reconciler.engine, req.server or None
+        run = adopt(engine, self.producer, keys, trigger=req.trigger, user=req.user, job_id=req.job_id, server=server)
         self.adopting = (req, asyncio.create_task(run))
 
     async def _request_next(self, req: ReconcileRequest) -> None:

@@ -123,6 +123,7 @@ class AdoptRequest(_Envelope, tag="adopt_request"):
     trigger: Trigger = "console"
     user: str | None = None
     host_keys: list[HostKey] = field(default_factory=list)
+    server: str = ""  # the Zabbix server whose hosts are taken over ("": the first configured)
 
 
 class JobRecord(_Envelope, tag="job_record"):

@@ -273,3 +273,27 @@ async def test_the_console_shows_servers_filters_by_server_and_explains_a_route(
     assert [(s["server"], s["routed"], s["action"]) for s in diff["servers"]] == [("old", True, "noop")]
     host_page = await (await client.get(f"/hosts/{ka}", headers=auth)).text()
     assert 'data-server="old"' in host_page and "On old" in host_page
+
+
+async def test_adoption_is_per_server_and_takes_over_a_hand_made_host_on_the_server_the_device_is_routed_to(
+    two: Two,
+) -> None:
+    from nbzx.jobs.adopt import adopt, adoption_report
+    from tests.unit.test_receiver_app import RecordingProducer
+
+    engine = await two.engine(two.config(["old"], ["new"]))
+    dev, key = await asyncio.to_thread(two.device, two.b, 79)
+    api = two.new.api
+    gid = api.hostgroup.get(filter={"name": "Linux servers"})[0]["groupid"]
+    iface = {"type": 1, "main": 1, "useip": 1, "ip": lab_ip(79), "dns": "", "port": "10050"}
+    hostid = api.host.create(host=dev.name, groups=[{"groupid": gid}], interfaces=[iface])["hostids"][0]
+
+    on_new = await adoption_report(engine, "new")
+    assert [(a.host_key, a.hostid) for a in on_new.adoptable if a.host_key == key] == [(key, hostid)]
+    on_old = await adoption_report(engine, "old")
+    assert key not in [m.host_key for m in on_old.netbox_only], "a device routed to new is not old's to adopt"
+
+    record = await adopt(engine, RecordingProducer(), [key], user="alice", server="new")  # type: ignore[arg-type]
+    assert record.status == "completed" and record.params["server"] == "new"
+    assert record.results["hosts"] == {key: {"hostid": hostid, "host": dev.name}}
+    assert two.where(key) == {"old": [], "new": [(dev.name, "0")]} and two.on(two.new, key)[0]["hostid"] == hostid
