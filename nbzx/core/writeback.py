@@ -8,6 +8,7 @@ the webhook NetBox sends for our own custom-field write ends in a no-op sync tha
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -56,13 +57,14 @@ def sync_state(r: SyncResult, retrying: bool) -> SyncState | None:
 
 
 def journal_entry(
-    r: SyncResult, state: SyncState | None, previous: SyncState | None, zabbix_url: str
+    r: SyncResult, state: SyncState | None, previous: SyncState | None, zabbix_urls: Mapping[str, str]
 ) -> JournalEntry | None:
     """The entry for an outcome that changed; `previous` is None when it is not known (nothing is
-    written then that could only repeat what an earlier entry said: recovered, skipped)."""
+    written then that could only repeat what an earlier entry said: recovered, skipped). `zabbix_urls`:
+    each server's frontend, by name, for the links to its host."""
     if state is None or not r.in_netbox:
         return None
-    link = _host_link(r, zabbix_url)
+    link = _host_link(r, zabbix_urls)
     if state == "in_sync" and r.action == "create":
         return _entry(r, "info", f"Created in Zabbix as {link}.{_changed(r)}")
     if state == previous:
@@ -102,7 +104,7 @@ def write_back(
     state: SyncState | None,
     previous: SyncState | None,
     cfg: WriteBackConfig,
-    zabbix_url: str,
+    zabbix_urls: Mapping[str, str],
     now: datetime,
 ) -> WriteBack:
     """Everything one sync, whose settled state is `state` (`sync_state`, as its host status carries
@@ -113,15 +115,15 @@ def write_back(
     return WriteBack(
         host_key=r.host_key,
         state=state,
-        journal=journal_entry(r, state, previous, zabbix_url) if cfg.journal else None,
+        journal=journal_entry(r, state, previous, zabbix_urls) if cfg.journal else None,
         fields=field_values(r, state, cfg, now) if cfg.custom_fields else None,
     )
 
 
-def adopted_entry(r: SyncResult, zabbix_url: str) -> JournalEntry:
+def adopted_entry(r: SyncResult, zabbix_urls: Mapping[str, str]) -> JournalEntry:
     """The entry for a host adoption took over (its first sync is an update, which says nothing by itself)."""
     return _entry(
-        r, "info", f"Adopted: Zabbix host {_host_link(r, zabbix_url)} is now kept in step with NetBox.{_changed(r)}"
+        r, "info", f"Adopted: Zabbix host {_host_link(r, zabbix_urls)} is now kept in step with NetBox.{_changed(r)}"
     )
 
 
@@ -129,11 +131,18 @@ def _entry(r: SyncResult, kind: JournalKind, text: str) -> JournalEntry:
     return JournalEntry(host_key=r.host_key, kind=kind, comments=f"**netbox-zabbix-stream**: {text}")
 
 
-def _host_link(r: SyncResult, zabbix_url: str) -> str:
+def _host_link(r: SyncResult, zabbix_urls: Mapping[str, str]) -> str:
+    """The host and a link to it; with several servers, on each server that keeps it, named."""
     name = f"`{r.host}`" if r.host else "host"
-    if not r.hostid:
+    kept = r.servers if len(zabbix_urls) > 1 and r.servers else {"": r.hostid} if r.hostid else {}
+    if not kept:
         return name
-    return f"{name} ([hostid {r.hostid}]({zabbix_url}/zabbix.php?action=host.edit&hostid={r.hostid}))"
+    first = next(iter(zabbix_urls.values()), "")
+    links = []
+    for server, hostid in kept.items():
+        url = f"{zabbix_urls.get(server, first)}/zabbix.php?action=host.edit&hostid={hostid}"
+        links.append(f"{f'on {server}: ' if server else ''}[hostid {hostid}]({url})")
+    return f"{name} ({', '.join(links)})"
 
 
 def _changed(r: SyncResult) -> str:

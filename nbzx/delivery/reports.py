@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from nbzx.common.config import Config
+from nbzx.common.config import Config, zabbix_servers
 from nbzx.common.kafka import Producer
 from nbzx.common.logging import get_logger
 from nbzx.core.status import host_sync_record
@@ -39,10 +39,11 @@ async def publish_statuses(cfg: Config, producer: Producer, work: Work, dead_key
 async def write_back_outcomes(cfg: Config, netbox: NetBox, work: Work) -> None:
     """Opt-in write-back to NetBox of the outcomes that changed, after the round is settled."""
     wb, now = cfg.netbox.write_back, datetime.now(UTC)
+    urls = {name: server.ui_url for name, server in zabbix_servers(cfg).items()}
     writes = [
         w
         for r, state, previous in work.synced
-        if (w := write_back(r, state, previous, wb, cfg.zabbix.ui_url, now)).journal or w.fields
+        if (w := write_back(r, state, previous, wb, urls, now)).journal or w.fields
     ]
     if not writes:
         return

@@ -115,17 +115,17 @@ async def _tag(zabbix: Zabbix, batch: list[tuple[ActualHost, str]], failed: dict
     return [k for one in batch for k in await _tag(zabbix, [one], failed)]
 
 
-async def _write_back(engine: SyncEngine, results: list[SyncResult], server: str) -> None:
+async def _write_back(engine: SyncEngine, results: list[SyncResult]) -> None:
     """With write-back on: an "adopted" journal entry and the custom fields on each adopted object (the
     consumers would not write them: the next sync of an adopted host changes nothing)."""
     cfg, now = engine.cfg.netbox.write_back, datetime.now(UTC)
-    url = engine.servers[server].settings.ui_url
+    urls = {name: z.settings.ui_url for name, z in engine.servers.items()}
     if not cfg.enabled or not results:
         return
     writes = [
         msgspec.structs.replace(
-            write_back(r, sync_state(r, retrying=False), None, cfg, url, now),
-            journal=adopted_entry(r, url) if cfg.journal else None,
+            write_back(r, sync_state(r, retrying=False), None, cfg, urls, now),
+            journal=adopted_entry(r, urls) if cfg.journal else None,
         )
         for r in results
     ]
@@ -157,7 +157,7 @@ async def _take_over(engine: SyncEngine, job: Job, host_keys: list[str] | None, 
     adopted = {r.host_key: r.hostid for r in results if r.host_key not in failed}
     for key in adopted:
         log.info("adopted", host_key=key, hostid=adopted[key], host=valid[key].host)
-    await _write_back(engine, [r for r in results if r.host_key in adopted], server)
+    await _write_back(engine, [r for r in results if r.host_key in adopted])
     job.note("adopt_done", adopted=len(adopted), failed=len(failed), refused=len(refused))
     return {
         "adopted": len(adopted),

@@ -15,7 +15,8 @@ from nbzx.core.writeback import field_values, journal_entry, sync_state, write_b
 
 CFG = WriteBackConfig(journal=True, custom_fields=True)
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
-ZBX = "http://zabbix.example"
+ZBX_URL = "http://zabbix.example"
+ZBX = {"default": ZBX_URL}
 
 
 def result(**kw: Any) -> SyncResult:
@@ -59,7 +60,7 @@ def kind(r: SyncResult, previous: str | None, retrying: bool = False) -> str | N
 def test_created_is_an_info_entry_with_a_link_to_the_zabbix_host() -> None:
     entry = journal_entry(CREATED, "in_sync", None, ZBX)
     assert entry is not None and entry.kind == "info"
-    assert f"({ZBX}/zabbix.php?action=host.edit&hostid=10500)" in entry.comments
+    assert f"([hostid 10500]({ZBX_URL}/zabbix.php?action=host.edit&hostid=10500))" in entry.comments
     assert "Changed: groups, host." in entry.comments
 
 
@@ -176,3 +177,12 @@ def test_an_adopted_host_gets_its_own_entry_with_a_link() -> None:
     entry = adopted_entry(adopted, ZBX)
     assert entry.kind == "info" and "Adopted: Zabbix host `srv-7`" in entry.comments
     assert "hostid=10777" in entry.comments and "Changed: groups, tags." in entry.comments
+
+
+def test_with_several_servers_an_entry_links_the_host_on_each_server_that_keeps_it() -> None:
+    urls = {"old": "http://z6", "new": "http://z7"}
+    both = msgspec.structs.replace(CREATED, servers={"old": "11", "new": "22"})
+    entry = journal_entry(both, "in_sync", None, urls)
+    assert entry is not None
+    assert "(on old: [hostid 11](http://z6/zabbix.php?action=host.edit&hostid=11), " in entry.comments
+    assert "on new: [hostid 22](http://z7/zabbix.php?action=host.edit&hostid=22))" in entry.comments
