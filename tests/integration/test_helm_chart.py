@@ -15,6 +15,7 @@ from tests.conftest import ROOT
 
 CHART = ROOT / "helm" / "netbox-zabbix-stream"
 EXAMPLES = [ROOT / "examples" / "helm-minimal.yaml", ROOT / "examples" / "helm-production.yaml"]
+SERVERS = ROOT / "examples" / "helm-servers.yaml"
 K8S_VERSION = "1.34.0"
 CRD_KINDS = {"ServiceMonitor"}  # not in the Kubernetes OpenAPI schemas
 SERVICE_MONITOR = "monitoring.coreos.com/v1/ServiceMonitor"
@@ -51,7 +52,7 @@ def docs(text: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(text) if d]
 
 
-@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=["defaults", "minimal", "production"])
+@pytest.mark.parametrize("values", [None, *EXAMPLES, SERVERS], ids=["defaults", "minimal", "production", "servers"])
 def test_helm_lint_strict(helm: str, values: Path | None) -> None:
     cmd = [helm, "lint", "--strict", "--kube-version", K8S_VERSION, str(CHART)] + (
         ["-f", str(values)] if values else []
@@ -153,6 +154,10 @@ def test_configmap_round_trips_into_a_valid_nbzx_config(helm: str, values: Path 
         (("kafka.partitionz=3",), "at '/kafka': additional properties 'partitionz' not allowed"),
         (("zabbix.ratePerSecond=0",), "at '/zabbix/ratePerSecond': exclusiveMinimum"),
         (("console.enabled=true",), "console.enabled needs secrets.consoleViewerTokens.name and/or"),
+        (
+            ("zabbix.servers.old.tokenSecret.name=zbx", "zabbix.servers.old.tokenSecret.key=token"),
+            "zabbix.servers.old: config.zabbix.servers has no server old",
+        ),
     ],
 )
 def test_bad_values_fail_with_a_readable_message(helm: str, sets: tuple[str, ...], message: str) -> None:
@@ -206,3 +211,30 @@ def test_write_back_custom_fields_are_created_by_the_install_hook(helm: str) -> 
     assert hook_args() == [["kafka", "init"]]
     assert hook_args("config.netbox.write_back.journal=true") == [["kafka", "init"]], "journal entries need none"
     assert hook_args("config.netbox.write_back.custom_fields=true") == [["kafka", "init"], ["netbox", "setup-fields"]]
+
+
+def test_several_servers_get_their_own_budget_and_credentials_from_their_own_secrets(helm: str) -> None:
+    out = render(helm, SERVERS)
+    assert out.returncode == 0, out.stderr
+    manifests = docs(out.stdout)
+    cm = next(m for m in manifests if m["kind"] == "ConfigMap" and m["metadata"]["name"] == "nbzx-netbox-zabbix-stream")
+    env = {"ZABBIX_OLD_TOKEN": "t", "ZABBIX_NEW_USER": "u", "ZABBIX_NEW_PASSWORD": "p"}
+    cfg = parse_config(cm["data"]["config.yaml"], env)
+    replicas = yaml.safe_load((CHART / "values.yaml").read_text())["consumer"]["replicas"]
+    old, new = cfg.zabbix.servers["old"], cfg.zabbix.servers["new"]
+    assert (old.url, new.url) == ("http://zabbix6-web.zabbix:8080", "http://zabbix7-web.zabbix:8080")
+    assert (old.rate_per_s, new.rate_per_s) == (pytest.approx(50 / replicas), pytest.approx(30 / replicas))
+    assert [r.servers for r in cfg.routes] == [[], ["old", "new"], ["new"], ["old"]]
+    assert "token" not in cm["data"]["config.yaml"].replace("token_env", "")
+    for d in (m for m in manifests if m["kind"] == "Deployment"):
+        [c] = d["spec"]["template"]["spec"]["containers"]
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
+        assert refs["ZABBIX_OLD_TOKEN"] == {"name": "zbx-old", "key": "token"}
+        assert refs["ZABBIX_NEW_USER"] == {"name": "zbx-new", "key": "username"}
+        assert refs["ZABBIX_NEW_PASSWORD"] == {"name": "zbx-new", "key": "password"}
+        assert "ZABBIX_TOKEN" not in refs
+    missing = render(helm, SERVERS, sets=("zabbix.servers.new.userSecret.name=",))
+    assert (
+        "zabbix.servers.new: tokenSecret.name (or userSecret.name and passwordSecret.name) is required"
+        in missing.stderr
+    )

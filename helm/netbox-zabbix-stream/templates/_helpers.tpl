@@ -62,6 +62,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- $_ := set $cfg "kafka" (merge $kafka (default (dict) $cfg.kafka)) -}}
 {{- $zbx := dict "rate_per_s" (divf .Values.zabbix.ratePerSecond $n) "concurrency" (max 1 (div (.Values.zabbix.concurrency | int) $n)) -}}
 {{- $_ := set $cfg "zabbix" (merge $zbx (default (dict) $cfg.zabbix)) -}}
+{{- if .Values.zabbix.servers -}}
+{{- $servers := default (dict) $cfg.zabbix.servers -}}
+{{- range $name, $v := .Values.zabbix.servers -}}
+{{- $budget := dict "rate_per_s" (divf (default $.Values.zabbix.ratePerSecond $v.ratePerSecond) $n) "concurrency" (max 1 (div ((default $.Values.zabbix.concurrency $v.concurrency) | int) $n)) -}}
+{{- $_ := set $servers $name (merge $budget (default (dict) (index $servers $name))) -}}
+{{- end -}}
+{{- $_ := set $cfg.zabbix "servers" $servers -}}
+{{- end -}}
 {{- $_ := set $cfg "receiver" (merge (dict "host" "0.0.0.0" "port" 8090) (default (dict) $cfg.receiver)) -}}
 {{- $_ := set $cfg "consumer" (merge (dict "http_host" "0.0.0.0" "http_port" 8091) (default (dict) $cfg.consumer)) -}}
 {{- $_ := set $cfg "console" (merge (dict "host" "0.0.0.0" "port" 8092) (default (dict) $cfg.console)) -}}
@@ -79,6 +87,19 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ $ref.name }}
       key: {{ $ref.key }}
+{{- end }}
+{{- end }}
+{{- range $name, $v := .Values.zabbix.servers }}
+{{- $stem := printf "ZABBIX_%s" (upper (regexReplaceAll "[^a-zA-Z0-9]" $name "_")) }}
+{{- range $part := list "token" "user" "password" }}
+{{- $ref := index $v (printf "%sSecret" $part) }}
+{{- if and $ref $ref.name }}
+- name: {{ printf "%s_%s" $stem (upper $part) }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $ref.name }}
+      key: {{ $ref.key }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- range .Values.secrets.extra }}
@@ -104,7 +125,22 @@ app.kubernetes.io/component: {{ .component }}
 {{- $_ := required "secrets.netboxToken.name is required: the name of an existing Secret holding the NetBox API token" .Values.secrets.netboxToken.name -}}
 {{- $_ := required "secrets.webhookSecret.name is required: the name of an existing Secret holding the webhook secret" .Values.secrets.webhookSecret.name -}}
 {{- $_ := required "secrets.apiToken.name is required: the name of an existing Secret holding the /reconcile bearer token" .Values.secrets.apiToken.name -}}
-{{- if not (or .Values.secrets.zabbixToken.name (and .Values.secrets.zabbixUser.name .Values.secrets.zabbixPassword.name)) -}}
+{{- if .Values.zabbix.servers -}}
+{{- $configured := default (dict) (default (dict) .Values.config.zabbix).servers -}}
+{{- range $name, $v := .Values.zabbix.servers -}}
+{{- if not (hasKey $configured $name) -}}
+{{- fail (printf "zabbix.servers.%s: config.zabbix.servers has no server %s (its url goes there, with config.routes)" $name $name) -}}
+{{- end -}}
+{{- if not (or (and $v.tokenSecret $v.tokenSecret.name) (and $v.userSecret $v.userSecret.name $v.passwordSecret $v.passwordSecret.name)) -}}
+{{- fail (printf "zabbix.servers.%s: tokenSecret.name (or userSecret.name and passwordSecret.name) is required" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $_ := $configured -}}
+{{- if not (hasKey $.Values.zabbix.servers $name) -}}
+{{- fail (printf "config.zabbix.servers.%s: zabbix.servers.%s must name the Secret(s) holding its credentials" $name $name) -}}
+{{- end -}}
+{{- end -}}
+{{- else if not (or .Values.secrets.zabbixToken.name (and .Values.secrets.zabbixUser.name .Values.secrets.zabbixPassword.name)) -}}
 {{- fail "secrets.zabbixToken.name (or secrets.zabbixUser.name and secrets.zabbixPassword.name) is required" -}}
 {{- end -}}
 {{- if and (hasPrefix "SASL" .Values.kafka.securityProtocol) (not .Values.secrets.kafkaSaslPassword.name) -}}
