@@ -33,6 +33,10 @@ if action == "create":
     Device.objects.bulk_create(devs, batch_size=1000)
 elif action == "describe":
     Device.objects.filter(site=site).update(description={description!r})
+elif action == "move":  # the first {count} devices to the site named by `description` (made if missing)
+    target, _ = Site.objects.get_or_create(slug={description!r}, defaults={{"name": {description!r}}})
+    ids = list(Device.objects.filter(site=site).order_by("id").values_list("id", flat=True)[:{count}])
+    Device.objects.filter(id__in=ids).update(site=target)
 elif action == "delete":
     Device.objects.filter(site=site).delete()
     site.delete()
@@ -41,7 +45,8 @@ print("IDS", json.dumps(list(Device.objects.filter(site__slug=tag_name).values_l
 
 
 def netbox_orm(tag: str, action: str, count: int = 0, description: str = "") -> list[int]:
-    """Run one bulk action in NetBox's ORM; returns the ids of the devices in site `tag` afterwards."""
+    """Run one bulk action in NetBox's ORM (create, describe, move, delete); returns the ids of the
+    devices in site `tag` afterwards."""
     code = _SCRIPT.format(tag=tag, action=action, count=count, description=description)
     out = subprocess.run(
         [str(NETBOX_BIN), "nbshell", "-c", code],
