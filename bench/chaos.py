@@ -1,19 +1,21 @@
 """bench/chaos: a soak of the whole pipeline under faults, then a check that nothing was lost.
 
 Against the real local stack (scripts/stack up): NetBox's own webhooks -> a receiver -> Kafka -> two
-or more real `nbzx consumer` processes -> Zabbix 6.0. For `--minutes`, a seeded random stream of NetBox
+or more real `nbzx consumer` processes -> Zabbix 6.0 (with `--servers 2`: the soak's first site on
+Zabbix 6.0, its second on 7.0, routed by site, and devices moved between the sites, so between the
+servers; either server is the one taken down). For `--minutes`, a seeded random stream of NetBox
 changes (devices, VMs, interfaces and IPs, sites, tags, a config context; some with bad data that must
 be dead-lettered) runs while faults are injected at random: kill -9 of a consumer, consumers added and
 removed (rebalances), the broker stopped and restarted, Zabbix down, NetBox's API down. Then the faults stop
 and, without a reconcile, it checks:
 - every chaos object in NetBox is in Zabbix exactly as `map_host` of its present state wants (the
-  planner finds nothing to do), and the bad-data ones are absent;
-- nothing exists for deleted objects; one Zabbix host per key;
+  planner finds nothing to do, on every server), and the bad-data ones are absent;
+- nothing exists for deleted objects; one Zabbix host per key, on the server it is routed to only;
 - the dead-letter topic holds exactly the bad-data keys, each with its reason.
 It prints the changes made, the faults by kind, the time to converge after the last fault, the letters
 and every violated invariant with its key.
 
-    .venv/bin/python bench/chaos.py [--minutes 20] [--seed N] [--consumers 2]
+    .venv/bin/python bench/chaos.py [--minutes 20] [--seed N] [--consumers 2] [--servers 1|2]
 
 Not injected: a slow (rather than absent) Zabbix. Broker outages are kept under NetBox's webhook retry
 budget (RQ_RETRY_INTERVAL 2+5+10+30+60 s on the local stack): a webhook NetBox gives up on is a change
@@ -43,7 +45,7 @@ import pynetbox
 from aiohttp import web
 from zabbix_utils import ZabbixAPI
 
-from nbzx.common.config import Config
+from nbzx.common.config import Config, zabbix_servers
 from nbzx.common.kafka import create_topics
 from nbzx.common.logging import setup_logging
 from nbzx.engine.netbox import NetBox
@@ -57,6 +59,8 @@ from tests.conftest import (
     ROOT,
     TEST_MARK,
     WEBHOOK_TYPES,
+    ZABBIX7_URL,
+    ZABBIX_URL,
     consume_all,
     create_webhook,
     make_config,
@@ -65,6 +69,9 @@ from tests.e2e.pipeline import ConsumerProcess, free_port, pipeline_config_doc, 
 
 BAD_TAG = "chaos-bad"  # devices with it name a template Zabbix does not have: dead-lettered
 STATUSES = ["active", "offline", "planned", "active", "active"]
+# With --servers 2: the server names, their URLs and the stack services that serve their APIs.
+SERVERS = {"old": (ZABBIX_URL, "zabbix"), "new": (ZABBIX7_URL, "zabbix7")}
+CREDENTIALS = {"user_env": "ZABBIX_USER", "password_env": "ZABBIX_PASSWORD"}
 
 
 class Report(msgspec.Struct, kw_only=True):
@@ -72,6 +79,7 @@ class Report(msgspec.Struct, kw_only=True):
 
     seed: int
     minutes: float
+    servers: int = 1
     changes: dict[str, int]
     faults: dict[str, int]
     converge_s: float | None
@@ -103,12 +111,22 @@ def say(msg: str) -> None:
 
 
 class Chaos:
-    def __init__(self, seed: int, consumers: int, workdir: Path) -> None:
+    def __init__(self, seed: int, consumers: int, workdir: Path, servers: int = 1) -> None:
         self.rng = random.Random(seed)
-        self.seed, self.min_consumers, self.workdir = seed, consumers, workdir
+        self.seed, self.min_consumers, self.workdir, self.servers = seed, consumers, workdir, servers
         self.nb = pynetbox.api(NETBOX_URL, token=NETBOX_TOKEN)
         self.tag = f"chaos-{uuid.uuid4().hex[:6]}"
+        several: dict[str, Any] = {}
+        if servers == 2:  # site s0 on old (6.0), s1 on new (7.0); VMs and anything else on old
+            several = {
+                "zabbix": {"servers": {n: {"url": url, **CREDENTIALS} for n, (url, _) in SERVERS.items()}},
+                "routes": [
+                    {"match": {"site": f"{self.tag}-s1"}, "servers": ["new"]},
+                    {"servers": ["old"]},
+                ],
+            }
         self.cfg: Config = make_config(
+            **several,
             host={
                 "groups": ["NetBox/{site.name}"],
                 "description": "{description}",
@@ -155,6 +173,11 @@ class Chaos:
         self.doc = pipeline_config_doc(self.cfg, **msgspec.to_builtins(self.cfg.host))
         self.doc["delete"] = {"mode": "hard"}
         self.doc["consumer"]["retry_max_s"] = 2
+        if self.servers == 2:
+            self.doc["zabbix"] = {
+                "servers": {n: {"url": u, "rate_per_s": 200, **CREDENTIALS} for n, (u, _) in SERVERS.items()}
+            }
+            self.doc["routes"] = msgspec.to_builtins(self.cfg.routes)
         for _ in range(self.min_consumers):
             self.add_consumer()
 
@@ -183,11 +206,12 @@ class Chaos:
                 "tag_cycle",
                 "context",
                 "bad_device",
+                "dev_move",
             ],
-            weights=[8, 10, 3, 3, 3, 1, 4, 1, 2, 1, 1],
+            weights=[8, 10, 3, 3, 3, 1, 4, 1, 2, 1, 1, 3 if self.servers == 2 else 0],
         )[0]
         nb, rng = self.nb, self.rng
-        if kind == "dev_create" or (kind in ("dev_update", "dev_delete", "ip_change") and not self.devices):
+        if kind == "dev_create" or (kind in ("dev_update", "dev_delete", "ip_change", "dev_move") and not self.devices):
             kind = "dev_create"
             site = rng.choice(self.sites)
             dev = nb.dcim.devices.create(
@@ -219,6 +243,10 @@ class Chaos:
         elif kind == "dev_delete":
             dev = self.devices.pop(rng.choice(sorted(self.devices)))
             dev.delete()
+        elif kind == "dev_move":  # to the other site: with two servers, to the other server
+            dev = self.devices[rng.choice(sorted(self.devices))]
+            here = dev.site.id if dev.site else self.sites[0].id
+            dev.update({"site": next(s.id for s in self.sites if s.id != here)})
         elif kind == "ip_change":
             dev = self.devices[rng.choice(sorted(self.devices))]
             addrs = list(nb.ipam.ip_addresses.filter(device_id=dev.id))
@@ -279,7 +307,8 @@ class Chaos:
             await asyncio.to_thread(victim.stop)
             self.consumers.remove(victim)
         elif kind in ("broker", "zabbix", "netbox"):
-            service = {"broker": "kafka", "zabbix": "zabbix", "netbox": "netbox"}[kind]
+            zabbix = self.rng.choice([s for _, s in SERVERS.values()]) if self.servers == 2 else "zabbix"
+            service = {"broker": "kafka", "zabbix": zabbix, "netbox": "netbox"}[kind]
             down_s = self.rng.uniform(3, 10)
             say(f"fault: {service} down for {down_s:.0f}s")
             if kind == "netbox":
@@ -328,6 +357,7 @@ class Chaos:
         report = Report(
             seed=self.seed,
             minutes=minutes,
+            servers=self.servers,
             changes=dict(self.changes),
             faults=dict(self.faults),
             converge_s=converge_s,
@@ -347,43 +377,58 @@ class Chaos:
         return None, violations
 
     async def check(self) -> list[str]:
-        """Every invariant, each violation named with its key."""
+        """Every invariant, each violation named with its key (and server)."""
         out: list[str] = []
-        live_devices = {f"dcim.device:{d.id}" for d in self.nb.dcim.devices.filter(site_id=[s.id for s in self.sites])}
+        site_of = {
+            f"dcim.device:{d.id}": d.site.id for d in self.nb.dcim.devices.filter(site_id=[s.id for s in self.sites])
+        }
         live_vms = {
             f"virtualization.virtualmachine:{v.id}"
             for v in self.nb.virtualization.virtual_machines.filter(cluster_id=self.cluster.id)
         }
-        live = (live_devices | live_vms) & self.ever
-        zapi = ZabbixAPI(url=f"{self.cfg.zabbix.url}/api_jsonrpc.php")
-        zapi.login(user="Admin", password="zabbix")
-        try:
-            rows = zapi.host.get(
-                output=["hostid"], selectTags=["tag", "value"], tags=[{"tag": "netbox:key", "operator": 4}]
-            )
-        finally:
-            zapi.logout()
-        per_key = Counter(next(t["value"] for t in r["tags"] if t["tag"] == "netbox:key") for r in rows)
-        for key, n in per_key.items():
-            if key in self.ever and n > 1:
-                out.append(f"{key}: {n} Zabbix hosts for one key")
-        for key in sorted(self.ever - live):
-            if per_key.get(key):
-                out.append(f"{key}: deleted in NetBox, still in Zabbix")
-        for key in sorted(live & self.bad):
-            if per_key.get(key):
-                out.append(f"{key}: bad data, yet in Zabbix")
+        live = (set(site_of) | live_vms) & self.ever
+        servers = zabbix_servers(self.cfg)
+        first = next(iter(servers))
+
+        def home(key: str) -> str:
+            return "new" if self.servers == 2 and site_of.get(key) == self.sites[1].id else first
+
+        for name, server in servers.items():
+            zapi = ZabbixAPI(url=f"{server.url}/api_jsonrpc.php")
+            zapi.login(user="Admin", password="zabbix")
+            try:
+                rows = zapi.host.get(
+                    output=["hostid"], selectTags=["tag", "value"], tags=[{"tag": "netbox:key", "operator": 4}]
+                )
+            finally:
+                zapi.logout()
+            on = f" on {name}" if self.servers > 1 else ""
+            per_key = Counter(next(t["value"] for t in r["tags"] if t["tag"] == "netbox:key") for r in rows)
+            for key, n in per_key.items():
+                if key in self.ever and n > 1:
+                    out.append(f"{key}: {n} Zabbix hosts for one key{on}")
+            for key in sorted(self.ever - live):
+                if per_key.get(key):
+                    out.append(f"{key}: deleted in NetBox, still in Zabbix{on}")
+            for key in sorted(live & self.bad):
+                if per_key.get(key):
+                    out.append(f"{key}: bad data, yet in Zabbix{on}")
+            for key in sorted(live - self.bad):
+                if home(key) != name and per_key.get(key):
+                    out.append(f"{key}: in Zabbix {name}, but routed to {home(key)}")
         good = sorted(live - self.bad)
-        zabbix, netbox = Zabbix(self.cfg), NetBox(self.cfg)
-        await zabbix.start()
+        engine = SyncEngine(self.cfg, NetBox(self.cfg), {n: Zabbix(self.cfg, server=n) for n in servers})
         try:
-            plans = await SyncEngine(self.cfg, netbox, zabbix).plans(good)
+            await asyncio.gather(*(z.start() for z in engine.servers.values()))
+            plans = await engine.plans(good)
         finally:
-            await zabbix.close()
-            netbox.close()
-        for key, plan in sorted(plans.items()):
-            if not plan.empty:
-                out.append(f"{key}: Zabbix differs from NetBox: {plan.action} {sorted(plan.changes)} {plan.reason}")
+            await asyncio.gather(*(z.close() for z in engine.servers.values()))
+            engine.netbox.close()
+        for key, per_server in sorted(plans.items()):
+            for server, plan in per_server.items():
+                if not plan.empty:
+                    what = f"{plan.action} {sorted(plan.changes)} {plan.reason}"
+                    out.append(f"{key}: Zabbix {server} differs from NetBox: {what}")
         lettered = {d.host_key for d in await self.letters()}
         for key in sorted(self.bad - lettered):
             out.append(f"{key}: bad data, but no dead letter")
@@ -427,7 +472,7 @@ class Chaos:
 
 
 def print_report(r: Report) -> None:
-    print(f"chaos: seed {r.seed}, {r.minutes} min")
+    print(f"chaos: seed {r.seed}, {r.minutes} min, {r.servers} Zabbix server(s)")
     print(f"  changes made: {sum(r.changes.values())}  " + ", ".join(f"{k} {v}" for k, v in sorted(r.changes.items())))
     print(f"  faults injected: {sum(r.faults.values())}  " + ", ".join(f"{k} {v}" for k, v in sorted(r.faults.items())))
     conv = f"{r.converge_s:.1f} s" if r.converge_s is not None else "did not converge"
@@ -438,10 +483,10 @@ def print_report(r: Report) -> None:
         print(f"    {v}")
 
 
-async def soak(minutes: float, seed: int, consumers: int = 2) -> Report:
+async def soak(minutes: float, seed: int, consumers: int = 2, servers: int = 1) -> Report:
     """One soak; the stack must be up (scripts/stack up)."""
     with tempfile.TemporaryDirectory(prefix="nbzx-chaos-") as tmp:
-        chaos = Chaos(seed, consumers, Path(tmp))
+        chaos = Chaos(seed, consumers, Path(tmp), servers)
         try:
             return await chaos.run(minutes)
         finally:
@@ -453,9 +498,10 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--consumers", type=int, default=2)
+    ap.add_argument("--servers", type=int, choices=[1, 2], default=1, help="2: Zabbix 6.0 and 7.0, routed by site")
     args = ap.parse_args()
     setup_logging("warning")  # the in-process receiver's line per webhook would bury the soak's own lines
-    report = asyncio.run(soak(args.minutes, args.seed, args.consumers))
+    report = asyncio.run(soak(args.minutes, args.seed, args.consumers, args.servers))
     print_report(report)
     return 0 if not report.violations else 1
 

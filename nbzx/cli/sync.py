@@ -20,7 +20,8 @@ def add_to(sub: Any) -> None:
 
 
 def sync(args: argparse.Namespace) -> int:
-    """JSON lines of plan and result (secrets masked); exit 1 if any key did not sync."""
+    """JSON lines of plan and result (secrets masked; with several servers also each server's plan);
+    exit 1 if any key did not sync."""
     from nbzx.core.redact import redacted
     from nbzx.engine.open import open_engine
 
@@ -31,8 +32,12 @@ def sync(args: argparse.Namespace) -> int:
             plans = await engine.plans(args.host_keys)
             results = await engine.sync(args.host_keys, dry_run=args.dry_run)
         for r in results:
-            plan = plans.get(r.host_key)
-            out = redacted({"plan": msgspec.to_builtins(plan) if plan else None, "result": msgspec.to_builtins(r)})
+            per_server = plans.get(r.host_key, {})
+            first = next(iter(per_server.values()), None)
+            shown: dict[str, Any] = {"plan": msgspec.to_builtins(first) if first else None}
+            if engine.several:  # the plan on each server the key concerns, by name
+                shown["plans"] = msgspec.to_builtins(per_server)
+            out = redacted({**shown, "result": msgspec.to_builtins(r)})
             print(json.dumps(out, indent=2 if len(results) == 1 else None))
         return 0 if all(r.result in ("ok", "skipped") for r in results) else 1
 
