@@ -158,6 +158,18 @@ async def test_reconcile_rejects_unknown_fields(client: Any) -> None:
     assert resp.status == 400 and client.producer.sent == []
 
 
+async def test_reconcile_of_one_server_and_an_unknown_server_refused(client: Any) -> None:
+    auth = {"Authorization": "Bearer test-api-token"}
+    resp = await client.post("/reconcile", json={"servers": ["default"]}, headers=auth)
+    assert resp.status == 202
+    [(_, _, value)] = client.producer.sent
+    req = decode(value)
+    assert isinstance(req, ReconcileRequest) and req.scope.servers == ["default"]
+    resp = await client.post("/reconcile", json={"servers": ["moon"]}, headers=auth)
+    assert resp.status == 400 and "no Zabbix server named moon" in (await resp.json())["error"]
+    assert len(client.producer.sent) == 1
+
+
 async def test_metrics_count_results(client: Any) -> None:
     def count(text: str, result: str) -> float:
         return metric_value(text, "nbzx_webhooks_total", result=result)

@@ -12,6 +12,11 @@ async def test_the_receiver_keeps_its_openapi_description() -> None:
     server = Server()
     await server.start()
     try:
-        await schemathesis_run(ROOT / "docs" / "openapi.yaml", server.port, "test-api-token", "--max-examples", "30")
+        await schemathesis_run(
+            ROOT / "docs" / "openapi.yaml", server.port, "test-api-token", "--max-examples", "30",
+            # Every check but "valid-looking data is accepted": a reconcile's `servers` must name servers
+            # the config has, which no schema can state (test_receiver_app checks that refusal).
+            "--exclude-checks", "positive_data_acceptance",
+        )  # fmt: skip
     finally:
         await server.runner.cleanup()
