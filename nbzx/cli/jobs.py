@@ -66,7 +66,7 @@ def reconcile(args: argparse.Namespace) -> int:
         producer = Producer(cfg, client_id=f"{cfg.kafka.client_id}-cli")
         try:
             if args.local:
-                async with open_engine(cfg) as engine:
+                async with open_engine(cfg, connect=False) as engine:
                     record = await Reconciler(cfg, engine, producer).run(req)
                 print(json.dumps(msgspec.to_builtins(record), indent=2))
                 return 0 if record.status == "completed" else 1

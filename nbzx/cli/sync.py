@@ -28,7 +28,7 @@ def sync(args: argparse.Namespace) -> int:
     cfg = load(args)
 
     async def run() -> int:
-        async with open_engine(cfg) as engine:
+        async with open_engine(cfg, connect=False) as engine:
             plans = await engine.plans(args.host_keys)
             results = await engine.sync(args.host_keys, dry_run=args.dry_run)
         for r in results:

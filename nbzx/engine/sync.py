@@ -246,7 +246,7 @@ class SyncEngine:
         for server, ps in moves.items():
             for k, p in ps.items():
                 if k not in ready[server]:
-                    results[k].append(self._kept(p, batch.routed(k)))
+                    results[k].append(self._kept(p, batch.routed(k), results[k]))
         merged = [merge_results(k, results[k], batch.routed(k), self.several) for k in keys]
         SYNC_SECONDS.observe(time.perf_counter() - t0)
         return [_with_object(r, batch.objects) for r in merged]
@@ -268,7 +268,11 @@ class SyncEngine:
         ok = {r.server for r in done if r.result in ("ok", "skipped")}
         return all(s in ok for s in batch.routed(key))
 
-    def _kept(self, plan: Plan, routed: tuple[str, ...]) -> SyncResult:
+    def _kept(self, plan: Plan, routed: tuple[str, ...], done: list[SyncResult]) -> SyncResult:
+        """A host left where it is because its key is not in place where it is routed: retried while
+        what holds it back is transient, settled (dead-lettered, the host still kept) when it is not
+        (a name conflict there, a template that server lacks)."""
+        blocking = [r for r in done if r.server in routed and r.result not in ("ok", "skipped")]
         res = SyncResult(
             host_key=plan.host_key,
             action=plan.action,
@@ -276,7 +280,7 @@ class SyncEngine:
             hostid=plan.hostid,
             host=plan.host,
             error=f"kept on {plan.server} until it is in place on {', '.join(routed)}",
-            transient=True,
+            transient=all(r.result == "error" and r.transient for r in blocking),
             server=plan.server,
         )
         return self._finish(res, time.perf_counter())

@@ -19,9 +19,10 @@ from prometheus_client import Gauge
 from nbzx.common.config import Config
 from nbzx.common.kafka import Producer
 from nbzx.common.logging import get_logger
-from nbzx.core.model import Found, Plan
+from nbzx.core.model import ActualHost, Found, Plan, Window
 from nbzx.core.placement import is_move_out, server_views
 from nbzx.engine.sync import SyncEngine, check_name_collisions
+from nbzx.engine.zabbix import ZabbixError
 from nbzx.jobs.records import Job, job_kind, job_params
 from nbzx.schemas.messages import JobRecord, JobStatus, ReconcileRequest, SyncRequest, encode
 from nbzx.schemas.objects import HOST_TYPES, split_key
@@ -53,6 +54,7 @@ class Reconciler:
     def __init__(self, cfg: Config, engine: SyncEngine, producer: Producer) -> None:
         self.cfg, self.engine, self.producer = cfg, engine, producer
         self.timings: dict[str, float] = {}
+        self.unreadable: dict[str, str] = {}  # server -> why the last reconcile could not read it
 
     async def plans(self, req: ReconcileRequest) -> dict[str, dict[str, Plan]]:
         """server -> host key -> plan, from one bulk read of NetBox and of each server (those the
@@ -64,13 +66,14 @@ class Reconciler:
         t0 = time.perf_counter()
         netbox_task = asyncio.gather(*(engine.netbox.all_objects(t, req.scope.filter) for t in types))
         t_zbx = time.perf_counter()
-        sides = await asyncio.gather(
-            *(
-                asyncio.gather(engine.servers[s].all_owned_hosts(), engine.servers[s].maintenance_windows(None))
-                for s in servers
-            )
-        )
+        read = await asyncio.gather(*(self._side(s) for s in servers))
         self.timings["zabbix_host_get_s"] = time.perf_counter() - t_zbx
+        self.unreadable = {s: str(r) for s, r in zip(servers, read, strict=True) if isinstance(r, ZabbixError)}
+        if len(self.unreadable) == len(servers):  # nothing to reconcile against: the job errs
+            netbox_task.cancel()
+            raise next(r for r in read if isinstance(r, ZabbixError))
+        sides = [r for r in read if not isinstance(r, ZabbixError)]
+        servers = [s for s in servers if s not in self.unreadable]
         listings = await netbox_task
         self.timings["netbox_read_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -89,13 +92,26 @@ class Reconciler:
             plan = engine.planner(views[s], owned[s], windows, s)
             mine = [k for k in listed if not engine.several or not is_move_out(views[s][k]) or k in owned[s]]
             plans = {k: plan(k, {}) for k in mine}
-            await check_name_collisions(engine.servers[s], plans, plan)
+            try:
+                await check_name_collisions(engine.servers[s], plans, plan)
+            except ZabbixError as exc:  # the server went away meanwhile: the others are still reconciled
+                self.unreadable[s] = str(exc)
+                continue
             if not req.scope.filter:
                 plans.update({k: plan(k, {}) for k in orphans if k in owned[s]})
             out[s] = plans
         self.timings["map_diff_s"] = time.perf_counter() - t1
         self.owned_count = {s: len(o) for s, o in owned.items()}
         return out
+
+    async def _side(self, server: str) -> tuple[dict[str, ActualHost], dict[str, Window]] | ZabbixError:
+        """A server's owned hosts and maintenance windows, or why it could not be read."""
+        z = self.engine.servers[server]
+        try:
+            owned, windows = await asyncio.gather(z.all_owned_hosts(), z.maintenance_windows(None))
+        except ZabbixError as exc:
+            return exc
+        return owned, windows
 
     async def run(self, req: ReconcileRequest) -> JobRecord:
         """Reconcile and publish the job's states: running, then completed or failed."""
@@ -152,7 +168,13 @@ class Reconciler:
             )
             results["held_deletes"] = len(held)
             job.note("reconcile_delete_cap", deletes=len(held), caps=caps)
-        status: JobStatus = "failed" if held else "completed"
+        if self.unreadable:  # several servers, some of them down: the others were reconciled
+            down = "; ".join(f"{s}: {why}" for s, why in self.unreadable.items())
+            results["unreadable"] = dict(self.unreadable)
+            job.note("reconcile_servers_unreadable", servers=sorted(self.unreadable))
+            error = f"{error} " if error else ""
+            error += f"Zabbix server(s) not reconciled, they could not be read: {down}"
+        status: JobStatus = "failed" if held or self.unreadable else "completed"
         if req.dry_run:
             # What would change per host (field names only: values may be secrets), for the first hosts.
             changes: dict[str, list[str]] = {}

@@ -47,9 +47,11 @@ class Two:
         ]
         return two_servers(routes, **overrides)
 
-    async def engine(self, cfg: Config) -> SyncEngine:
+    async def engine(self, cfg: Config, connect: bool = True) -> SyncEngine:
+        """An engine on both servers, logged in now (or at each one's first call)."""
         engine = SyncEngine(cfg, NetBox(cfg), {s: Zabbix(cfg, server=s) for s in ("old", "new")})
-        await asyncio.gather(*(z.start() for z in engine.servers.values()))
+        if connect:
+            await asyncio.gather(*(z.start() for z in engine.servers.values()))
         self.engines.append(engine)
         return engine
 
@@ -297,3 +299,31 @@ async def test_adoption_is_per_server_and_takes_over_a_hand_made_host_on_the_ser
     assert record.status == "completed" and record.params["server"] == "new"
     assert record.results["hosts"] == {key: {"hostid": hostid, "host": dev.name}}
     assert two.where(key) == {"old": [], "new": [(dev.name, "0")]} and two.on(two.new, key)[0]["hostid"] == hostid
+
+
+async def test_a_reconcile_counts_per_server_and_reconciles_the_others_when_one_cannot_be_read(two: Two) -> None:
+    from nbzx.jobs.reconcile import Reconciler
+    from nbzx.jobs.records import reconcile_request
+    from tests.unit.test_receiver_app import RecordingProducer
+
+    cfg = two.config(["old"], ["new"])
+    engine = await two.engine(cfg)
+    (_, ka), (_, kb) = await asyncio.to_thread(two.device, two.a, 90), await asyncio.to_thread(two.device, two.b, 91)
+    producer: Any = RecordingProducer()
+    flt = {"site_id": [two.a["site"].id, two.b["site"].id]}
+    dry = reconcile_request("cli", dry_run=True, object_types=["dcim.device"], filter=flt)
+    record = await Reconciler(cfg, engine, producer).run(dry)
+    assert record.status == "completed", record.error
+    per_server = record.results["servers"]
+    assert (per_server["old"]["create"], per_server["new"]["create"]) == (1, 1)
+    assert record.results["plan"]["create"] == sorted([ka, kb])
+
+    # The old server unreachable (its URL a closed port): the new one is still reconciled, and the job says so.
+    cfg.zabbix.servers["old"].url = "http://127.0.0.1:9"
+    engine = await two.engine(cfg, connect=False)
+    record = await Reconciler(cfg, engine, producer).run(
+        reconcile_request("cli", object_types=["dcim.device"], filter=flt)
+    )
+    assert record.status == "failed" and "not reconciled, they could not be read: old:" in (record.error or "")
+    assert list(record.results["unreadable"]) == ["old"] and list(record.results["servers"]) == ["new"]
+    assert record.results["emitted"] == 1, "the new server's create went out"
