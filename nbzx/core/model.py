@@ -183,9 +183,12 @@ OUT_OF_SCOPE = OutOfScope()
 
 
 class NotRouted(Struct, frozen=True):
-    """The object is in scope, but its route does not include this Zabbix server: why, in words."""
+    """The object is in scope, but its route does not include this Zabbix server: why, in words.
+    `broken`: the route itself cannot be followed (a config context naming an unknown server), so the
+    key is an error and nothing is taken away anywhere."""
 
     reason: str
+    broken: bool = False
 
 
 Found = dict[str, Any] | OutOfScope | NotRouted | None  # None: gone from NetBox

@@ -29,6 +29,8 @@ def server_views(
         for s in servers:
             if r is None or s in r.servers:
                 views[s][key] = found
+            elif r.error:
+                views[s][key] = NotRouted(reason=f"cannot route {key}: {r.error}", broken=True)
             else:
                 elsewhere = f"routed to {', '.join(r.servers)}" if r.servers else r.why
                 views[s][key] = NotRouted(reason=f"{elsewhere}, not {s}")
@@ -37,7 +39,7 @@ def server_views(
 
 def is_move_out(found: Found) -> bool:
     """Whether a plan made from `found` takes a host off a server its key is no longer routed to."""
-    return isinstance(found, NotRouted)
+    return isinstance(found, NotRouted) and not found.broken
 
 
 RESULT_ORDER = {"error": 0, "conflict": 1, "ok": 2, "skipped": 3}

@@ -88,6 +88,8 @@ def _host_plan(
     if found is None:
         return plan_absent(host_key, actual, cfg.delete, today, "deleted in NetBox"), None
     if isinstance(found, NotRouted):  # moved to another server, or not monitored: the delete policy
+        if found.broken:
+            return Plan(host_key=host_key, action="error", reason=found.reason), None
         return plan_absent(host_key, actual, cfg.delete, today, found.reason), None
     if found is OUT_OF_SCOPE:
         policy = cfg.delete.out_of_scope

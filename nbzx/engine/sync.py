@@ -247,6 +247,11 @@ class SyncEngine:
             for k, p in ps.items():
                 if k not in ready[server]:
                     results[k].append(self._kept(p, batch.routed(k), results[k]))
+        for k in keys:
+            if not results[k]:  # routed to no server, and on none: nothing to do anywhere
+                route_of = batch.routes.get(k)
+                why = (route_of.error or route_of.why) if route_of is not None else "routed to no server"
+                results[k] = [SyncResult(host_key=k, action="skip", result="skipped", reason=why)]
         merged = [merge_results(k, results[k], batch.routed(k), self.several) for k in keys]
         SYNC_SECONDS.observe(time.perf_counter() - t0)
         return [_with_object(r, batch.objects) for r in merged]

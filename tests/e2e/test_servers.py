@@ -150,6 +150,19 @@ async def test_a_migration_window_keeps_a_site_on_both_then_narrowing_it_takes_t
     assert [r.action for r in await narrowed.sync([key])] == ["noop"]
 
 
+async def test_a_device_routed_to_no_server_is_on_none_and_leaves_the_one_it_was_on(two: Two) -> None:
+    engine = await two.engine(two.config(["old"], [], delete={"mode": "hard"}))
+    (_, kb), (da, ka) = await asyncio.to_thread(two.device, two.b, 92), await asyncio.to_thread(two.device, two.a, 93)
+    [unmonitored] = await engine.sync([kb])
+    assert (unmonitored.action, unmonitored.result) == ("skip", "skipped") and "not monitored" in unmonitored.reason
+    assert two.where(kb) == {"old": [], "new": []}
+    await engine.sync([ka])
+    await asyncio.to_thread(da.update, {"site": two.b["site"].id})  # now in the site no server monitors
+    [left] = await engine.sync([ka])
+    assert (left.action, left.result, left.removes) == ("delete", "ok", True)
+    assert two.where(ka) == {"old": [], "new": []}
+
+
 async def test_routes_explain_says_which_rule_routed_a_device_where_and_why_not_elsewhere(
     two: Two, tmp_path: Path
 ) -> None:

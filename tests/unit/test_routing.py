@@ -131,6 +131,23 @@ def test_each_server_sees_the_object_where_it_is_routed_and_not_routed_elsewhere
     assert views["old"]["dcim.device:8"] is None and views["new"]["dcim.device:8"] is None  # gone: the same everywhere
 
 
+def test_a_route_that_cannot_be_followed_is_an_error_on_every_server_and_takes_nothing_away() -> None:
+    from nbzx.core.model import ActualHost
+
+    cfg = parse_config(TWO, ENV)
+    obj = device(3, "nyc1", config_context={"zabbix": {"server": "moon"}})
+    routes = {"dcim.device:7": route(obj, cfg, GEO)}
+    views = server_views({"dcim.device:7": obj}, routes, ["old", "new"])
+    for view in views.values():
+        found = view["dcim.device:7"]
+        assert isinstance(found, NotRouted) and found.broken and "unknown server moon" in found.reason
+    assert not is_move_out(views["old"]["dcim.device:7"])
+    tags = (("netbox:key", "dcim.device:7"),)
+    host = ActualHost(hostid="42", host="sw1", name="sw1", status=0, groups=(), templates=(), interfaces=(), tags=tags)
+    plan = plan_host("dcim.device:7", views["old"]["dcim.device:7"], host, {}, cfg, "2026-12-04")
+    assert plan.action == "error" and "names unknown server moon" in plan.reason
+
+
 def test_a_host_on_a_server_it_is_no_longer_routed_to_gets_the_delete_policy() -> None:
     from nbzx.core.model import ActualHost
 
