@@ -34,6 +34,7 @@ from nbzx.console.views import (
     query_jobs,
 )
 from nbzx.core.redact import redacted
+from nbzx.engine.routes import explain_route
 from nbzx.jobs.adopt import adoption_report
 from nbzx.schemas.objects import HOST_TYPES
 
@@ -273,11 +274,13 @@ async def host(request: web.Request) -> web.Response:
         key = host_key(request.match_info["key"])
     except BadInput as exc:
         return web.Response(status=400, text=str(exc))
-    diffs, diff_error = [], ""
+    diffs, diff_error, routing = [], "", None
     if c.engine is not None:
         try:
             views = await c.engine.explain(key)
             diffs = [{"view": v, "rows": difference_rows(v.desired, v.actual, v.plan)} for v in views]
+            if len(c.servers) > 1:
+                routing = await explain_route(c.engine, key)
         except Exception as exc:  # NetBox or Zabbix away: the page shows the rest
             diff_error = f"{type(exc).__name__}: {exc}"
     else:
@@ -289,6 +292,7 @@ async def host(request: web.Request) -> web.Response:
         host_status=c.state.hosts.get(key),
         recent=list(c.state.history.get(key, [])),
         diffs=diffs,
+        routing=routing,
         several=len(c.servers) > 1,
         diff_error=diff_error,
         object_url=c.netbox_link(key),

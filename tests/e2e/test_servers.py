@@ -288,6 +288,7 @@ async def test_the_console_shows_servers_filters_by_server_and_explains_a_route(
     assert [(s["server"], s["routed"], s["action"]) for s in diff["servers"]] == [("old", True, "noop")]
     host_page = await (await client.get(f"/hosts/{ka}", headers=auth)).text()
     assert 'data-server="old"' in host_page and "On old" in host_page
+    assert '<tr data-rule="site-a" class="differs">' in host_page and "Routed to: <strong>old</strong>" in host_page
 
 
 async def test_adoption_is_per_server_and_takes_over_a_hand_made_host_on_the_server_the_device_is_routed_to(
