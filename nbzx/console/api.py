@@ -10,7 +10,7 @@ from aiohttp import web
 
 from nbzx.common.kafka import ProduceUnavailable
 from nbzx.console.actions import Refused
-from nbzx.console.context import console_of, identity_of, json_response
+from nbzx.console.context import Console, console_of, identity_of, json_response
 from nbzx.console.forms import (
     BadInput,
     host_filters,
@@ -19,10 +19,12 @@ from nbzx.console.forms import (
     job_filters,
     only_fields,
     reconcile_json,
+    server_name,
 )
 from nbzx.console.views import difference_rows, job_summary, query_hosts, query_jobs
 from nbzx.core.redact import redacted
 from nbzx.engine.routes import explain_route
+from nbzx.engine.sync import SyncEngine
 from nbzx.jobs.adopt import adoption_report
 from nbzx.schemas.messages import JobRecord
 
@@ -61,8 +63,21 @@ def _errors(handler: Any) -> Any:
             return json_response(400, {"error": str(exc)})
         except ProduceUnavailable:
             return json_response(503, {"error": "Kafka is unavailable; nothing was requested, retry later"})
+        except NoEngine as exc:
+            return json_response(503, {"error": str(exc)})
 
     return wrapped
+
+
+class NoEngine(Exception):
+    """The console runs without NetBox and Zabbix clients: what needs them is a 503."""
+
+
+def engine_of(c: Console) -> SyncEngine:
+    """The console's engine, for the routes that read NetBox and Zabbix live."""
+    if c.engine is None:
+        raise NoEngine("this console has no NetBox and Zabbix connection")
+    return c.engine
 
 
 @_errors
@@ -139,10 +154,8 @@ async def host(request: web.Request) -> web.Response:
 async def difference(request: web.Request) -> web.Response:
     c = console_of(request)
     key = host_key(request.match_info["key"])
-    if c.engine is None:
-        return json_response(503, {"error": "this console has no NetBox and Zabbix connection"})
     servers = []
-    for v in await c.engine.explain(key):
+    for v in await engine_of(c).explain(key):
         rows = difference_rows(v.desired, v.actual, v.plan)
         servers.append(
             {
@@ -165,29 +178,21 @@ async def difference(request: web.Request) -> web.Response:
 async def route(request: web.Request) -> web.Response:
     c = console_of(request)
     key = host_key(request.match_info["key"])
-    if c.engine is None:
-        return json_response(503, {"error": "this console has no NetBox and Zabbix connection"})
-    return json_response(200, msgspec.to_builtins(await explain_route(c.engine, key)))
+    return json_response(200, msgspec.to_builtins(await explain_route(engine_of(c), key)))
 
 
 @_errors
 async def adoption(request: web.Request) -> web.Response:
     c = console_of(request)
-    if c.engine is None:
-        return json_response(503, {"error": "this console has no NetBox and Zabbix connection"})
-    server = request.query.get("server") or c.servers[0]
-    if server not in c.servers:
-        raise BadInput(f"server must be one of {', '.join(c.servers)}")
-    return json_response(200, msgspec.to_builtins(await adoption_report(c.engine, server)))
+    server = server_name(request.query.get("server", ""), c.servers)
+    return json_response(200, msgspec.to_builtins(await adoption_report(engine_of(c), server)))
 
 
 @_errors
 async def adopt(request: web.Request) -> web.Response:
     c, ident = console_of(request), identity_of(request)
     body = only_fields(await _body(request), "host_keys", "server")
-    server = body.get("server", "")
-    if not isinstance(server, str) or (server and server not in c.servers):
-        raise BadInput(f"server must be one of {', '.join(c.servers)}")
+    server = server_name(body.get("server", ""), c.servers)
     keys = body.get("host_keys")
     if keys == "all":
         keys = []
@@ -195,7 +200,7 @@ async def adopt(request: web.Request) -> web.Response:
         raise BadInput('host_keys: a list of host keys, or "all" for every valid one')
     else:
         keys = host_keys(keys)
-    job_id = await c.actions.adopt(ident.user, keys, str(server))
+    job_id = await c.actions.adopt(ident.user, keys, server)
     return json_response(202, {"job_id": job_id, "host_keys": keys or "all"})
 
 

@@ -77,6 +77,15 @@ def host_filters(query: Mapping[str, Any]) -> dict[str, Any]:
     return {"result": result, "q": str(query.get("q") or "")[:200], "server": server, "page": page_number(query)}
 
 
+def server_name(value: Any, servers: Sequence[str]) -> str:
+    """One of the configured Zabbix `servers`, named by a query, form or JSON field; empty means the first."""
+    if value == "":
+        return servers[0]
+    if not isinstance(value, str) or value not in servers:
+        raise BadInput(f"server must be one of {', '.join(servers)}")
+    return value
+
+
 def host_key(text: str) -> str:
     """`text` when it is a host key (`dcim.device:12`)."""
     if not is_host_key(text):

@@ -23,6 +23,7 @@ from nbzx.console.forms import (
     netbox_filter,
     page_number,
     reconcile_request,
+    server_name,
 )
 from nbzx.console.views import (
     HOST_RESULTS,
@@ -372,9 +373,10 @@ async def adoption(request: web.Request) -> web.Response:
     """What `nbzx adopt plan` prints, computed now (nothing is written)."""
     c = console_of(request)
     report, error = None, ""
-    server = request.query.get("server") or c.servers[0]
-    if server not in c.servers:
-        return web.Response(status=400, text=f"server must be one of {', '.join(c.servers)}")
+    try:
+        server = server_name(request.query.get("server", ""), c.servers)
+    except BadInput as exc:
+        return web.Response(status=400, text=str(exc))
     if c.engine is None:
         error = "this console has no NetBox and Zabbix connection"
     else:
@@ -393,10 +395,7 @@ async def adopt(request: web.Request) -> web.Response:
         keys = [host_key(str(v)) for v in form.getall("host_key", [])]
         if not keys and form.get("all") != "1":
             raise BadInput("choose hosts to adopt, or adopt all valid ones")
-        server = str(form.get("server") or "")
-        if server and server not in c.servers:
-            raise BadInput(f"server must be one of {', '.join(c.servers)}")
-        job_id = await c.actions.adopt(ident.user, keys, server)
+        job_id = await c.actions.adopt(ident.user, keys, server_name(form.get("server", ""), c.servers))
         return f"/jobs/{job_id}", f"Adoption of {len(keys) or 'every valid'} host(s) requested"
 
     return await _act(request, "/adoption", go)

@@ -278,15 +278,12 @@ class SyncEngine:
         what holds it back is transient, settled (dead-lettered, the host still kept) when it is not
         (a name conflict there, a template that server lacks)."""
         blocking = [r for r in done if r.server in routed and r.result not in ("ok", "skipped")]
-        res = SyncResult(
-            host_key=plan.host_key,
-            action=plan.action,
+        res = _result(
+            plan,
             result="error",
             hostid=plan.hostid,
-            host=plan.host,
             error=f"kept on {plan.server} until it is in place on {', '.join(routed)}",
             transient=all(r.result == "error" and r.transient for r in blocking),
-            server=plan.server,
         )
         return self._finish(res, time.perf_counter())
 
@@ -323,32 +320,19 @@ class SyncEngine:
     def _succeeded(
         self, plan: Plan, hostid: str | None, changed: list[str], t0: float, batched: int | None = None
     ) -> SyncResult:
-        res = SyncResult(
-            host_key=plan.host_key,
-            action=plan.action,
-            result="ok",
-            hostid=hostid,
-            host=plan.host,
-            changed=changed,
-            reason=plan.reason,
-            removes=plan.removes,
-            server=plan.server,
-        )
+        res = _result(plan, result="ok", hostid=hostid, changed=changed, reason=plan.reason, removes=plan.removes)
         return self._finish(res, t0, batched=batched)
 
     def _failed(self, plan: Plan, exc: ZabbixError, t0: float, batched: int | None = None) -> SyncResult:
-        res = SyncResult(
-            host_key=plan.host_key,
-            action=plan.action,
+        res = _result(
+            plan,
             result="error",
             hostid=plan.hostid,
-            host=plan.host,
             changed=sorted(plan.changes),
             error=str(exc),
             # A name taken since the plan was made (another consumer created it during a rebalance, or
             # someone by hand): planning again finds the host, ours (update) or not (conflict).
             transient=exc.transient or (plan.action == "create" and "already exists" in str(exc)),
-            server=plan.server,
         )
         return self._finish(res, t0, batched=batched)
 
@@ -374,35 +358,13 @@ class SyncEngine:
         t0 = time.perf_counter()
         changed = sorted(plan.changes)
         if plan.action == "conflict":
-            res = SyncResult(
-                host_key=plan.host_key,
-                action="conflict",
-                result="conflict",
-                hostid=plan.hostid,
-                host=plan.host,
-                reason=plan.reason,
-                server=plan.server,
-            )
+            res = _result(plan, result="conflict", hostid=plan.hostid, reason=plan.reason)
         elif plan.action == "error":
-            res = SyncResult(
-                host_key=plan.host_key,
-                action="plan",
-                result="error",
-                host=plan.host,
-                error=plan.reason,
-                server=plan.server,
-            )
+            res = _result(plan, action="plan", result="error", error=plan.reason)
         elif plan.empty or dry_run:
-            res = SyncResult(
-                host_key=plan.host_key,
-                action=plan.action,
-                result="skipped" if plan.empty else "ok",
-                hostid=plan.hostid,
-                host=plan.host,
-                changed=changed,
-                reason=plan.reason,
-                removes=plan.removes,
-                server=plan.server,
+            result = "skipped" if plan.empty else "ok"
+            res = _result(
+                plan, result=result, hostid=plan.hostid, changed=changed, reason=plan.reason, removes=plan.removes
             )
         else:
             try:
@@ -414,6 +376,13 @@ class SyncEngine:
                 return self._failed(plan, _as_zabbix_error(exc), t0)
             return self._succeeded(plan, hostid, changed, t0)
         return self._finish(res, t0, dry_run)
+
+
+def _result(plan: Plan, **what: Any) -> SyncResult:
+    """A result of `plan` on its server: its key, host name and action, and `what` happened."""
+    return SyncResult(
+        **{"host_key": plan.host_key, "action": plan.action, "host": plan.host, "server": plan.server, **what}
+    )
 
 
 def _with_object(r: SyncResult, objects: Mapping[str, Found]) -> SyncResult:
