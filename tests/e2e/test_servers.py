@@ -341,3 +341,38 @@ async def test_a_reconcile_counts_per_server_and_reconciles_the_others_when_one_
     assert record.status == "failed" and "not reconciled, they could not be read: old:" in (record.error or "")
     assert list(record.results["unreadable"]) == ["old"] and list(record.results["servers"]) == ["new"]
     assert record.results["emitted"] == 1, "the new server's create went out"
+
+
+async def test_routes_by_region_match_parent_regions_read_from_netbox_and_follow_a_site_moved_to_another_region(
+    two: Two, netbox_api: Any
+) -> None:
+    from nbzx.engine.fanout import dependent_host_keys
+    from nbzx.schemas.messages import ChangeEvent
+
+    tag = uuid.uuid4().hex[:6]
+    europe = await asyncio.to_thread(netbox_api.dcim.regions.create, name=f"eu-{tag}", slug=f"eu-{tag}")
+    benelux = await asyncio.to_thread(
+        netbox_api.dcim.regions.create, name=f"bnl-{tag}", slug=f"bnl-{tag}", parent=europe.id
+    )
+    site = two.a["site"]
+    try:
+        await asyncio.to_thread(site.update, {"region": benelux.id})
+        routes: list[dict[str, Any]] = [
+            {"name": "europe", "match": {"region": europe.slug}, "servers": ["new"]},
+            {"name": "rest", "servers": ["old"]},
+        ]
+        engine = await two.engine(two_servers(routes, delete={"mode": "hard"}))
+        dev, key = await asyncio.to_thread(two.device, two.a, 94)
+        [placed] = await engine.sync([key])
+        assert list(placed.servers) == ["new"], "Benelux is in Europe: the parent region's rule matched"
+
+        await asyncio.to_thread(site.update, {"region": None})  # the site leaves Europe
+        ev = ChangeEvent(host_key=f"dcim.site:{site.id}", event="updated", object_type="dcim.site", object_id=site.id)
+        assert key in await dependent_host_keys(engine.netbox, list(engine.servers.values()), ev)
+        [moved] = await engine.sync([key])  # the fan-out dropped the cached regions: read again
+        assert list(moved.servers) == ["old"]
+        assert two.where(key) == {"old": [(dev.name, "0")], "new": []}
+    finally:
+        await asyncio.to_thread(site.update, {"region": None})
+        await asyncio.to_thread(benelux.delete)
+        await asyncio.to_thread(europe.delete)
