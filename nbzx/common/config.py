@@ -522,12 +522,8 @@ def parse_config(text: str | bytes, env: Mapping[str, str] | None = None) -> Con
 def server_auth(name: str, server: ZabbixServerConfig, env: Mapping[str, str]) -> ServerAuth:
     """A named server's credentials, from the variables it names or else `ZABBIX_<NAME>_TOKEN`,
     `ZABBIX_<NAME>_USER` and `ZABBIX_<NAME>_PASSWORD`."""
-    stem = f"ZABBIX_{_env_name(name)}"
-    return ServerAuth(
-        token=env.get(server.token_env or f"{stem}_TOKEN", ""),
-        user=env.get(server.user_env or f"{stem}_USER", ""),
-        password=env.get(server.password_env or f"{stem}_PASSWORD", ""),
-    )
+    token, user, password = _auth_env(name, server)
+    return ServerAuth(token=env.get(token, ""), user=env.get(user, ""), password=env.get(password, ""))
 
 
 def auth_of(cfg: Config, server: str) -> ServerAuth:
@@ -543,13 +539,19 @@ def _auth_variables(cfg: Config, server: str) -> str:
     """Where a server's credentials are read from, for an error that names them."""
     if not cfg.zabbix.servers:
         return "ZABBIX_TOKEN or ZABBIX_USER+ZABBIX_PASSWORD"
-    s, stem = cfg.zabbix.servers[server], f"ZABBIX_{_env_name(server)}"
-    token, user, pw = s.token_env or f"{stem}_TOKEN", s.user_env or f"{stem}_USER", s.password_env or f"{stem}_PASSWORD"
-    return f"{token} or {user}+{pw} (server {server})"
+    token, user, password = _auth_env(server, cfg.zabbix.servers[server])
+    return f"{token} or {user}+{password} (server {server})"
 
 
-def _env_name(server: str) -> str:
-    return re.sub(r"[^A-Z0-9]", "_", server.upper())
+def _auth_env(name: str, server: ZabbixServerConfig) -> tuple[str, str, str]:
+    """The variables holding a named server's token, user and password: the ones it names, or
+    `ZABBIX_<NAME>_TOKEN`, `_USER` and `_PASSWORD`."""
+    stem = "ZABBIX_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+    return (
+        server.token_env or f"{stem}_TOKEN",
+        server.user_env or f"{stem}_USER",
+        server.password_env or f"{stem}_PASSWORD",
+    )
 
 
 def _check_routes(cfg: Config) -> None:
