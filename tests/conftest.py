@@ -82,8 +82,11 @@ def make_config(**overrides: Any) -> Config:
                 "jobs": f"test.jobs.{suffix}",
                 "dlq": f"test.dlq.{suffix}",
                 "host_status": f"test.host-status.{suffix}",
+                "changelog": f"test.changelog.{suffix}",
             },
         },
+        # Off unless a test is about it: a follower emits every NetBox change made meanwhile, any test's.
+        "changelog": {"enabled": False},
     }
     for section, values in overrides.items():
         if isinstance(values, list):  # routes

@@ -49,7 +49,7 @@ def _read_saved_webhook(path: Path) -> tuple[bytes, dict[str, str]]:
 
 def inspect_file(path: Path, cfg: Config, secret: str | None) -> dict[str, Any]:
     """What `/webhook` would do with a saved delivery, as a JSON-able dict."""
-    from nbzx.receiver.webhook import Delivery, inspect_delivery
+    from nbzx.core.webhook import Delivery, inspect_delivery
 
     raw, headers = _read_saved_webhook(path)
     lower = {k.lower(): v for k, v in headers.items()}

@@ -138,6 +138,7 @@ class TopicsConfig(_Base):
     jobs: str = "nbzx.jobs.records"
     dlq: str = "netbox.events.dlq"
     host_status: str = "nbzx.host-status"
+    changelog: str = "nbzx.changelog"  # the change-log follower's cursor (compacted, one partition)
 
 
 class KafkaConfig(_Base):
@@ -200,6 +201,16 @@ class ConsumerConfig(_Base):
     rebalance_timeout_ms: PositiveInt = 30_000
     http_host: str = "0.0.0.0"
     http_port: Port = 8091  # /healthz, /readyz, /metrics
+
+
+class ChangelogConfig(_Base):
+    """The change-log follower (DESIGN §13): every consumer process runs one, one of them leads."""
+
+    enabled: bool = True
+    poll_s: PositiveFloat = 1.0  # between reads of NetBox's change log
+    page: PositiveInt = 1000  # changes per read
+    settle_s: PositiveFloat = 300.0  # how long an id NetBox skipped over is waited for (an open transaction)
+    heartbeat_s: PositiveFloat = 30.0  # a cursor record at least this often, even with nothing new
 
 
 class ScopeRule(_Base):
@@ -413,6 +424,7 @@ class Config(_Base):
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
+    changelog: ChangelogConfig = field(default_factory=ChangelogConfig)
     scope: ScopeConfig = field(default_factory=ScopeConfig)
     host: HostConfig = field(default_factory=HostConfig)
     delete: DeleteConfig = field(default_factory=DeleteConfig)

@@ -203,6 +203,12 @@ def topic_specs(cfg: Config) -> list[NewTopic]:
             topic_configs={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", **size},
         ),
         NewTopic(
+            t.changelog,
+            1,
+            k.replication,
+            topic_configs={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", **size},
+        ),
+        NewTopic(
             t.dlq,
             k.partitions,
             k.replication,

@@ -15,6 +15,7 @@ from nbzx.core.planner import SyncResult
 from nbzx.schemas.messages import ChangeEvent, HostStatus, SyncRequest, SyncState, UnknownVersion, decode
 from nbzx.schemas.objects import DEPENDENCY_OBJECT_TYPES
 
+SOURCES = Counter("nbzx_change_events_total", "Change events consumed, by source: webhook or changelog", ["source"])
 CONSUMED = Counter("nbzx_events_consumed_total", "Messages consumed from the events topic", ["kind"])
 
 
@@ -63,6 +64,7 @@ def decode_round(records: list[Any], topic: str) -> Work:
             continue
         if isinstance(msg, ChangeEvent):
             CONSUMED.labels("change_event").inc()
+            SOURCES.labels(msg.source).inc()
             if msg.object_type in DEPENDENCY_OBJECT_TYPES:
                 work.fanouts.append((msg, rec))
                 continue

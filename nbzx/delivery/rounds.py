@@ -115,7 +115,7 @@ class HostRounds:
         for ev, _rec in work.previous_owners:
             assert ev.previous_owner is not None
             try:
-                owner = await self.engine.netbox.previous_owner(
+                owner = await self.engine.netbox.assignment_owner(
                     ev.previous_owner.content_type_id, ev.previous_owner.object_id
                 )
             except NetBoxError as exc:

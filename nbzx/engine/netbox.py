@@ -22,6 +22,10 @@ log = get_logger(component="netbox")
 
 CHUNK = 250  # ids per request: fewer round trips, and the query string stays under ~3 KB
 PAGE = 1000  # NetBox's default MAX_PAGE_SIZE
+CHANGES = "core/object-changes/"
+CHANGE_FIELDS = (
+    "id,time,user_name,request_id,action,changed_object_type,changed_object_id,prechange_data,postchange_data"
+)
 GEOGRAPHY_TTL_S = 60.0  # and dropped at once when a site, region or site group changes (fan-out)
 
 
@@ -238,8 +242,9 @@ class NetBox:
         result: list[int] = await self._run(self._ids, object_type, filters)
         return result
 
-    async def previous_owner(self, content_type_id: int, object_id: int) -> str | None:
-        """The host key an IP's previous assignment (numeric content type + interface id) belongs to."""
+    async def assignment_owner(self, content_type_id: int, object_id: int) -> str | None:
+        """The host key an IP assignment (numeric content type + interface id, as NetBox's snapshots
+        have it) belongs to, or None."""
         ot = await self._run(self.api.core.object_types.get, content_type_id)
         if ot is None:
             return None
@@ -251,6 +256,30 @@ class NetBox:
             iface = await self._run(self.api.virtualization.interfaces.get, object_id)
             return f"virtualization.virtualmachine:{iface.virtual_machine.id}" if iface is not None else None
         return None
+
+    async def newest_change_id(self) -> int:
+        """The id of the newest object change in NetBox's change log (0 when it is empty). Needs the
+        `core.view_objectchange` permission: without it NetBox answers 403 (a `NetBoxError`)."""
+        page = await self.send("GET", f"{CHANGES}?ordering=-id&limit=1&fields=id")
+        return int(page["results"][0]["id"]) if page["results"] else 0
+
+    async def changes_after(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` object changes with an id above `after`, oldest first."""
+        params = {"id__gt": after, "ordering": "id", "limit": limit, "fields": CHANGE_FIELDS}
+        page = await self._run(self._send, "GET", CHANGES, params=params)
+        rows: list[dict[str, Any]] = page["results"]
+        return rows
+
+    async def changes(self, ids: list[int]) -> list[dict[str, Any]]:
+        """The object changes with these ids that NetBox shows now."""
+        chunks = [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
+        pages = await asyncio.gather(
+            *(
+                self._run(self._send, "GET", CHANGES, params={"id": c, "limit": len(c), "fields": CHANGE_FIELDS})
+                for c in chunks
+            )
+        )
+        return [r for page in pages for r in page["results"]]
 
     async def geography(self) -> Geography:
         """Sites with their region and site group, and both trees (for routes by region), read at most

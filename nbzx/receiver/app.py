@@ -19,10 +19,10 @@ from nbzx.common.config import Config, zabbix_servers
 from nbzx.common.http import add_health_routes
 from nbzx.common.kafka import Producer, ProduceUnavailable
 from nbzx.common.logging import get_logger
+from nbzx.core.webhook import OWN_WRITE, Delivery, inspect_delivery
 from nbzx.jobs.records import JobView, newest_first, reconcile_request
 from nbzx.jobs.schedule import run_scheduler
 from nbzx.receiver import metrics
-from nbzx.receiver.webhook import OWN_WRITE, Delivery, inspect_delivery
 from nbzx.schemas.messages import encode
 from nbzx.schemas.objects import HostType
 

@@ -52,7 +52,8 @@ class PreviousOwner(Struct, kw_only=True):
 
 
 class ChangeEvent(_Envelope, tag="change_event"):
-    """One NetBox change, from a webhook. A hint: consumers re-read NetBox for the state."""
+    """One NetBox change, from a webhook or from NetBox's change log (DESIGN §13). A hint: consumers
+    re-read NetBox for the state."""
 
     host_key: HostKey
     event: Event
@@ -68,6 +69,8 @@ class ChangeEvent(_Envelope, tag="change_event"):
     # The original webhook body, byte for byte as NetBox signed it (embedded as JSON, not re-encoded):
     # replay and the DLQ lose nothing.
     body: msgspec.Raw = field(default_factory=lambda: msgspec.Raw(b"{}"))
+    source: Literal["webhook", "changelog"] = "webhook"
+    change_id: int | None = None  # the NetBox object change it was read from (source "changelog")
 
     def body_json(self) -> dict[str, Any]:
         """The original body, decoded."""
@@ -172,6 +175,25 @@ class HostStatus(_Envelope, tag="host_status"):
     servers: dict[str, str] = field(default_factory=dict)  # Zabbix server -> hostid, where the host is kept
 
 
+class ChangelogCursor(_Envelope, tag="changelog_cursor"):
+    """How far the change-log follower has read NetBox's object changes (keyed "cursor" on the
+    compacted changelog topic; written in the same Kafka transaction as the events of its window).
+
+    Every change with an id up to `top` has been emitted, except the `holes`: ids below `top` that
+    NetBox had not shown yet (a transaction still open, or one rolled back), each with the epoch
+    second it was first missed; a hole is given up after `changelog.settle_s`."""
+
+    top: int
+    holes: dict[int, float] = field(default_factory=dict)
+    window_from: int = 0  # the window this record closes: changes after window_from up to top
+    emitted: int = 0  # events emitted in that window
+    emitted_total: int = 0
+    gave_up: int = 0  # holes given up since the follower first started
+    newest_change_at: str | None = None  # NetBox's time of the newest change read
+    polled_at: str = field(default_factory=utc_now)
+    leader: str = ""  # which process wrote it
+
+
 class DeadLetter(_Envelope, tag="dead_letter"):
     """A message that could not be applied, with why (on the DLQ topic, keyed by host key)."""
 
@@ -185,7 +207,15 @@ class DeadLetter(_Envelope, tag="dead_letter"):
 
 
 Message = (
-    ChangeEvent | SyncRequest | ReconcileRequest | CancelRequest | AdoptRequest | JobRecord | DeadLetter | HostStatus
+    ChangeEvent
+    | SyncRequest
+    | ReconcileRequest
+    | CancelRequest
+    | AdoptRequest
+    | JobRecord
+    | DeadLetter
+    | HostStatus
+    | ChangelogCursor
 )
 MESSAGE_TYPES: tuple[type[Struct], ...] = (
     ChangeEvent,
@@ -196,6 +226,7 @@ MESSAGE_TYPES: tuple[type[Struct], ...] = (
     JobRecord,
     DeadLetter,
     HostStatus,
+    ChangelogCursor,
 )
 
 

@@ -21,7 +21,7 @@ from nbzx.delivery.consumer import EventConsumer
 from nbzx.engine.netbox import NetBox
 from nbzx.engine.sync import SyncEngine
 from nbzx.engine.zabbix import Zabbix
-from nbzx.receiver.webhook import normalise
+from nbzx.core.webhook import normalise
 from nbzx.schemas import ChangeEvent, DeadLetter, SyncRequest, decode, encode
 from tests.conftest import TEST_MARK, ZabbixServer, consume_all, create_device, lab_ip
 from tests.e2e.pipeline import wait_until

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from nbzx.receiver.webhook import signature_valid
+from nbzx.core.webhook import signature_valid
 from tests.conftest import HOOK_SECRET
 
 

@@ -14,7 +14,7 @@ from aiokafka.partitioner import murmur2
 
 from nbzx.common.config import Config
 from nbzx.receiver.app import make_app
-from nbzx.receiver.webhook import sign
+from nbzx.core.webhook import sign
 from nbzx.schemas import ChangeEvent, decode
 from tests.conftest import HOOK_SECRET, ROOT, captures, consume_all, end_offsets
 

@@ -13,7 +13,7 @@ import pytest
 from nbzx.common.kafka import ProduceUnavailable
 from nbzx.jobs.records import JobView
 from nbzx.receiver.app import make_app
-from nbzx.receiver.webhook import sign
+from nbzx.core.webhook import sign
 from nbzx.schemas import ChangeEvent, JobRecord, ReconcileRequest, decode
 from tests.conftest import HOOK_SECRET, captures, make_config
 from tests.metrics import metric_value

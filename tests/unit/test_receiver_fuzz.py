@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nbzx.receiver.app import make_app
-from nbzx.receiver.webhook import sign
+from nbzx.core.webhook import sign
 from tests.conftest import HOOK_SECRET, captures, make_config
 from tests.unit.test_receiver_app import RecordingProducer, StaticJobs
 

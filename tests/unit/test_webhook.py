@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbzx.receiver.webhook import (
+from nbzx.core.webhook import (
     Delivery,
     WebhookError,
     changed_fields,

@@ -109,13 +109,21 @@ def inspect_delivery(
         event = parse_body(delivery.raw, vc_as_one_host=vc_as_one_host, received_at=received_at)
     except WebhookError as exc:
         return Inspection(exc.status, True, exc.reason)
-    if event.object_type not in object_types:
-        return Inspection(202, True, "object type not in scope", ignored=event.object_type)
-    if own_fields and event.event == "updated" and event.changed == ["custom_fields"]:
-        changed = changed_custom_fields(msgspec.json.decode(delivery.raw))
-        if changed and changed <= set(own_fields):
-            return Inspection(202, True, OWN_WRITE, ignored=event.object_type)
+    if skip := ignored(event, object_types, own_fields):
+        return Inspection(202, True, skip, ignored=event.object_type)
     return Inspection(202, True, event=event)
+
+
+def ignored(event: ChangeEvent, object_types: Collection[str], own_fields: Collection[str] = ()) -> str | None:
+    """Why a change needs no sync, or None: its object type is not in scope, or it is an update that
+    changed nothing but `own_fields` (the custom fields write-back writes)."""
+    if event.object_type not in object_types:
+        return "object type not in scope"
+    if own_fields and event.event == "updated" and event.changed == ["custom_fields"]:
+        changed = changed_custom_fields(event.body_json())
+        if changed and changed <= set(own_fields):
+            return OWN_WRITE
+    return None
 
 
 OWN_WRITE = "only write-back's own custom fields changed"
@@ -209,16 +217,22 @@ def _nested_id(obj: Any, *path: str) -> int | None:
     return obj if isinstance(obj, int) and not isinstance(obj, bool) else None
 
 
+def _ref_id(data: Mapping[str, Any], key: str) -> int | None:
+    """A related object's id, nested as a webhook's `data` has it or flat as a change-log snapshot does."""
+    ref = data.get(key)
+    return ref if isinstance(ref, int) and not isinstance(ref, bool) else _nested_id(data, key, "id")
+
+
 def host_key(object_type: str, object_id: int, data: Mapping[str, Any], *, vc_as_one_host: bool = False) -> str:
     """The Kafka key: "<object_type>:<id>" of the host the change belongs to (DESIGN.md section 2)."""
     if object_type == "dcim.device":
         master = _nested_id(data, "virtual_chassis", "master", "id") if vc_as_one_host else None
         return f"dcim.device:{master or object_id}"
     if object_type == "dcim.interface":
-        dev = _nested_id(data, "device", "id")
+        dev = _ref_id(data, "device")
         return f"dcim.device:{dev}" if dev is not None else f"{object_type}:{object_id}"
     if object_type == "virtualization.vminterface":
-        vm = _nested_id(data, "virtual_machine", "id")
+        vm = _ref_id(data, "virtual_machine")
         return f"virtualization.virtualmachine:{vm}" if vm is not None else f"{object_type}:{object_id}"
     if object_type == "ipam.ipaddress":
         owner = _ip_owner(data)
