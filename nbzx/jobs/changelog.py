@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from nbzx.common.config import Config
-from nbzx.common.kafka import PRODUCER_MAX_REQUEST_BYTES, client_kwargs, new_consumer
+from nbzx.common.kafka import PRODUCER_MAX_REQUEST_BYTES, client_kwargs, new_consumer, topic_partitions
 from nbzx.common.logging import get_logger
 from nbzx.common.wait import sleep_or_stop
 from nbzx.core.changelog import change_event, ip_assignment, step
@@ -101,6 +101,10 @@ class ChangelogFollower:
             )
             try:
                 await consumer.start()
+                if not await topic_partitions(consumer, self.topic):  # subscribing would wait in silence
+                    log.error("changelog_topic_missing", topic=self.topic, fix="nbzx kafka create-topics")
+                    await sleep_or_stop(10, self.stopping)
+                    continue
                 consumer.subscribe([self.topic])
                 await self._follow(consumer)
             except asyncio.CancelledError:

@@ -127,8 +127,10 @@ def pipeline_config_doc(cfg: Config, **host: Any) -> dict[str, Any]:
                 "jobs": cfg.kafka.topics.jobs,
                 "dlq": cfg.kafka.topics.dlq,
                 "host_status": cfg.kafka.topics.host_status,
+                "changelog": cfg.kafka.topics.changelog,
             },
         },
+        "changelog": {"enabled": cfg.changelog.enabled, "poll_s": 0.5},
         "consumer": {
             "session_timeout_ms": 1000,
             "heartbeat_interval_ms": 200,

@@ -17,11 +17,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from nbzx.common.config import Config
 from nbzx.common.kafka import Producer, create_topics
 from nbzx.core.planner import SyncResult
+from nbzx.core.webhook import normalise
 from nbzx.delivery.consumer import EventConsumer
 from nbzx.engine.netbox import NetBox
 from nbzx.engine.sync import SyncEngine
 from nbzx.engine.zabbix import Zabbix
-from nbzx.core.webhook import normalise
 from nbzx.schemas import ChangeEvent, DeadLetter, SyncRequest, decode, encode
 from tests.conftest import TEST_MARK, ZabbixServer, consume_all, create_device, lab_ip
 from tests.e2e.pipeline import wait_until

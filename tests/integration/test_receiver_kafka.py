@@ -13,8 +13,8 @@ import pytest
 from aiokafka.partitioner import murmur2
 
 from nbzx.common.config import Config
-from nbzx.receiver.app import make_app
 from nbzx.core.webhook import sign
+from nbzx.receiver.app import make_app
 from nbzx.schemas import ChangeEvent, decode
 from tests.conftest import HOOK_SECRET, ROOT, captures, consume_all, end_offsets
 

@@ -102,7 +102,10 @@ def test_a_delete_is_read_from_the_prechange_side() -> None:
 
 def test_an_ip_belongs_to_the_owner_read_for_it_and_a_move_names_the_old_one() -> None:
     r = row("ipaddress-update")
-    assert ip_assignment(r) == (r["postchange_data"]["assigned_object_type"], r["postchange_data"]["assigned_object_id"])
+    assert ip_assignment(r) == (
+        r["postchange_data"]["assigned_object_type"],
+        r["postchange_data"]["assigned_object_id"],
+    )
     assert change_event(r, owner="dcim.device:7").host_key == "dcim.device:7"
     assert change_event(r).host_key == f"ipam.ipaddress:{r['changed_object_id']}"  # owner unknown
     moved = copy.deepcopy(r)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from nbzx.core.webhook import normalise
 from nbzx.engine.fanout import fanout_filters
 from nbzx.engine.netbox import merge_filters
-from nbzx.core.webhook import normalise
 
 
 def event(object_type: str, object_id: int, data: dict[str, Any], pre: dict[str, Any] | None = None) -> Any:

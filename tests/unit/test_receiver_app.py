@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from nbzx.common.kafka import ProduceUnavailable
+from nbzx.core.webhook import sign
 from nbzx.jobs.records import JobView
 from nbzx.receiver.app import make_app
-from nbzx.core.webhook import sign
 from nbzx.schemas import ChangeEvent, JobRecord, ReconcileRequest, decode
 from tests.conftest import HOOK_SECRET, captures, make_config
 from tests.metrics import metric_value

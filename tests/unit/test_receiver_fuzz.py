@@ -11,8 +11,8 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbzx.receiver.app import make_app
 from nbzx.core.webhook import sign
+from nbzx.receiver.app import make_app
 from tests.conftest import HOOK_SECRET, captures, make_config
 from tests.unit.test_receiver_app import RecordingProducer, StaticJobs
 
