@@ -35,7 +35,8 @@ class Follower:
 
     async def _run(self) -> None:
         while True:
-            consumer = new_consumer(self.cfg, self.topic, fetch_max_wait_ms=200)
+            # read_committed: the changelog cursor of a leader killed mid-transaction never shows.
+            consumer = new_consumer(self.cfg, self.topic, fetch_max_wait_ms=200, isolation_level="read_committed")
             try:
                 await consumer.start()
                 ends: dict[Any, int] | None = None

@@ -232,6 +232,11 @@ async def retry_letters(request: web.Request) -> web.Response:
     return json_response(202, {"job_id": job_id, "host_keys": keys})
 
 
+async def changelog(request: web.Request) -> web.Response:
+    c = console_of(request)
+    return json_response(200, {"enabled": c.cfg.changelog.enabled, **c.changelog()})
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/api/v1/jobs", jobs)
@@ -244,6 +249,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/v1/hosts/{key}/difference", difference)
     r.add_get("/api/v1/hosts/{key}/route", route)
     r.add_post("/api/v1/hosts/{key}/sync", sync_host)
+    r.add_get("/api/v1/changelog", changelog)
     r.add_get("/api/v1/dead-letters", dead_letters)
     r.add_post("/api/v1/dead-letters/retry", retry_letters)
     r.add_get("/api/v1/adoption", adoption)

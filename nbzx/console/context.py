@@ -3,6 +3,7 @@ the signed-in identity, and how it answers JSON. Below `app`, `pages` and `api`,
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -13,6 +14,7 @@ from nbzx.common.config import Config, parse_duration, zabbix_servers
 from nbzx.console.actions import Actions
 from nbzx.console.auth import Identity, Tokens
 from nbzx.console.state import ConsoleState
+from nbzx.core.changelog import follower_view
 from nbzx.engine.sync import SyncEngine
 from nbzx.schemas.objects import object_url
 
@@ -35,6 +37,11 @@ class Console:
         # Each server's frontend, for links to its hosts (the console's own override is the first server's).
         self.zabbix_urls = {name: s.ui_url for name, s in servers.items()} | {next(iter(servers)): self.zabbix_url}
         self.servers = list(servers)
+
+    def changelog(self) -> dict[str, Any]:
+        """The change-log follower as the jobs page and `/api/v1/changelog` show it (DESIGN §13): stale
+        when its leader has not read the change log for three heartbeats."""
+        return follower_view(self.state.changelog, time.time(), 3 * self.cfg.changelog.heartbeat_s)
 
     def netbox_link(self, host_key: str) -> str:
         """Where the host key's object is in NetBox ("" for a key that is not a host's)."""

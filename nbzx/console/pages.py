@@ -125,6 +125,7 @@ async def jobs(request: web.Request) -> web.Response:
         statuses=JOB_STATUSES,
         intervals=RECONCILE_INTERVALS,
         now=now_utc(),
+        changelog=c.changelog() if c.cfg.changelog.enabled else None,
         f={k: request.query.get(k, "") for k in ("kind", "status", "since", "until")},
         prev_link=_page_link(request, page.page - 1) if page.page > 1 else "",
         next_link=_page_link(request, page.page + 1) if page.page < page.pages else "",

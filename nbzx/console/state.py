@@ -1,4 +1,5 @@
-"""The console's state, in memory, rebuilt from three topics: jobs, host statuses, dead letters."""
+"""The console's state, in memory, rebuilt from four topics: jobs, host statuses, dead letters and the
+change-log follower's cursor."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from nbzx.common.config import Config, parse_duration
 from nbzx.common.follow import Follower
 from nbzx.console.views import prune_jobs
 from nbzx.jobs.dead_letters import retry_keys
-from nbzx.schemas.messages import DeadLetter, HostStatus, JobRecord, decode_records
+from nbzx.schemas.messages import ChangelogCursor, DeadLetter, HostStatus, JobRecord, decode_records
 
 MAX_LETTERS = 10_000  # the newest dead letters kept for the page
 
@@ -27,12 +28,15 @@ class ConsoleState:
         self.history: dict[str, deque[HostStatus]] = {}
         self.letters: deque[tuple[int, int, DeadLetter]] = deque(maxlen=MAX_LETTERS)  # (partition, offset, letter)
         self.applied: dict[str, Counter[str]] = {}  # job id -> host results of the syncs it caused
+        self.changelog: ChangelogCursor | None = None  # the follower's last committed cursor
         t = cfg.kafka.topics
+        self._cursor_topic = t.changelog
         self.followers = (
             [
                 Follower(cfg, t.jobs, self.apply_jobs),
                 Follower(cfg, t.host_status, self.apply_statuses),
                 Follower(cfg, t.dlq, self.apply_letters),
+                Follower(cfg, t.changelog, self.apply_cursors),
             ]
             if follow
             else []
@@ -49,7 +53,8 @@ class ConsoleState:
 
     @property
     def caught_up(self) -> bool:
-        return all(f.caught_up.is_set() for f in self.followers)
+        """Jobs, statuses and letters read to their end (the cursor is shown as it comes)."""
+        return all(f.caught_up.is_set() for f in self.followers if f.topic != self._cursor_topic)
 
     def apply_jobs(self, records: list[Any]) -> None:
         for msg in decode_records(records):
@@ -79,6 +84,11 @@ class ConsoleState:
             recent.appendleft(msg)
             if msg.job_id:
                 self.applied.setdefault(msg.job_id, Counter())[msg.result] += 1
+
+    def apply_cursors(self, records: list[Any]) -> None:
+        for msg in decode_records(records):
+            if isinstance(msg, ChangelogCursor):
+                self.changelog = msg
 
     def apply_letters(self, records: list[Any]) -> None:
         for r in records:

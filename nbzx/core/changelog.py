@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -102,3 +103,20 @@ def ip_assignment(change: Mapping[str, Any]) -> tuple[int, int] | None:
     if isinstance(ct, int) and isinstance(oid, int):
         return ct, oid
     return None
+
+
+def follower_view(cursor: ChangelogCursor | None, now: float, stale_s: float) -> dict[str, Any]:
+    """What the console shows of the follower: its cursor, how long ago the leader last read the
+    change log (`read_ago_s`), and `stale` when that is longer than `stale_s` (no leader, or NetBox
+    away). No cursor yet: `cursor` None and stale."""
+    if cursor is None:
+        return {"cursor": None, "read_ago_s": None, "stale": True}
+    try:
+        ago: float | None = round(max(0.0, now - datetime.fromisoformat(cursor.polled_at).timestamp()), 1)
+    except ValueError:
+        ago = None
+    return {
+        "cursor": msgspec.to_builtins(cursor),
+        "read_ago_s": ago,
+        "stale": ago is None or ago > stale_s,
+    }

@@ -256,12 +256,3 @@ async def last_cursor(consumer: Any, tp: TopicPartition) -> ChangelogCursor | No
             return found
     return None
 
-
-def lag_s(cursor: ChangelogCursor | None, now: float) -> float | None:
-    """Seconds since the leader last read the change log (None: never)."""
-    if cursor is None:
-        return None
-    try:
-        return max(0.0, now - datetime.fromisoformat(cursor.polled_at).timestamp())
-    except ValueError:
-        return None

@@ -4,7 +4,9 @@ processes -> Zabbix), torn down after the test."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +44,28 @@ async def pipeline(
     )
     if existing:
         await asyncio.to_thread(netbox_api.dcim.devices.delete, existing)
+
+
+@pytest.fixture
+def netbox_user(netbox_api: Any) -> Iterator[Callable[[list[tuple[str, list[str]]]], tuple[str, str]]]:
+    """Factory: (username, v2 token) of a new NetBox user holding only the given (action, object
+    types) permissions; removed after the test."""
+    made: list[Any] = []
+
+    def make(permissions: list[tuple[str, list[str]]]) -> tuple[str, str]:
+        name = f"test-nbzx-{uuid.uuid4().hex[:6]}"
+        # NetBox wants a numeral, an upper- and a lower-case letter in a password.
+        user = netbox_api.users.users.create(username=name, password=f"{secrets.token_urlsafe(24)}Aa1")
+        made.append(user)
+        for action, types in permissions:
+            made.append(
+                netbox_api.users.permissions.create(
+                    name=f"{name}-{action}", object_types=types, actions=[action], users=[user.id]
+                )
+            )
+        token = netbox_api.users.tokens.create(user=user.id, write_enabled=True, description="nbzx test")
+        return name, f"nbt_{token.key}.{token.token}"
+
+    yield make
+    for obj in reversed(made):
+        obj.delete()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 import time
 from collections import Counter
@@ -19,7 +20,14 @@ from nbzx.common.config import Config
 from nbzx.common.kafka import create_topics, new_consumer, read_to_end
 from nbzx.schemas.messages import ChangeEvent, ChangelogCursor, decode
 from tests.conftest import ensure_stack, make_config, zabbix_server_for
-from tests.e2e.pipeline import ConsumerProcess, Pipeline, new_name, wait_until
+from tests.e2e.pipeline import (
+    ConsumerProcess,
+    Pipeline,
+    new_name,
+    pipeline_config_doc,
+    wait_until,
+    write_config,
+)
 
 
 @pytest.fixture
@@ -148,3 +156,33 @@ async def test_two_followers_one_leads_and_a_leader_killed_mid_stream_skips_and_
     assert cursors[0].leader != cursors[-1].leader  # the lead changed hands mid-stream
     keys = [f"dcim.device:{d.id}" for d in devs]
     await p.converged(keys, check=lambda k, h: True, timeout_s=30)
+
+
+async def test_a_token_that_cannot_read_the_change_log_is_told_once_and_the_consumer_goes_on(
+    quiet_pipeline: Pipeline, netbox_user: Any
+) -> None:
+    p = quiet_pipeline
+    _, token = await asyncio.to_thread(netbox_user, [("view", ["dcim.device", "dcim.site"])])
+    doc = pipeline_config_doc(p.cfg)
+    c = ConsumerProcess(write_config(doc, p.tmp / "consumer-noperm.yaml"), p.tmp / "noperm.log", netbox_token=token)
+    p.consumers.append(c)
+
+    def refused() -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in c.log_path.read_text().splitlines() if line.startswith("{")]
+        return [e for e in lines if e.get("event") == "changelog_not_permitted"]
+
+    [line] = await wait_until(refused, 30, "the follower's refusal in the log")
+    assert "core.view_objectchange" in line["error"] and "403" in line["error"]
+    await wait_until(lambda: _metric(c, "nbzx_changelog_leader") == 0 and _ready(c), 30, "the consumer ready")
+    await asyncio.sleep(2)
+    assert len(refused()) == 1, "said once, not retried in a loop"
+
+
+def _ready(c: ConsumerProcess) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{c.port}/readyz", timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False

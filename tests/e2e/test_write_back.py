@@ -5,9 +5,7 @@ filled, and no loop (NetBox's webhook for our own write ends in a sync that writ
 from __future__ import annotations
 
 import asyncio
-import secrets
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -37,22 +35,10 @@ PERMISSIONS = [
 
 
 @pytest.fixture
-def limited_token(netbox_api: Any) -> Iterator[tuple[str, str]]:
+def limited_token(netbox_user: Any) -> tuple[str, str]:
     """(username, v2 token) of a new NetBox user holding only `PERMISSIONS`."""
-    name = f"test-nbzx-{uuid.uuid4().hex[:6]}"
-    # NetBox wants a numeral, an upper- and a lower-case letter in a password.
-    user = netbox_api.users.users.create(username=name, password=f"{secrets.token_urlsafe(24)}Aa1")
-    perms = [
-        netbox_api.users.permissions.create(
-            name=f"{name}-{action}", object_types=types, actions=[action], users=[user.id]
-        )
-        for action, types in PERMISSIONS
-    ]
-    token = netbox_api.users.tokens.create(user=user.id, write_enabled=True, description="write-back test")
-    yield name, f"nbt_{token.key}.{token.token}"
-    for p in perms:
-        p.delete()
-    user.delete()
+    made: tuple[str, str] = netbox_user(PERMISSIONS)
+    return made
 
 
 def journal(nb: Any, device_id: int) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ from nbzx.console.state import ConsoleState
 from nbzx.schemas.messages import (
     AdoptRequest,
     CancelRequest,
+    ChangelogCursor,
     DeadLetter,
     HostStatus,
     JobRecord,
@@ -25,6 +26,7 @@ from nbzx.schemas.messages import (
     SyncRequest,
     decode,
     encode,
+    utc_now,
 )
 from tests.unit.test_receiver_app import RecordingProducer
 
@@ -301,3 +303,22 @@ async def test_no_secret_is_rendered(console: Any) -> None:
         assert r.status == 200
         for secret in ("hunter2", "op-tok", "view-tok"):
             assert secret not in text
+
+
+async def test_the_jobs_page_and_api_show_the_change_log_follower_and_when_it_is_behind(console: Any) -> None:
+    client, _, state = console
+    await sign_in(client, "view-tok")
+    page = await (await client.get("/jobs")).text()
+    assert 'id="changelog"' in page and "no follower has read it yet" in page
+    body = await (await client.get("/api/v1/changelog", headers={"Authorization": "Bearer view-tok"})).json()
+    assert body == {"enabled": True, "cursor": None, "read_ago_s": None, "stale": True}
+    fresh = ChangelogCursor(top=4321, holes={4300: 1.0}, emitted_total=17, leader="consumer-0:7", polled_at=utc_now())
+    state.apply_cursors([_Rec(fresh)])
+    page = await (await client.get("/jobs")).text()
+    assert "#4321" in page and "consumer-0:7" in page and "1 change ids awaited" in page and "Behind" not in page
+    body = await (await client.get("/api/v1/changelog", headers={"Authorization": "Bearer view-tok"})).json()
+    assert body["cursor"]["top"] == 4321 and body["stale"] is False and body["read_ago_s"] < 5
+    old = ChangelogCursor(top=4321, leader="consumer-0:7", polled_at="2026-01-01T00:00:00+00:00")
+    state.apply_cursors([_Rec(old)])
+    page = await (await client.get("/jobs")).text()
+    assert "Behind" in page and 'class="panel warn"' in page
