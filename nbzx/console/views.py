@@ -95,6 +95,8 @@ def job_summary(record: JobRecord) -> str:
     if record.job_kind in ("reconcile", "dry_run"):
         if record.status == "running" and "progress" in r:
             p = r["progress"]
+            if "total" in p:  # still reading NetBox
+                return f"read {p.get('read', 0)} of {p['total']} from NetBox"
             return f"read {p.get('read', 0)}, planned {p.get('planned', 0)}, emitted {p.get('emitted', 0)}"
         if "in_sync" in r:
             head = f"{r.get('in_sync', 0)} in sync, {r.get('create', 0)} to create, {r.get('update', 0)} to update, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,6 +14,7 @@ import requests
 
 from nbzx.common.config import Config, ScopeRule
 from nbzx.common.logging import get_logger
+from nbzx.core.fields import context_needs, read_fields
 from nbzx.core.model import OUT_OF_SCOPE, Found
 from nbzx.core.routing import Geography, Place
 from nbzx.schemas.objects import ENDPOINTS, list_path, object_url, split_key
@@ -66,6 +67,8 @@ class NetBox:
             # v2 tokens (NetBox >= 4.5, "nbt_<key>.<secret>") are Bearer tokens; v1 ones use "Token".
             self._headers["Authorization"] = f"{'Bearer' if token.startswith('nbt_') else 'Token'} {token}"
         self.requests = 0
+        self.fields = read_fields(cfg)  # what mapping needs, not all NetBox would serialise
+        self._fields = ",".join(self.fields)
         self._geography: tuple[float, Geography] | None = None
         self._geography_lock = asyncio.Lock()
 
@@ -117,10 +120,19 @@ class NetBox:
         return body
 
     def _params(self, filters: dict[str, Any]) -> dict[str, Any]:
-        params = dict(filters)
-        if not self._cfg.host.use_config_context:
-            params["exclude"] = "config_context"
-        return params
+        return {**filters, "fields": self._fields}
+
+    async def _complete(self, object_type: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`rows` with those whose config context names a field that was not read read again in full."""
+        short = [int(r["id"]) for r in rows if context_needs(r, self.fields)]
+        if not short:
+            return rows
+        full: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(short), CHUNK):
+            chunk = short[i : i + CHUNK]
+            page = await self._run(self._page, object_type, {"id": chunk, "limit": len(chunk)})
+            full.update({int(r["id"]): r for r in page["results"]})
+        return [full.get(int(r["id"]), r) for r in rows]
 
     def _send(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
         self.requests += 1
@@ -170,7 +182,8 @@ class NetBox:
                 jobs.append((object_type, ids[i : i + CHUNK]))
         reads = (self._filtered(self._list, t, chunk, self._scope(t).filter) for t, chunk in jobs)
         results = await asyncio.gather(*reads)
-        for (object_type, chunk), rows in zip(jobs, results, strict=True):
+        for (object_type, chunk), listed in zip(jobs, results, strict=True):
+            rows = await self._complete(object_type, listed)
             found = {int(r["id"]): r for r in rows}
             for object_id in chunk:
                 out[f"{object_type}:{object_id}"] = found.get(object_id)
@@ -184,30 +197,63 @@ class NetBox:
     async def all_objects(
         self, object_type: str, extra_filter: dict[str, Any] | None = None, *, scoped: bool = True
     ) -> list[dict[str, Any]]:
-        """Every in-scope object of a type (every object at all, `scoped=False`).
+        """Every in-scope object of a type (every object at all, `scoped=False`)."""
+        return [row async for page in self.pages(object_type, extra_filter, scoped=scoped) for row in page]
+
+    async def pages(
+        self, object_type: str, extra_filter: dict[str, Any] | None = None, *, scoped: bool = True
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every in-scope object of a type, a page at a time as NetBox answers, in no set order: a
+        reconcile maps each page and lets it go instead of holding the whole listing.
 
         Offset paging skips an object whenever one before it is deleted meanwhile, and reconcile would
         take the skipped one for an orphan. So: the first page by id, then the id range after it split
-        into parts read in parallel, each by keyset paging (`id__gt`), which cannot skip anything.
+        into parts read in parallel (`netbox.threads` at a time), each by keyset paging (`id__gt`), which
+        cannot skip anything.
         """
         if scoped and not self._scope(object_type).enabled:
-            return []
+            return
         scope = self._scope(object_type).filter if scoped else {}
         params = {**self._params(merge_filters(scope, extra_filter or {})), "ordering": "id"}
         first = await self._filtered(self._page, object_type, {**params, "limit": PAGE})
         rows: list[dict[str, Any]] = first["results"]
+        yield await self._complete(object_type, rows)
         if first["next"] is None:
-            return rows
+            return
         newest = await self._filtered(self._page, object_type, {**params, "ordering": "-id", "limit": 1, "brief": 1})
         if not newest["results"]:
-            return rows  # everything after the first page was deleted meanwhile
+            return  # everything after the first page was deleted meanwhile
         lo, hi = int(rows[-1]["id"]), int(newest["results"][0]["id"])
-        parts = max(1, min(self._cfg.netbox.threads, math.ceil((first["count"] - len(rows)) / PAGE)))
+        # More parts than threads: each ends sooner, so the last pages are not one thread's tail.
+        parts = max(1, min(4 * self._cfg.netbox.threads, math.ceil((first["count"] - len(rows)) / PAGE)))
         bounds = [lo + (hi - lo) * i // parts for i in range(parts)] + [hi]
-        ranges = await asyncio.gather(
-            *(self._id_range(object_type, params, bounds[i], bounds[i + 1]) for i in range(parts))
-        )
-        return rows + [r for part in ranges for r in part]
+        queue: asyncio.Queue[list[dict[str, Any]] | BaseException | None] = asyncio.Queue()
+        gate = asyncio.Semaphore(self._cfg.netbox.threads)
+
+        async def part(after: int, upto: int) -> None:
+            try:
+                async with gate:
+                    async for page in self._id_range(object_type, params, after, upto):
+                        await queue.put(page)
+            except BaseException as exc:  # handed to the reader, which raises it
+                await queue.put(exc)
+            finally:
+                await queue.put(None)
+
+        tasks = [asyncio.create_task(part(bounds[i], bounds[i + 1])) for i in range(parts)]
+        try:
+            running = len(tasks)
+            while running:
+                item = await queue.get()
+                if item is None:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield await self._complete(object_type, item)
+        finally:
+            for t in tasks:
+                t.cancel()
 
     async def count(self, object_type: str, extra_filter: dict[str, Any] | None = None) -> int:
         """How many in-scope objects of a type there are (one brief request)."""
@@ -217,16 +263,18 @@ class NetBox:
         page = await self._filtered(self._page, object_type, params)
         return int(page["count"])
 
-    async def _id_range(self, object_type: str, params: dict[str, Any], after: int, upto: int) -> list[dict[str, Any]]:
+    async def _id_range(
+        self, object_type: str, params: dict[str, Any], after: int, upto: int
+    ) -> AsyncIterator[list[dict[str, Any]]]:
         """Objects with after < id <= upto, page by page."""
-        out: list[dict[str, Any]] = []
         while True:
             page = await self._filtered(
                 self._page, object_type, {**params, "id__gt": after, "id__lte": upto, "limit": PAGE}
             )
-            out.extend(page["results"])
+            if page["results"]:
+                yield page["results"]
             if page["next"] is None:
-                return out
+                return
             after = int(page["results"][-1]["id"])
 
     def _ids(self, object_type: str, filters: dict[str, Any]) -> list[int]:

@@ -255,4 +255,3 @@ async def last_cursor(consumer: Any, tp: TopicPartition) -> ChangelogCursor | No
         if found is not None or back is None or end <= back:
             return found
     return None
-

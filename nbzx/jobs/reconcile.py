@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Gauge
@@ -48,6 +50,29 @@ def held_back(plans: dict[str, Plan], cap: int) -> list[str]:
     return deletes if len(deletes) > cap else []
 
 
+Progress = Callable[[int, int], Awaitable[None]]
+
+
+@dataclass
+class Planned:
+    """A reconcile's plans, kept small: per server the count of keys in each bucket, and the plans that
+    are not in sync (a key in sync is counted and let go)."""
+
+    servers: list[str]
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    plans: dict[str, dict[str, Plan]] = field(default_factory=dict)
+    listed: set[str] = field(default_factory=set)  # every key NetBox listed
+
+    def add(self, server: str, plans: dict[str, Plan]) -> None:
+        counts = self.counts.setdefault(server, Counter())
+        kept = self.plans.setdefault(server, {})
+        for k, p in plans.items():
+            bucket = _bucket(p)
+            counts[bucket] += 1
+            if not p.empty or bucket not in ("in_sync", "skipped"):
+                kept[k] = p
+
+
 class Reconciler:
     """Runs one reconcile end to end and records it as a job."""
 
@@ -56,53 +81,98 @@ class Reconciler:
         self.timings: dict[str, float] = {}
         self.unreadable: dict[str, str] = {}  # server -> why the last reconcile could not read it
 
-    async def plans(self, req: ReconcileRequest) -> dict[str, dict[str, Plan]]:
-        """server -> host key -> plan, from one bulk read of NetBox and of each server (those the
-        request names, or all): a key is planned on the servers it is routed to and on any that holds
-        its host."""
+    async def plans(self, req: ReconcileRequest, progress: Progress | None = None) -> Planned:
+        """Per server, how many keys fell in each bucket and the plans that are not in sync, from one
+        bulk read of each server (those the request names, or all) and NetBox read a page at a time:
+        each page is mapped, diffed and let go, so memory holds the Zabbix side and a few pages, not
+        the whole NetBox listing. A key is planned on the servers it is routed to and on any that
+        holds its host. `progress(read, total)` is called as pages come in."""
         engine = self.engine
         types = [t for t in HOST_TYPES if not req.scope.object_types or t in req.scope.object_types]
         servers = [s for s in engine.servers if not req.scope.servers or s in req.scope.servers]
         t0 = time.perf_counter()
-        netbox_task = asyncio.gather(*(engine.netbox.all_objects(t, req.scope.filter) for t in types))
-        t_zbx = time.perf_counter()
-        read = await asyncio.gather(*(self._side(s) for s in servers))
-        self.timings["zabbix_host_get_s"] = time.perf_counter() - t_zbx
-        self.unreadable = {s: str(r) for s, r in zip(servers, read, strict=True) if isinstance(r, ZabbixError)}
-        if len(self.unreadable) == len(servers):  # nothing to reconcile against: the job errs
-            netbox_task.cancel()
-            raise next(r for r in read if isinstance(r, ZabbixError))
-        sides = [r for r in read if not isinstance(r, ZabbixError)]
-        servers = [s for s in servers if s not in self.unreadable]
-        listings = await netbox_task
-        self.timings["netbox_read_s"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        objects: dict[str, Found] = {f"{t}:{o['id']}": o for t, rows in zip(types, listings, strict=True) for o in rows}
-        listed = list(objects)
-        owned = {
-            s: {k: h for k, h in side[0].items() if split_key(k)[0] in types}
-            for s, side in zip(servers, sides, strict=True)
-        }
-        orphans = sorted(set().union(*owned.values()) - set(objects)) if owned else []
-        if orphans and not req.scope.filter:  # a filtered reconcile cannot tell an orphan from a filtered-out host
-            objects.update(await engine.netbox.objects(orphans))  # gone, out of scope, or back meanwhile
-        views = server_views(objects, await engine.routes(objects), list(engine.servers))
-        out: dict[str, dict[str, Plan]] = {}
-        for s, (_, windows) in zip(servers, sides, strict=True):
-            plan = engine.planner(views[s], owned[s], windows, s)
-            mine = [k for k in listed if not engine.several or not is_move_out(views[s][k]) or k in owned[s]]
-            plans = {k: plan(k, {}) for k in mine}
-            try:
-                await check_name_collisions(engine.servers[s], plans, plan)
-            except ZabbixError as exc:  # the server went away meanwhile: the others are still reconciled
-                self.unreadable[s] = str(exc)
-                continue
-            if not req.scope.filter:
-                plans.update({k: plan(k, {}) for k in orphans if k in owned[s]})
-            out[s] = plans
-        self.timings["map_diff_s"] = time.perf_counter() - t1
+        pages: asyncio.Queue[dict[str, Found] | BaseException | None] = asyncio.Queue()
+        reader = asyncio.create_task(self._read_netbox(types, req.scope.filter, pages))
+        try:
+            total_task = asyncio.gather(*(engine.netbox.count(t, req.scope.filter) for t in types))
+            t_zbx = time.perf_counter()
+            read = await asyncio.gather(*(self._side(s) for s in servers))
+            self.timings["zabbix_host_get_s"] = time.perf_counter() - t_zbx
+            self.unreadable = {s: str(r) for s, r in zip(servers, read, strict=True) if isinstance(r, ZabbixError)}
+            if len(self.unreadable) == len(servers):  # nothing to reconcile against: the job errs
+                raise next(r for r in read if isinstance(r, ZabbixError))
+            sides = {s: r for s, r in zip(servers, read, strict=True) if not isinstance(r, ZabbixError)}
+            owned = {s: {k: h for k, h in side[0].items() if split_key(k)[0] in types} for s, side in sides.items()}
+            total = sum(await total_task)
+            out = Planned(servers=list(sides))
+            map_s = 0.0
+            while (page := await pages.get()) is not None:
+                if isinstance(page, BaseException):
+                    raise page
+                t1 = time.perf_counter()
+                out.listed.update(page)
+                await self._plan_page(page, owned, sides, out, orphans=False)
+                map_s += time.perf_counter() - t1
+                if progress is not None:
+                    await progress(len(out.listed), total)
+            self.timings["netbox_read_s"] = time.perf_counter() - t0
+            # A filtered reconcile cannot tell an orphan from a filtered-out host.
+            orphans = sorted(set().union(*owned.values()) - out.listed) if owned and not req.scope.filter else []
+            if orphans:  # gone, out of scope, or back meanwhile
+                t1 = time.perf_counter()
+                await self._plan_page(await engine.netbox.objects(orphans), owned, sides, out, orphans=True)
+                out.listed.update(orphans)
+                map_s += time.perf_counter() - t1
+        finally:
+            reader.cancel()
+        self.timings["map_diff_s"] = map_s
         self.owned_count = {s: len(o) for s, o in owned.items()}
+        for s in self.unreadable:
+            out.counts.pop(s, None)
+            out.plans.pop(s, None)
         return out
+
+    async def _read_netbox(
+        self, types: Sequence[str], flt: dict[str, Any], pages: asyncio.Queue[dict[str, Found] | BaseException | None]
+    ) -> None:
+        """Every page of every type onto `pages` as key -> object, then None (or the error)."""
+        try:
+            for t in types:
+                async for rows in self.engine.netbox.pages(t, flt):
+                    await pages.put({f"{t}:{o['id']}": o for o in rows})
+        except Exception as exc:
+            await pages.put(exc)
+        else:
+            await pages.put(None)
+
+    async def _plan_page(
+        self,
+        objects: dict[str, Found],
+        owned: dict[str, dict[str, ActualHost]],
+        sides: dict[str, tuple[dict[str, ActualHost], dict[str, Window]]],
+        out: Planned,
+        *,
+        orphans: bool,
+    ) -> None:
+        """Plan one page of keys on every server still readable, and keep what is not in sync."""
+        engine = self.engine
+        views = server_views(objects, await engine.routes(objects), list(engine.servers))
+        for s, (_, windows) in sides.items():
+            if s in self.unreadable:
+                continue
+            plan = engine.planner(views[s], owned[s], windows, s)
+            if orphans:
+                mine = [k for k in objects if k in owned[s]]
+            else:
+                mine = [k for k in objects if not engine.several or not is_move_out(views[s][k]) or k in owned[s]]
+            plans = {k: plan(k, {}) for k in mine}
+            if not orphans:
+                try:
+                    await check_name_collisions(engine.servers[s], plans, plan)
+                except ZabbixError as exc:  # the server went away meanwhile: the others are still reconciled
+                    self.unreadable[s] = str(exc)
+                    continue
+            out.add(s, plans)
 
     async def _side(self, server: str) -> tuple[dict[str, ActualHost], dict[str, Window]] | ZabbixError:
         """A server's owned hosts and maintenance windows, or why it could not be read."""
@@ -128,25 +198,34 @@ class Reconciler:
         )
         await job.publish("running")
         job.note("reconcile_started", dry_run=req.dry_run, scope=req.scope.object_types or "all")
+        last = 0.0
+
+        async def reading(read: int, total: int) -> None:  # live progress for the console, at most once a second
+            nonlocal last
+            if time.monotonic() - last > 1.0:
+                last = time.monotonic()
+                await job.publish("running", results={"progress": {"read": read, "total": total}})
+
         try:
-            per_server = await self.plans(req)
+            planned = await self.plans(req, reading)
         except Exception as exc:
             job.note("reconcile_errored", error=str(exc))
             return await job.publish("errored", error=f"{type(exc).__name__}: {exc}")
         several = self.engine.several
-        counts = Counter(_bucket(p) for plans in per_server.values() for p in plans.values())
+        per_server = planned.plans
+        counts: Counter[str] = sum(planned.counts.values(), Counter())
         results: dict[str, Any] = {**_counted(counts), **{k: round(v, 3) for k, v in self.timings.items()}}
         if several:
-            results["servers"] = {s: _counted(Counter(_bucket(p) for p in ps.values())) for s, ps in per_server.items()}
-        by_action: dict[str, list[str]] = {}
+            results["servers"] = {s: _counted(c) for s, c in planned.counts.items()}
+        by_action: dict[str, set[str]] = {}
         for plans in per_server.values():
             for k, p in plans.items():
-                if _bucket(p) not in ("in_sync", "skipped") and k not in by_action.get(_bucket(p), []):
-                    by_action.setdefault(_bucket(p), []).append(k)
-        by_action = {a: sorted(ks) for a, ks in by_action.items()}
+                if _bucket(p) not in ("in_sync", "skipped"):
+                    by_action.setdefault(_bucket(p), set()).add(k)
+        plan_by_action = {a: sorted(ks) for a, ks in by_action.items()}
         job.note("reconcile_planned", **{k: v for k, v in results.items() if isinstance(v, int)})
-        for s, ps in per_server.items():
-            for state, n in _counted(Counter(_bucket(p) for p in ps.values())).items():
+        for s, c in planned.counts.items():
+            for state, n in _counted(c).items():
                 HOSTS.labels(s, state).set(n)
         caps = {s: delete_cap(self.cfg.reconcile.max_delete, self.owned_count[s]) for s in per_server}
         over = {s: held_back(ps, caps[s]) for s, ps in per_server.items()}
@@ -183,12 +262,12 @@ class Reconciler:
                     changes.setdefault(k, []).extend(f"{s}:{c}" if several else c for c in sorted(p.changes))
             changes = {k: v for k, v in sorted(changes.items()) if v}
             shown = dict(list(changes.items())[:DRY_RUN_CHANGES_SHOWN])
-            dry = {"dry_run": True, "plan": by_action, "changes": shown, "changes_total": len(changes)}
+            dry = {"dry_run": True, "plan": plan_by_action, "changes": shown, "changes_total": len(changes)}
             return await job.publish(status, error=error, results={**results, **dry})
         plans = {k: p for ps in per_server.values() for k, p in ps.items() if not p.empty}
         holding = set(held)
         todo = sorted(k for k, p in plans.items() if not p.empty and k not in holding)
-        progress = {"read": len({k for ps in per_server.values() for k in ps}), "planned": len(todo), "emitted": 0}
+        progress = {"read": len(planned.listed), "planned": len(todo), "emitted": 0}
         await job.publish("running", results={**results, "progress": progress})
         last = time.monotonic()
         for emitted, k in enumerate(todo, 1):
@@ -201,7 +280,7 @@ class Reconciler:
         emitted = len(todo)
         job.note("reconcile_emitted", sync_requests=emitted)
         if held:  # which hosts were held back, and what went out instead
-            results["plan"] = by_action
+            results["plan"] = plan_by_action
         return await job.publish(
             status, error=error, results={**results, "emitted": emitted, "progress": {**progress, "emitted": emitted}}
         )
