@@ -57,7 +57,8 @@ for lo in range(have, {count}, step):
     ])
     ifaces = Interface.objects.bulk_create([Interface(device=d, name="eth0", type="1000base-t") for d in devs])
     ips = IPAddress.objects.bulk_create([
-        IPAddress(address=f"{{ipaddress.IPv4Address(base + i + 1)}}/32", assigned_object_type=ct, assigned_object_id=f.id)
+        IPAddress(address=f"{{ipaddress.IPv4Address(base + i + 1)}}/32", assigned_object_type=ct,
+                  assigned_object_id=f.id)
         for i, f in zip(range(lo, hi), ifaces)
     ])
     for d, ip in zip(devs, ips):
@@ -95,8 +96,5 @@ def fleet(tag: str, action: str, count: int = 0, net: int = 0) -> dict[str, int]
 
 if __name__ == "__main__":
     t0 = time.perf_counter()
-    if sys.argv[1] == "grow":
-        out = fleet(sys.argv[2], "grow", int(sys.argv[3]))
-    else:
-        out = fleet(sys.argv[2], "delete")
+    out = fleet(sys.argv[2], "grow", int(sys.argv[3])) if sys.argv[1] == "grow" else fleet(sys.argv[2], "delete")
     print(json.dumps({**out, "seconds": round(time.perf_counter() - t0, 1)}))

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import msgspec
 import pynetbox
 import requests
 
@@ -146,7 +147,7 @@ class NetBox:
         )
         if not resp.ok:
             raise pynetbox.RequestError(resp)
-        return resp.json() if resp.content else None
+        return msgspec.json.decode(resp.content) if resp.content else None  # 2-3x faster than json
 
     async def send(self, method: str, path: str, body: Any = None) -> Any:
         """One API request (`path` under /api/, e.g. "extras/journal-entries/"), its JSON answer."""

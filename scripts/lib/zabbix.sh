@@ -123,10 +123,11 @@ zabbix_up() {
   zabbix_configure
   if ! pid_alive "$(state_pid zabbix-php)"; then
     port_open "$ZABBIX_PORT" && die "port $ZABBIX_PORT is taken by a process the stack did not start"
-    log "zabbix: starting the API (php -S, 4 workers) on :$ZABBIX_PORT"
-    # Without PHP_CLI_SERVER_WORKERS the built-in server answers one request at a time.
+    log "zabbix: starting the API (php -S, 4 workers, memory_limit 128M) on :$ZABBIX_PORT"
+    # Without PHP_CLI_SERVER_WORKERS the built-in server answers one request at a time. php-cli has no
+    # memory limit; the frontend's packages set 128M (what a stock Zabbix answers with), and so do we.
     PHP_CLI_SERVER_WORKERS=4 start_bg zabbix-php "$ZABBIX_PORT" "$ZABBIX_LOG" \
-      php -S "127.0.0.1:$ZABBIX_PORT" -t /usr/share/zabbix
+      php -d memory_limit=128M -S "127.0.0.1:$ZABBIX_PORT" -t /usr/share/zabbix
   fi
   wait_for "zabbix apiinfo.version" 60 "$ZABBIX_LOG" zabbix_api_ready "$ZABBIX_URL" || die "zabbix API did not answer"
   wait_for "zabbix Admin login" 30 "$ZABBIX_LOG" zabbix_login_ok || die "zabbix Admin could not log in"

@@ -82,10 +82,10 @@ zabbix7_up() {
   zabbix7_configure
   if ! pid_alive "$(state_pid zabbix7-php)"; then
     port_open "$ZABBIX7_PORT" && die "port $ZABBIX7_PORT is taken by a process the stack did not start"
-    log "zabbix7: starting the API (php -S in the chroot, 4 workers) on :$ZABBIX7_PORT"
+    log "zabbix7: starting the API (php -S in the chroot, 4 workers, memory_limit 128M) on :$ZABBIX7_PORT"
     start_bg zabbix7-php "$ZABBIX7_PORT" "$ZABBIX7_LOG" \
       chroot "$ZABBIX7_ROOT" env -i PATH=/usr/bin:/bin PHP_CLI_SERVER_WORKERS=4 \
-      php -S "127.0.0.1:$ZABBIX7_PORT" -t /usr/share/zabbix
+      php -d memory_limit=128M -S "127.0.0.1:$ZABBIX7_PORT" -t /usr/share/zabbix
   fi
   wait_for "zabbix7 apiinfo.version" 60 "$ZABBIX7_LOG" zabbix7_api_ready || die "zabbix7 API did not answer"
   wait_for "zabbix7 Admin login" 30 "$ZABBIX7_LOG" zabbix7_login_ok || die "zabbix7 Admin could not log in"
