@@ -2,7 +2,7 @@
 
 NetBox serialises every field it is not told to leave out, and most of a listing's time is that:
 a device with all its fields costs about 1.4 ms of NetBox's CPU, with the ones a usual config needs
-about 0.9 ms (DESIGN §14). What the code reads on its own (`ALWAYS`), plus the first part of every
+about 0.9 ms (DESIGN §6). What the code reads on its own (`ALWAYS`), plus the first part of every
 placeholder and rule key anywhere in the config. A config context can hold placeholders too, and is
 only known once read: `context_needs` tells which objects must be read again in full.
 """
