@@ -2,11 +2,13 @@
 
 1. Latency of single changes: PATCH a device in NetBox's API, time until Zabbix shows it.
    Reported split in two: NetBox's own delivery (API call returned -> receiver got the webhook)
-   and ours (receiver got it -> visible in Zabbix).
-2. Backlog drain: N changes queued in Kafka while no consumer runs, then one consumer drains them;
-   compared with raw host.update calls (same concurrency) measured in the same run.
+   and ours (receiver got it -> visible in Zabbix), and one sync's stages (the consumer's metrics).
+2. Lost webhooks: the same with NetBox's event rule disabled, so the change-log follower alone
+   carries each change.
+3. Backfill: N creates queued in Kafka while no consumer runs, then one consumer applies them;
+   compared with the batched Zabbix write rate (array host.create of 500) measured in the same run.
 
-    .venv/bin/python bench/pipeline.py [CHANGES] [BACKLOG]     (defaults 40 and 1000; needs scripts/stack up)
+    .venv/bin/python bench/pipeline.py [CHANGES] [BACKLOG]     (defaults 100 and 10000; needs scripts/stack up)
 """
 
 from __future__ import annotations
@@ -66,6 +68,55 @@ def descriptions(z: Any, keys: list[str]) -> dict[str, str]:
     return {next(t["value"] for t in r["tags"] if t["tag"] == "netbox:key"): r["description"] for r in rows}
 
 
+def stage_sums() -> dict[str, tuple[float, float]]:
+    """The consumer's nbzx_sync_stage_seconds: stage -> (sum, count)."""
+    import urllib.request
+
+    with urllib.request.urlopen("http://127.0.0.1:18191/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        for part, idx in (("_sum{", 0), ("_count{", 1)):
+            if line.startswith(f"nbzx_sync_stage_seconds{part}"):
+                stage = line.split('stage="')[1].split('"')[0]
+                out.setdefault(stage, [0.0, 0.0])[idx] = float(line.rsplit(" ", 1)[1])
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+async def one_at_a_time(
+    nb: Any, z: Any, keys: list[str], changes: int, prefix: str
+) -> tuple[list[float], dict[str, float], dict[str, float]]:
+    """`changes` description updates through NetBox's API, each waited for in Zabbix: the latencies
+    (API call returned -> visible), and when each value was sent and seen."""
+    total: list[float] = []
+    seen_at: dict[str, float] = {}
+    api_done: dict[str, float] = {}
+    for i in range(changes):
+        k = keys[i % len(keys)]
+        value = f"{prefix}-{i}"
+        dev = nb.dcim.devices.get(int(k.split(":")[1]))
+        dev.update({"description": value})
+        t_done = time.time()
+        while descriptions(z, [k]).get(k) != value:
+            await asyncio.sleep(0.01)
+        t_seen = time.time()
+        total.append(t_seen - t_done)
+        seen_at[value], api_done[value] = t_seen, t_done
+    return total, seen_at, api_done
+
+
+def created(z: Any, prefix: str) -> int:
+    """How many hosts whose name starts with `prefix` Zabbix has."""
+    return int(z.host.get(countOutput=True, search={"host": prefix}, startSearch=True))
+
+
+def delete_hosts(z: Any, prefix: str) -> None:
+    """Delete the hosts whose name starts with `prefix`, 1,000 at a time."""
+    ids = [h["hostid"] for h in z.host.get(output=["hostid"], search={"host": prefix}, startSearch=True)]
+    for i in range(0, len(ids), 1000):
+        z.host.delete(*ids[i : i + 1000])
+
+
 def start(args: list[str], log: Path, cfg_path: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [NBZX, "--config", str(cfg_path), *args], env=ENV, stdout=log.open("ab"), stderr=subprocess.STDOUT
@@ -86,8 +137,11 @@ async def main(changes: int, backlog: int) -> None:
                 "control": f"bench.control.{run}",
                 "jobs": f"bench.jobs.{run}",
                 "dlq": f"bench.dlq.{run}",
+                "host_status": f"bench.host-status.{run}",
+                "changelog": f"bench.changelog.{run}",
             },
         },
+        "changelog": {"poll_s": 1.0},
         "zabbix": {"rate_per_s": 100000, "concurrency": 8},
         "receiver": {"host": "127.0.0.1", "port": 18190},
         "consumer": {
@@ -142,20 +196,12 @@ async def main(changes: int, backlog: int) -> None:
             await asyncio.sleep(0.2)
 
         # 1. single changes, one at a time
-        total: list[float] = []
-        seen_at: dict[str, float] = {}
-        api_done: dict[str, float] = {}
-        for i in range(changes):
-            k = keys[i % len(keys)]
-            value = f"change-{i}"
-            dev = nb.dcim.devices.get(int(k.split(":")[1]))
-            dev.update({"description": value})
-            t_done = time.time()
-            while descriptions(z, [k]).get(k) != value:
-                await asyncio.sleep(0.01)
-            t_seen = time.time()
-            total.append(t_seen - t_done)
-            seen_at[value], api_done[value] = t_seen, t_done
+        before = stage_sums()
+        total, seen_at, api_done = await one_at_a_time(nb, z, keys, changes, "change")
+        after = stage_sums()
+        stages = {
+            k: (after[k][0] - before.get(k, (0, 0))[0]) / max(1, after[k][1] - before.get(k, (0, 0))[1]) for k in after
+        }
         # NetBox's delivery delay vs ours, from the receiver's timestamps on the events topic.
         c = AIOKafkaConsumer(
             cfg.kafka.topics.events,
@@ -189,50 +235,78 @@ async def main(changes: int, backlog: int) -> None:
             f"  receiver got it -> visible in Zabbix   : p50 {pct(ours, 50) * 1000:7.0f} ms  "
             f"p99 {pct(ours, 99) * 1000:7.0f} ms  (includes the 10 ms Zabbix poll)"
         )
+        print(
+            "  one sync, mean per stage (the reads run at once): "
+            + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in sorted(stages.items()))
+        )
 
-        # 2. backlog drain: stop the consumer, queue N changes, start it, time until all are applied.
+        # 2. lost webhooks: the event rule disabled, the change log alone carries the changes
+        rule.update({"enabled": False})
+        lost, _, _ = await one_at_a_time(nb, z, keys, max(10, changes // 4), "lost")
+        rule.update({"enabled": True})
+        print(f"{len(lost)} changes with the webhook disabled (the change-log follower alone, poll 1 s):")
+        print(
+            f"  API call returned -> visible in Zabbix : p50 {pct(lost, 50) * 1000:7.0f} ms  "
+            f"p99 {pct(lost, 99) * 1000:7.0f} ms  max {max(lost) * 1000:.0f} ms"
+        )
+
+        # 3. backlog drain: stop the consumer, queue N changes, start it, time until all are applied.
         procs[1].terminate()
         procs[1].wait(30)
         bids = await asyncio.to_thread(netbox_orm, f"{tag}-b", "create", backlog)
         bkeys = [f"dcim.device:{i}" for i in bids]
         for k in bkeys:
             await producer.send(cfg.kafka.topics.events, k, encode(SyncRequest(host_key=k, reason="cli")))
+        prefix = f"{tag}-b-"
         t0 = time.perf_counter()
         procs[1] = start(["consumer"], work / "consumer.log", cfg_path)
         t_first = None
-        while (done := len(descriptions(z, bkeys))) < backlog:
+        while (done := created(z, prefix)) < backlog:
             if done and t_first is None:
                 t_first = time.perf_counter()
+            print(f"\r  backfill: {done:,}/{backlog:,} hosts", end="", file=sys.stderr, flush=True)
             await asyncio.sleep(0.2)
+        print(file=sys.stderr)
         drain = time.perf_counter() - t0
         steady = time.perf_counter() - (t_first or t0)
-        # Raw: host.create calls with the same payload shape and concurrency, same run.
+        # The batched write rate, same run: array host.create calls of a consumer's batch size (500), with the
+        # payload shape ours has (a group, the owner tag, a description), one call at a time and two at once.
         gid = z.hostgroup.get(filter={"name": f"NetBox/{tag}-b"})[0]["groupid"]
-        t1 = time.perf_counter()
-        sem = asyncio.Semaphore(8)
+        raw_rates = {}
+        for concurrency in (1, 2):
+            names = [f"raw-{run}-{concurrency}-{i}" for i in range(backlog)]
+            batches = [names[i : i + 500] for i in range(0, backlog, 500)]
+            sem = asyncio.Semaphore(concurrency)
 
-        async def raw(i: int) -> None:
-            async with sem:
-                await asyncio.to_thread(
-                    z.host.create,
-                    host=f"raw-{run}-{i}",
-                    groups=[{"groupid": gid}],
-                    tags=[{"tag": "netbox:key", "value": f"raw:{run}:{i}"}],
-                    description="v1",
-                )
+            async def raw(batch: list[str], sem: asyncio.Semaphore = sem) -> None:
+                async with sem:
+                    await asyncio.to_thread(
+                        z.host.create,
+                        [
+                            {
+                                "host": n,
+                                "groups": [{"groupid": gid}],
+                                "tags": [{"tag": "netbox:key", "value": f"raw:{n}"}],
+                                "description": "v1",
+                            }
+                            for n in batch
+                        ],
+                    )
 
-        await asyncio.gather(*(raw(i) for i in range(backlog)))
-        raw_s = time.perf_counter() - t1
-        raw_ids = [h["hostid"] for h in z.host.get(output=["hostid"], search={"host": f"raw-{run}-"})]
-        z.host.delete(*raw_ids)
+            t1 = time.perf_counter()
+            await asyncio.gather(*(raw(b) for b in batches))
+            raw_rates[concurrency] = backlog / (time.perf_counter() - t1)
+            delete_hosts(z, f"raw-{run}-{concurrency}-")
+        best = max(raw_rates.values())
         print(
-            f"backlog of {backlog} queued creates: drained in {drain:.1f} s = {backlog / drain:.1f}/s "
-            f"(from the first host on: {steady:.1f} s = {backlog / steady:.1f}/s; the rest is process start-up "
+            f"backfill of {backlog} queued creates: applied in {drain:.1f} s = {backlog / drain:.0f}/s "
+            f"(from the first host on: {steady:.1f} s = {backlog / steady:.0f}/s; the rest is process start-up "
             "and the group join)"
         )
         print(
-            f"raw host.create x{backlog} (8 concurrent, same run): {raw_s:.1f} s = {backlog / raw_s:.1f}/s; "
-            f"ratio ours/raw {raw_s / drain:.2f} (whole), {raw_s / steady:.2f} (from the first host)"
+            f"batched host.create, arrays of 500, same run: {raw_rates[1]:.0f}/s one call at a time, "
+            f"{raw_rates[2]:.0f}/s two at once; ours / the better: {backlog / drain / best:.2f} (whole), "
+            f"{backlog / steady / best:.2f} (from the first host)"
         )
         await producer.stop()
         await asyncio.to_thread(netbox_orm, f"{tag}-b", "delete")
@@ -245,12 +319,10 @@ async def main(changes: int, backlog: int) -> None:
         for p in procs:
             p.terminate()
             p.wait(30)
-        leftovers = [h["hostid"] for h in z.host.get(output=["hostid"], search={"name": f"pipe-{run}"})]
-        if leftovers:
-            z.host.delete(*leftovers)
+        delete_hosts(z, f"pipe-{run}")
     print(f"logs: {work}")
 
 
 if __name__ == "__main__":
     args = [int(a) for a in sys.argv[1:]]
-    asyncio.run(main(args[0] if args else 40, args[1] if len(args) > 1 else 1000))
+    asyncio.run(main(args[0] if args else 100, args[1] if len(args) > 1 else 10000))

@@ -193,7 +193,7 @@ class ChangelogFollower:
             return 0
         await self._commit(events, cursor)
         self.cursor, self._last_write = cursor, now
-        CHANGES.labels("emitted").inc(len(events))
+        CHANGES.labels("caught_up").inc(len(events))
         CHANGES.labels("ignored").inc(len(nxt.emit) - len(events))
         TOP.set(cursor.top)
         HOLES.set(len(cursor.holes))

@@ -106,6 +106,7 @@ async def test_changes_reach_zabbix_through_the_change_log_alone(quiet_pipeline:
     await wait_until(archived, 30, "the deleted device's host disabled")
     assert _metric(c, "nbzx_change_events_total", source="changelog") > 0
     assert _metric(c, "nbzx_change_events_total", source="webhook") == 0
+    assert _metric(c, "nbzx_changelog_changes_total", outcome="caught_up") > 0
     assert _metric(c, "nbzx_dlq_total") == 0
 
 
