@@ -320,15 +320,26 @@ class NetBox:
         return rows
 
     async def changes(self, ids: list[int]) -> list[dict[str, Any]]:
-        """The object changes with these ids that NetBox shows now."""
-        chunks = [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
-        pages = await asyncio.gather(
-            *(
-                self._run(self._send, "GET", CHANGES, params={"id": c, "limit": len(c), "fields": CHANGE_FIELDS})
-                for c in chunks
-            )
-        )
-        return [r for page in pages for r in page["results"]]
+        """The object changes with these ids that NetBox shows now. Ids missing together (one open
+        transaction) are asked for as one range each, not one by one."""
+        runs: list[tuple[int, int]] = []
+        for i in sorted(set(ids)):
+            if runs and runs[-1][1] == i - 1:
+                runs[-1] = (runs[-1][0], i)
+            else:
+                runs.append((i, i))
+        wanted = set(ids)
+        rows: list[dict[str, Any]] = []
+        for lo, hi in runs:
+            after = lo - 1
+            while True:
+                params = {"id__gt": after, "id__lte": hi, "ordering": "id", "limit": PAGE, "fields": CHANGE_FIELDS}
+                page = await self._run(self._send, "GET", CHANGES, params=params)
+                rows.extend(r for r in page["results"] if int(r["id"]) in wanted)
+                if page["next"] is None or not page["results"]:
+                    break
+                after = int(page["results"][-1]["id"])
+        return rows
 
     async def geography(self) -> Geography:
         """Sites with their region and site group, and both trees (for routes by region), read at most

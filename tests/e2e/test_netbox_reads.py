@@ -116,3 +116,30 @@ async def test_selection_custom_fields_of_the_real_netbox_feed_rules_and_placeho
         for f in fields:
             await asyncio.to_thread(f.delete)
         await asyncio.to_thread(choices.delete)
+
+
+async def test_change_log_reads_after_a_cursor_and_asks_for_holes_by_range(
+    netbox_api: Any, netbox_objects: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = netbox_objects("chg")
+    netbox = NetBox(make_config())
+    try:
+        top = await netbox.newest_change_id()
+        devs = await asyncio.to_thread(_devices, netbox_api, base, 5)
+        after = await netbox.changes_after(top, 1000)
+        ours = [
+            r
+            for r in after
+            if r["changed_object_type"] == "dcim.device" and r["changed_object_id"] in {d.id for d in devs}
+        ]
+        assert [r["action"]["value"] for r in ours] == ["create"] * 5
+        assert [int(r["id"]) for r in after] == sorted(int(r["id"]) for r in after)
+        assert set(ours[0]) == {*nbzx.engine.netbox.CHANGE_FIELDS.split(",")}
+        ids = [int(r["id"]) for r in ours]
+        monkeypatch.setattr(nbzx.engine.netbox, "PAGE", 2)  # a run read in pages
+        gone = max(ids) + 10_000_000  # never handed out: stays a hole
+        found = await netbox.changes([*ids, gone, gone + 1])
+        assert sorted(int(r["id"]) for r in found) == sorted(ids)
+        assert await netbox.newest_change_id() >= max(ids)
+    finally:
+        netbox.close()
