@@ -12,7 +12,7 @@ hand in Zabbix (it must find exactly those).
     .venv/bin/python bench/scale.py [N ...]      (default: 20000 50000 100000; needs scripts/stack up)
 
 Zabbix is reset to its pristine database first (scripts/stack reset zabbix); the fleet is removed at
-the end (pass --keep to leave it, and its hosts, for another run).
+the end (pass --keep to leave it, and its hosts, for another run, and --reuse TAG to run on it again).
 """
 
 from __future__ import annotations
@@ -140,11 +140,15 @@ async def drift(cfg: Config, keys: list[str]) -> None:
         await zabbix.close()
 
 
-async def main(sizes: list[int], keep: bool) -> None:
-    print("resetting Zabbix 6.0 to its pristine database (scripts/stack reset zabbix)", file=sys.stderr)
-    subprocess.run([str(ROOT / "scripts" / "stack"), "reset", "zabbix"], check=True, capture_output=True)
-    tag = f"bscale-{uuid.uuid4().hex[:6]}"
+async def main(sizes: list[int], keep: bool, reuse: str | None) -> None:
     loaded: list[str] = []
+    if reuse:  # a fleet kept by an earlier --keep run: its hosts are in Zabbix already
+        tag = reuse
+        loaded = await owned_and_undrifted(tag)
+    else:
+        print("resetting Zabbix 6.0 to its pristine database (scripts/stack reset zabbix)", file=sys.stderr)
+        subprocess.run([str(ROOT / "scripts" / "stack"), "reset", "zabbix"], check=True, capture_output=True)
+        tag = f"bscale-{uuid.uuid4().hex[:6]}"
     print(f"bench/scale: reconcile of a growing fleet (site {tag}); each measurement in its own process")
     head = (
         f"{'N':>7} {'fleet s':>8} {'load h/s':>9} {'bare NB s':>9} {'bare ZBX s':>10} {'bare RSS':>9} "
@@ -190,6 +194,23 @@ async def main(sizes: list[int], keep: bool) -> None:
             subprocess.run([str(ROOT / "scripts" / "stack"), "reset", "zabbix"], check=True, capture_output=True)
 
 
+async def owned_and_undrifted(tag: str) -> list[str]:
+    """The fleet's keys that have a host in Zabbix, after putting back any drift an interrupted run left."""
+    zabbix = Zabbix(config(0, tag))
+    await zabbix.start()
+    try:
+        owned = await zabbix.all_owned_hosts()
+    finally:
+        await zabbix.close()
+    netbox = NetBox(config(0, tag))
+    site_id = int(netbox.api.dcim.sites.get(slug=tag).id)
+    netbox.close()
+    cfg = config(site_id, tag)
+    drifted = [k for k, h in owned.items() if h.description == "drifted by hand"]
+    await load_fix(cfg, drifted)
+    return sorted(owned)
+
+
 async def load_fix(cfg: Config, keys: list[str]) -> None:
     zabbix, netbox = Zabbix(cfg), NetBox(cfg)
     await zabbix.start()
@@ -206,5 +227,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         print(json.dumps(asyncio.run(child(sys.argv[2], int(sys.argv[3]), sys.argv[4]))))
     else:
-        args = [a for a in sys.argv[1:] if a != "--keep"]
-        asyncio.run(main([int(a) for a in args] or [20000, 50000, 100000], "--keep" in sys.argv))
+        reuse = sys.argv[sys.argv.index("--reuse") + 1] if "--reuse" in sys.argv else None
+        args = [a for a in sys.argv[1:] if a not in ("--keep", "--reuse", reuse)]
+        asyncio.run(main([int(a) for a in args] or [20000, 50000, 100000], "--keep" in sys.argv, reuse))

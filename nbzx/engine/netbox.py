@@ -15,6 +15,7 @@ import requests
 
 from nbzx.common.config import Config, ScopeRule
 from nbzx.common.logging import get_logger
+from nbzx.common.retry import retry
 from nbzx.core.fields import context_needs, read_fields
 from nbzx.core.model import OUT_OF_SCOPE, Found
 from nbzx.core.routing import Geography, Place
@@ -216,7 +217,7 @@ class NetBox:
             return
         scope = self._scope(object_type).filter if scoped else {}
         params = {**self._params(merge_filters(scope, extra_filter or {})), "ordering": "id"}
-        first = await self._filtered(self._page, object_type, {**params, "limit": PAGE})
+        first = await self._listing_page(object_type, {**params, "limit": PAGE})
         rows: list[dict[str, Any]] = first["results"]
         yield await self._complete(object_type, rows)
         if first["next"] is None:
@@ -256,6 +257,19 @@ class NetBox:
             for t in tasks:
                 t.cancel()
 
+    async def _listing_page(self, object_type: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of a listing; a transient failure (a timeout while NetBox is busy serving the other
+        pages, a restarting worker) is tried again twice, so one slow page does not fail a reconcile."""
+        page: dict[str, Any] = await retry(
+            lambda: self._filtered(self._page, object_type, params),
+            retry_if=lambda e: isinstance(e, NetBoxError) and e.transient and e.status != 400,
+            on_retry=lambda e, delay: log.warning("netbox_page_retry", error=str(e), retry_in_s=delay),
+            base_s=1.0,
+            max_s=5.0,
+            attempts=3,
+        )
+        return page
+
     async def count(self, object_type: str, extra_filter: dict[str, Any] | None = None) -> int:
         """How many in-scope objects of a type there are (one brief request)."""
         if not self._scope(object_type).enabled:
@@ -269,9 +283,7 @@ class NetBox:
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """Objects with after < id <= upto, page by page."""
         while True:
-            page = await self._filtered(
-                self._page, object_type, {**params, "id__gt": after, "id__lte": upto, "limit": PAGE}
-            )
+            page = await self._listing_page(object_type, {**params, "id__gt": after, "id__lte": upto, "limit": PAGE})
             if page["results"]:
                 yield page["results"]
             if page["next"] is None:
