@@ -107,6 +107,7 @@ class Zabbix:
         self._cache_ttl = cache_ttl_s
         self._cache_at = 0.0
         self._cache_lock = asyncio.Lock()
+        self._reloading: asyncio.Task[None] | None = None
         self._groups_lock = asyncio.Lock()
         self._login_lock = asyncio.Lock()
         self._logins = 0  # sessions opened so far: tells a caller whether its expired one was renewed
@@ -170,6 +171,8 @@ class Zabbix:
 
     async def close(self) -> None:
         """Close the HTTP session (a token login needs no logout)."""
+        if self._reloading is not None:
+            self._reloading.cancel()
         if self._api is not None and not self._auth.token:
             try:
                 await self._api.user.logout()
@@ -256,20 +259,41 @@ class Zabbix:
     # ---- settings cache ----
 
     async def refresh_settings(self, force: bool = False) -> None:
-        """Reload templates, host groups and proxies when the cache is older than its TTL (or forced)."""
+        """Templates, host groups and proxies: loaded now when forced or never loaded; when only older
+        than the TTL, reloaded in the background while the cache serves on (a sync does not wait for
+        four listings every few minutes: that wait was a latency spike). A name the cache lacks makes
+        its caller force a reload (`resolve`, `ensure_groups`)."""
+        if force or self._cache_at == 0.0:
+            await self._reload_settings()
+        elif time.monotonic() - self._cache_at >= self._cache_ttl and (
+            self._reloading is None or self._reloading.done()
+        ):
+            self._reloading = asyncio.create_task(self._reload_in_background())
+
+    async def _reload_in_background(self) -> None:
+        try:
+            await self._reload_settings()
+        except ZabbixError as exc:  # the cache serves on; the next call past the TTL tries again
+            self.log.warning("zabbix_settings_reload_failed", error=str(exc))
+
+    async def _reload_settings(self) -> None:
         async with self._cache_lock:
-            if not force and time.monotonic() - self._cache_at < self._cache_ttl:
-                return
-            templates = await self.call("template.get", {"output": ["templateid", "host", "name"]})
-            groups = await self.call("hostgroup.get", {"output": ["groupid", "name"]})
             name_field = self.caps.proxy_name_field
-            proxies = await self.call("proxy.get", {"output": ["proxyid", name_field]})
+            templates, groups, proxies, pgs = await asyncio.gather(
+                self.call("template.get", {"output": ["templateid", "host", "name"]}),
+                self.call("hostgroup.get", {"output": ["groupid", "name"]}),
+                self.call("proxy.get", {"output": ["proxyid", name_field]}),
+                (
+                    self.call("proxygroup.get", {"output": ["proxy_groupid", "name"]})
+                    if self.caps.proxy_groups
+                    else _none()
+                ),
+            )
             self.templates = {t["name"]: t["templateid"] for t in templates}
             self.templates.update({t["host"]: t["templateid"] for t in templates if t["host"] not in self.templates})
             self.groups = {g["name"]: g["groupid"] for g in groups}
             self.proxies = {p[name_field]: p["proxyid"] for p in proxies}
             if self.caps.proxy_groups:
-                pgs = await self.call("proxygroup.get", {"output": ["proxy_groupid", "name"]})
                 self.proxy_groups = {p["name"]: p["proxy_groupid"] for p in pgs}
             self._cache_at = time.monotonic()
 
@@ -499,3 +523,7 @@ class Zabbix:
         except ZabbixError as exc:
             if "does not exist" not in str(exc):
                 raise
+
+
+async def _none() -> list[Any]:
+    return []

@@ -96,3 +96,23 @@ async def test_every_owned_host_is_read_by_id_in_pages_with_all_its_fields(
         await zabbix.call("host.delete", hostids)
         await zabbix.call("hostgroup.delete", [group])
         await zabbix.close()
+
+
+async def test_a_stale_settings_cache_is_reloaded_in_the_background_not_on_the_callers_time(
+    zabbix_server: ZabbixServer,
+) -> None:
+    zabbix = Zabbix(zabbix_server.config(), cache_ttl_s=0.05)
+    await zabbix.start()
+    try:
+        await zabbix.refresh_settings()  # never loaded: loaded now
+        loaded_at = zabbix._cache_at
+        assert loaded_at > 0 and "Linux servers" in zabbix.groups
+        await asyncio.sleep(0.1)  # past the TTL
+        await zabbix.refresh_settings()
+        reload = zabbix._reloading
+        assert reload is not None and not reload.done(), "the caller did not wait for the reload"
+        assert zabbix._cache_at == loaded_at and "Linux servers" in zabbix.groups  # the cache serves on
+        await reload
+        assert zabbix._cache_at > loaded_at
+    finally:
+        await zabbix.close()
