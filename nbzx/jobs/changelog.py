@@ -4,7 +4,8 @@ A webhook NetBox gave up on (receiver down past its retries, an event rule disab
 worker restart) would otherwise wait for the next full reconcile. The follower reads
 `core/object-changes/` after its cursor every `changelog.poll_s` and emits the `ChangeEvent` each
 change's webhook would have made, keyed by host key onto the events topic. A change the webhook
-already delivered costs one more sync of that key, coalesced with it or a no-op.
+already delivered is skipped when its webhook's event is on the events topic (the leader tails it);
+one whose webhook comes later costs one more sync of that key, coalesced with it or a no-op.
 
 Every consumer process runs a follower; one leads. Leadership is the one partition of the compacted
 changelog topic, handed out by a Kafka consumer group, and the emitted events and the cursor that
@@ -16,6 +17,7 @@ emitted twice.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import socket
@@ -47,6 +49,68 @@ NEWEST = Gauge("nbzx_changelog_newest_change_timestamp", "NetBox's time of the n
 POLLED = Gauge("nbzx_changelog_last_poll_timestamp", "When the leader last read the change log (epoch s)")
 
 
+class Delivered:
+    """The NetBox changes whose webhooks are on the events topic already, by (request id, object type,
+    object id), for the last `KEEP_S` seconds: read from the topic's end while the follower leads, so a
+    change NetBox did deliver is not sent a second time."""
+
+    KEEP_S = 600.0
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.seen: dict[tuple[str, str, int], float] = {}  # oldest first
+        self._task: asyncio.Task[None] | None = None
+
+    def has(self, ev: ChangeEvent) -> bool:
+        return ev.request_id is not None and (ev.request_id, ev.object_type, ev.object_id) in self.seen
+
+    def add(self, ev: ChangeEvent, now: float) -> None:
+        if ev.source == "webhook" and ev.request_id:
+            self.seen[(ev.request_id, ev.object_type, ev.object_id)] = now
+        while self.seen:
+            oldest = next(iter(self.seen))
+            if now - self.seen[oldest] <= self.KEEP_S:
+                break
+            del self.seen[oldest]
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._tail())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        self.seen.clear()
+
+    async def _tail(self) -> None:
+        topic = self.cfg.kafka.topics.events
+        while True:
+            consumer = new_consumer(self.cfg, client_id=f"{self.cfg.kafka.client_id}-changelog-tail")
+            try:
+                await consumer.start()
+                tps = await topic_partitions(consumer, topic)
+                consumer.assign(tps)
+                await consumer.seek_to_end(*tps)
+                while True:
+                    for recs in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
+                        now = time.monotonic()
+                        for rec in recs:
+                            with contextlib.suppress(Exception):  # not ours to judge: the consumers reject it
+                                msg = decode(rec.value)
+                                if isinstance(msg, ChangeEvent):
+                                    self.add(msg, now)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Kafka away: changes are emitted again meanwhile, which is harmless
+                log.warning("changelog_tail_restart", error=repr(exc))
+                await asyncio.sleep(2)
+            finally:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+
+
 class NotPermitted(Exception):
     """The NetBox token may not read the change log."""
 
@@ -63,6 +127,7 @@ class ChangelogFollower:
         self.cursor: ChangelogCursor | None = None
         self._producer: AIOKafkaProducer | None = None
         self._last_write = 0.0
+        self.delivered = Delivered(cfg)
 
     async def check_permission(self) -> None:
         """Raise `NotPermitted`, naming the permission, when NetBox refuses the change log to our token."""
@@ -143,6 +208,7 @@ class ChangelogFollower:
         )
         await producer.start()  # init_transactions: an earlier leader's open transaction is aborted
         self._producer = producer
+        self.delivered.start()
         self.cursor = await last_cursor(consumer, self.tp) or await self._first_cursor()
         self.leading = True
         LEADING.set(1)
@@ -156,6 +222,7 @@ class ChangelogFollower:
         return ChangelogCursor(top=top, leader=self.name)
 
     async def _resign(self) -> None:
+        await self.delivered.stop()
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._producer.stop(), 10)
@@ -180,7 +247,8 @@ class ChangelogFollower:
         now = time.time()
         nxt = step(cur, (int(r["id"]) for r in rows), (int(r["id"]) for r in filled), now, settings.settle_s)
         by_id = {int(r["id"]): r for r in [*rows, *filled]}
-        events = [ev for i in nxt.emit if (ev := await self._event(by_id[i])) is not None]
+        decided = [await self._event(by_id[i]) for i in nxt.emit]
+        events = [ev for ev, _ in decided if ev is not None]
         newest = max((str(r.get("time") or "") for r in rows), default="") or cur.newest_change_at
         cursor = nxt.cursor
         cursor.newest_change_at, cursor.polled_at, cursor.leader = newest, utc_now(), self.name
@@ -193,8 +261,8 @@ class ChangelogFollower:
             return 0
         await self._commit(events, cursor)
         self.cursor, self._last_write = cursor, now
-        CHANGES.labels("caught_up").inc(len(events))
-        CHANGES.labels("ignored").inc(len(nxt.emit) - len(events))
+        for outcome, n in collections.Counter(outcome for _, outcome in decided).items():
+            CHANGES.labels(outcome).inc(n)
         TOP.set(cursor.top)
         HOLES.set(len(cursor.holes))
         POLLED.set(now)
@@ -205,11 +273,12 @@ class ChangelogFollower:
             log.info("changelog_caught_up", events=len(events), window=[cur.top, cursor.top], holes=len(cursor.holes))
         return len(events)
 
-    async def _event(self, change: dict[str, Any]) -> ChangeEvent | None:
-        """The event of one change, or None for one that needs no sync (not a type we follow, an
-        update of write-back's own fields, a row that is not an object change)."""
+    async def _event(self, change: dict[str, Any]) -> tuple[ChangeEvent | None, str]:
+        """The event of one change and "caught_up", or None and why none is needed: "delivered" (its
+        webhook's event is on the topic already) or "ignored" (not a type we follow, an update of
+        write-back's own fields, a row that is not an object change)."""
         if change.get("changed_object_type") not in self.cfg.receiver.object_types:
-            return None
+            return None, "ignored"
         owner = None
         if assigned := ip_assignment(change):
             owner = await self._owner(*assigned)
@@ -217,8 +286,12 @@ class ChangelogFollower:
             ev = change_event(change, owner, vc_as_one_host=self.cfg.receiver.virtual_chassis_as_one_host)
         except WebhookError as exc:
             log.warning("changelog_change_unreadable", change_id=change.get("id"), error=exc.reason)
-            return None
-        return None if ignored(ev, self.cfg.receiver.object_types, self.cfg.netbox.write_back.own_fields) else ev
+            return None, "ignored"
+        if self.delivered.has(ev):
+            return None, "delivered"
+        if ignored(ev, self.cfg.receiver.object_types, self.cfg.netbox.write_back.own_fields):
+            return None, "ignored"
+        return ev, "caught_up"
 
     async def _owner(self, content_type_id: int, object_id: int) -> str | None:
         try:

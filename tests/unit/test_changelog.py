@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from nbzx.core.changelog import MAX_HOLES, change_event, ip_assignment, step
@@ -137,3 +138,20 @@ def test_a_row_without_a_known_action_is_refused() -> None:
     r = row("device-update")
     with pytest.raises(WebhookError, match="no known action"):
         change_event({**r, "action": {"value": "archive"}})
+
+
+def test_a_change_whose_webhook_is_on_the_topic_is_known_delivered_for_ten_minutes() -> None:
+    from nbzx.common.config import parse_config
+    from nbzx.jobs.changelog import Delivered
+
+    seen = Delivered(parse_config("{}", {}))
+    webhook = change_event(row("device-update"))
+    webhook = msgspec.structs.replace(webhook, source="webhook", change_id=None)
+    assert not seen.has(change_event(row("device-update")))
+    seen.add(webhook, now=100.0)
+    assert seen.has(change_event(row("device-update")))  # same request, object type and id
+    assert not seen.has(change_event(row("interface-create")))
+    seen.add(msgspec.structs.replace(webhook, source="changelog", request_id="other"), now=101.0)
+    assert len(seen.seen) == 1  # the follower's own events are not webhooks
+    seen.add(change_event(row("interface-create")), now=100.0 + Delivered.KEEP_S + 1)
+    assert not seen.has(change_event(row("device-update")))  # forgotten after KEEP_S
