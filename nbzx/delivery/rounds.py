@@ -28,7 +28,7 @@ from nbzx.delivery.outcomes import Outcomes
 from nbzx.delivery.reports import publish_statuses, write_back_outcomes
 from nbzx.engine.fanout import dependent_host_keys
 from nbzx.engine.netbox import NetBoxError
-from nbzx.engine.sync import SyncEngine
+from nbzx.engine.sync import STAGE_SECONDS, SyncEngine
 from nbzx.engine.zabbix import ZabbixError
 from nbzx.schemas.messages import DeadLetter, SyncRequest, encode
 
@@ -84,7 +84,10 @@ class HostRounds:
         """One round: `records` plus the parked keys that are due. Never raises for one key's sake."""
         due_keys = due(self.parked, time.time())
         records = records + [r for key in due_keys for r in self.held.pop(key, [])]
+        fetched = time.time()
         work = decode_round(records, self.topic)
+        for received in work.received_at.values():  # receiver -> here: Kafka and this loop's wait
+            STAGE_SECONDS.labels("kafka").observe(max(0.0, fetched - received))
         for key in due_keys:  # a key parked without records of its own (an IP's previous owner)
             if key not in work.records_by_key and not any(ev.host_key == key for ev, _ in work.fanouts):
                 work.records_by_key[key] = []

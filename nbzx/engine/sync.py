@@ -34,7 +34,7 @@ SYNC_SECONDS = Histogram("nbzx_sync_seconds", "Time to sync one batch of host ke
 # Where one batch's time goes (a single change's latency is their sum, plus delivery): the reads run at once.
 STAGE_SECONDS = Histogram(
     "nbzx_sync_stage_seconds",
-    "Time of each stage of one batch: read_netbox, read_zabbix, plan, write",
+    "Time of each stage of one batch: read_netbox, read_zabbix, plan, write; and kafka: receiver to consumer",
     ["stage"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10),
 )
