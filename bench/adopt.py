@@ -23,7 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.netbox_fixtures import netbox_orm
-from bench.reconcile import ENV, rss_mb
+from bench.scale import ENV, peak_rss_mb
 from nbzx.common.config import parse_config
 from nbzx.common.kafka import Producer, create_topics
 from nbzx.core.adoption import plan_adoption
@@ -103,7 +103,7 @@ async def main(sizes: list[int]) -> None:
         r = await run_size(n)
         print(
             f"{n:>6} {r['load_s']:7.1f} {r['raw_reads_s']:11.2f} {r['plan_s']:7.2f} {r['decide_ms']:9.1f} "
-            f"{r['apply_s']:8.2f} {n / r['apply_s']:8.0f} {r['apply_writes']:>7} {rss_mb():8.0f}M"
+            f"{r['apply_s']:8.2f} {n / r['apply_s']:8.0f} {r['apply_writes']:>7} {peak_rss_mb():8.0f}M"
         )
 
 

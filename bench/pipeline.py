@@ -7,10 +7,10 @@
    change would load the very servers being timed.
 2. Lost webhooks: the same with NetBox's event rule disabled, so the change-log follower alone
    carries each change.
-3. Backfill: N creates queued in Kafka while no consumer runs, then one consumer applies them;
+3. Backfill: N creates queued in Kafka while no consumer runs, then CONSUMERS processes apply them;
    compared with the batched Zabbix write rate (array host.create of 500) measured in the same run.
 
-    .venv/bin/python bench/pipeline.py [CHANGES] [BACKLOG]     (defaults 100 and 10000; needs scripts/stack up)
+    .venv/bin/python bench/pipeline.py [CHANGES] [BACKLOG] [CONSUMERS]   (100, 10000, 2; needs scripts/stack up)
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def start(args: list[str], log: Path, cfg_path: Path) -> subprocess.Popen[bytes]
     )
 
 
-async def main(changes: int, backlog: int) -> None:
+async def main(changes: int, backlog: int, consumers: int) -> None:
     run = uuid.uuid4().hex[:6]
     work = Path(f"/tmp/nbzx-bench-{run}")
     work.mkdir()
@@ -277,14 +277,17 @@ async def main(changes: int, backlog: int) -> None:
         )
 
         # 2. lost webhooks: the event rule disabled, the change log alone carries the changes
-        rule.update({"enabled": False})
-        lost, _, _ = await one_at_a_time(nb, sync_log, keys, max(10, changes // 4), "lost")
-        rule.update({"enabled": True})
-        print(f"{len(lost)} changes with the webhook disabled (the change-log follower alone, poll 1 s):")
-        print(
-            f"  API call returned -> Zabbix write done : p50 {pct(lost, 50) * 1000:7.0f} ms  "
-            f"p99 {pct(lost, 99) * 1000:7.0f} ms  max {max(lost) * 1000:.0f} ms"
-        )
+        if not doc["changelog"]["enabled"]:
+            print("(no change-log follower: BENCH_CHANGELOG=0)")
+        else:
+            rule.update({"enabled": False})
+            lost, _, _ = await one_at_a_time(nb, sync_log, keys, max(10, changes // 4), "lost")
+            rule.update({"enabled": True})
+            print(f"{len(lost)} changes with the webhook disabled (the change-log follower alone, poll 1 s):")
+            print(
+                f"  API call returned -> Zabbix write done : p50 {pct(lost, 50) * 1000:7.0f} ms  "
+                f"p99 {pct(lost, 99) * 1000:7.0f} ms  max {max(lost) * 1000:.0f} ms"
+            )
 
         # 3. backlog drain: stop the consumer, queue N changes, start it, time until all are applied.
         if not backlog:
@@ -297,7 +300,13 @@ async def main(changes: int, backlog: int) -> None:
             await producer.send(cfg.kafka.topics.events, k, encode(SyncRequest(host_key=k, reason="cli")))
         prefix = f"{tag}-b-"
         t0 = time.perf_counter()
+        stage_before: dict[str, tuple[float, float]] = {}
         procs[1] = start(["consumer"], work / "consumer.log", cfg_path)
+        for n in range(1, consumers):  # more consumer processes: one reads NetBox while another writes
+            more = json.loads(cfg_path.read_text())
+            more["consumer"]["http_port"] = 18191 + 10 * n
+            (work / f"config{n}.yaml").write_text(json.dumps(more))
+            procs.append(start(["consumer"], work / f"consumer{n}.log", work / f"config{n}.yaml"))
         t_first = None
         while (done := created(z, prefix)) < backlog:
             if done and t_first is None:
@@ -306,6 +315,11 @@ async def main(changes: int, backlog: int) -> None:
             await asyncio.sleep(0.2)
         print(file=sys.stderr)
         drain = time.perf_counter() - t0
+        stage_after = stage_sums()
+        backfill_stages = {
+            k: (v[0] - stage_before.get(k, (0, 0))[0], v[1] - stage_before.get(k, (0, 0))[1])
+            for k, v in stage_after.items()
+        }
         steady = time.perf_counter() - (t_first or t0)
         # The batched write rate, same run: array host.create calls of a consumer's batch size (500), with the
         # payload shape ours has (a group, the owner tag, a description), one call at a time and two at once.
@@ -337,7 +351,8 @@ async def main(changes: int, backlog: int) -> None:
             delete_hosts(z, f"raw-{run}-{concurrency}-")
         best = max(raw_rates.values())
         print(
-            f"backfill of {backlog} queued creates: applied in {drain:.1f} s = {backlog / drain:.0f}/s "
+            f"backfill of {backlog} queued creates by {consumers} consumer(s): "
+            f"applied in {drain:.1f} s = {backlog / drain:.0f}/s "
             f"(from the first host on: {steady:.1f} s = {backlog / steady:.0f}/s; the rest is process start-up "
             "and the group join)"
         )
@@ -345,6 +360,10 @@ async def main(changes: int, backlog: int) -> None:
             f"batched host.create, arrays of 500, same run: {raw_rates[1]:.0f}/s one call at a time, "
             f"{raw_rates[2]:.0f}/s two at once; ours / the better: {backlog / drain / best:.2f} (whole), "
             f"{backlog / steady / best:.2f} (from the first host)"
+        )
+        print(
+            "  backfill, seconds spent per stage over all rounds (the reads run at once): "
+            + ", ".join(f"{k} {v[0]:.1f} s in {v[1]:.0f}" for k, v in sorted(backfill_stages.items()) if k != "kafka")
         )
         await producer.stop()
         await asyncio.to_thread(netbox_orm, f"{tag}-b", "delete")
@@ -363,4 +382,4 @@ async def main(changes: int, backlog: int) -> None:
 
 if __name__ == "__main__":
     args = [int(a) for a in sys.argv[1:]]
-    asyncio.run(main(args[0] if args else 100, args[1] if len(args) > 1 else 10000))
+    asyncio.run(main(args[0] if args else 100, args[1] if len(args) > 1 else 10000, args[2] if len(args) > 2 else 2))
