@@ -93,8 +93,8 @@ class Reconciler:
         t0 = time.perf_counter()
         pages: asyncio.Queue[dict[str, Found] | BaseException | None] = asyncio.Queue()
         reader = asyncio.create_task(self._read_netbox(types, req.scope.filter, pages))
+        total_task = asyncio.gather(*(engine.netbox.count(t, req.scope.filter) for t in types))
         try:
-            total_task = asyncio.gather(*(engine.netbox.count(t, req.scope.filter) for t in types))
             t_zbx = time.perf_counter()
             read = await asyncio.gather(*(self._side(s) for s in servers))
             self.timings["zabbix_host_get_s"] = time.perf_counter() - t_zbx
@@ -125,6 +125,9 @@ class Reconciler:
                 map_s += time.perf_counter() - t1
         finally:
             reader.cancel()
+            total_task.cancel()
+            if total_task.done() and not total_task.cancelled():
+                total_task.exception()  # retrieved: a count that failed after a Zabbix error is not news
         self.timings["map_diff_s"] = map_s
         self.owned_count = {s: len(o) for s, o in owned.items()}
         for s in self.unreadable:
