@@ -167,7 +167,7 @@ class ChangelogFollower:
             try:
                 await consumer.start()
                 if not await topic_partitions(consumer, self.topic):  # subscribing would wait in silence
-                    log.error("changelog_topic_missing", topic=self.topic, fix="nbzx kafka create-topics")
+                    log.error("changelog_topic_missing", topic=self.topic, fix="nbzx kafka init")
                     await sleep_or_stop(10, self.stopping)
                     continue
                 consumer.subscribe([self.topic])
