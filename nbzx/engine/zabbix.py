@@ -277,6 +277,7 @@ class Zabbix:
             self.log.warning("zabbix_settings_reload_failed", error=str(exc))
 
     async def _reload_settings(self) -> None:
+        await self._logged_in()  # the server's capability row (proxy field names) is known from here on
         async with self._cache_lock:
             name_field = self.caps.proxy_name_field
             templates, groups, proxies, pgs = await asyncio.gather(

@@ -116,3 +116,14 @@ async def test_a_stale_settings_cache_is_reloaded_in_the_background_not_on_the_c
         assert zabbix._cache_at > loaded_at
     finally:
         await zabbix.close()
+
+
+async def test_settings_load_on_a_client_that_has_not_logged_in_yet(zabbix_server: ZabbixServer) -> None:
+    """The first reload logs in before it names fields: proxy.get's name field differs by version (a
+    7.0 server refuses 6.0's `host`), and the row is only known once connected."""
+    zabbix = Zabbix(zabbix_server.config())
+    try:
+        await zabbix.refresh_settings()
+        assert zabbix.caps.row == zabbix_server.row and "Linux servers" in zabbix.groups
+    finally:
+        await zabbix.close()
