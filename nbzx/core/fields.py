@@ -9,13 +9,13 @@ only known once read: `context_needs` tells which objects must be read again in 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
 
 from nbzx.common.config import Config
+from nbzx.core.mapping import PLACEHOLDER
 
 # Read whatever the config says: status (the host's status and the scope), tags (maintenance, tags
 # from NetBox), the primary and out-of-band IPs (interfaces), the virtual chassis (one host per chassis),
@@ -32,7 +32,6 @@ ALWAYS = (
     "virtual_chassis",
     "custom_fields",
 )
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)[A-Za-z0-9_.]*\}")
 # A rule's key -> the field it reads (region and site group come from the site).
 _RULE_FIELDS = {"tag": "tags", "manufacturer": "device_type", "region": "site", "site_group": "site"}
 
@@ -53,7 +52,7 @@ def _named(value: Any, *, rule: bool = False) -> set[str]:
     mapping, in its keys (`custom_fields.env` -> custom_fields)."""
     out: set[str] = set()
     if isinstance(value, str):
-        out.update(m.group(1) for m in _PLACEHOLDER.finditer(value))
+        out.update(m.group(1).split(".", 1)[0] for m in PLACEHOLDER.finditer(value))
     elif isinstance(value, Mapping):
         for key, item in value.items():
             if rule:

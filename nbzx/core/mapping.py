@@ -32,7 +32,7 @@ from nbzx.core.model import (
     Macro,
 )
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
 _UNSAFE_HOST_CHARS = re.compile(r"[^0-9A-Za-z_. \-]")
 _INVENTORY_MODES = {"disabled": -1, "manual": 0, "automatic": 1}
 
@@ -76,12 +76,12 @@ def scalar(value: Any) -> str:
 
 def render(template: str, obj: Mapping[str, Any]) -> str:
     """Fill `{dotted.path}` placeholders from the object. Zabbix macros like `{$X}` are left as they are."""
-    return _PLACEHOLDER.sub(lambda m: scalar(lookup(obj, m.group(1))), template)
+    return PLACEHOLDER.sub(lambda m: scalar(lookup(obj, m.group(1))), template)
 
 
 def render_all_or_nothing(template: str, obj: Mapping[str, Any]) -> str | None:
     """Like `render`, but None when any placeholder is empty ("NetBox/{tenant.name}" without a tenant)."""
-    values = [scalar(lookup(obj, m.group(1))) for m in _PLACEHOLDER.finditer(template)]
+    values = [scalar(lookup(obj, m.group(1))) for m in PLACEHOLDER.finditer(template)]
     return None if any(v == "" for v in values) else render(template, obj)
 
 

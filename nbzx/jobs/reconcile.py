@@ -58,7 +58,6 @@ class Planned:
     """A reconcile's plans, kept small: per server the count of keys in each bucket, and the plans that
     are not in sync (a key in sync is counted and let go)."""
 
-    servers: list[str]
     counts: dict[str, Counter[str]] = field(default_factory=dict)
     plans: dict[str, dict[str, Plan]] = field(default_factory=dict)
     listed: set[str] = field(default_factory=set)  # every key NetBox listed
@@ -104,7 +103,7 @@ class Reconciler:
             sides = {s: r for s, r in zip(servers, read, strict=True) if not isinstance(r, ZabbixError)}
             owned = {s: {k: h for k, h in side[0].items() if split_key(k)[0] in types} for s, side in sides.items()}
             total = sum(await total_task)
-            out = Planned(servers=list(sides))
+            out = Planned()
             map_s = 0.0
             while (page := await pages.get()) is not None:
                 if isinstance(page, BaseException):
