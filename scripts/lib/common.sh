@@ -128,3 +128,10 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 psql_admin() { (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 "$@"); }
 db_exists() { psql_admin -tAc "select 1 from pg_database where datname='$1'" | grep -q 1; }
+# The stack's databases are state, yet they live in PostgreSQL (a machine service) where `wipe` can
+# drop them only while it runs: after a machine restart it does not, and a database left from before
+# (recovered from a crash, say) must not pass for a fresh one. So one counts only while STATE_DIR
+# marks it: db_ready NAME (it exists and is marked), db_made NAME (mark it), db_drop NAME (both go).
+db_ready() { [ -f "$STATE_DIR/databases/$1" ] && db_exists "$1"; }
+db_made() { mkdir -p "$STATE_DIR/databases" && touch "$STATE_DIR/databases/$1"; }
+db_drop() { rm -f "$STATE_DIR/databases/$1"; psql_admin -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)"; }

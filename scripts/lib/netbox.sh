@@ -91,7 +91,8 @@ PY
 }
 
 netbox_db() {
-  db_exists netbox && return 0
+  db_ready netbox && return 0
+  db_drop netbox
   psql_admin <<'SQL'
 SELECT 'CREATE ROLE netbox LOGIN PASSWORD ''netbox-pass''' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname='netbox') \gexec
 CREATE DATABASE netbox OWNER netbox;
@@ -101,6 +102,7 @@ SQL
     log "netbox: restoring the migrated database from $NETBOX_DUMP"
     PGPASSWORD=netbox-pass pg_restore -h 127.0.0.1 -U netbox -d netbox --no-owner "$NETBOX_DUMP" \
       || die "pg_restore of $NETBOX_DUMP failed (delete it to migrate from scratch)"
+    db_made netbox
     log "netbox: database restored in $(elapsed "$t0")s"
     return 0
   fi
@@ -122,6 +124,7 @@ t = Token(user=u, version=2, key='$NETBOX_TOKEN_KEY', token='$NETBOX_TOKEN_SECRE
 t.full_clean(); t.save()
 " >"$LOG_DIR/netbox-token.log" 2>&1 || { cat "$LOG_DIR/netbox-token.log" >&2; die "token creation failed"; }
   PGPASSWORD=netbox-pass pg_dump -h 127.0.0.1 -U netbox -Fc -f "$NETBOX_DUMP.tmp" netbox && mv "$NETBOX_DUMP.tmp" "$NETBOX_DUMP"
+  db_made netbox
   log "netbox: database migrated and cached in $(elapsed "$t0")s"
 }
 
@@ -167,7 +170,7 @@ netbox_reset() {
   [ -f "$NETBOX_DUMP" ] || die "no cached NetBox dump yet; run 'scripts/stack up' first"
   stop_service netbox-rq; stop_service netbox-web
   log "netbox: restoring the database from $NETBOX_DUMP"
-  psql_admin -c 'DROP DATABASE IF EXISTS netbox WITH (FORCE)'
+  db_drop netbox
   redis-cli -h 127.0.0.1 -p "$REDIS_PORT" flushall >/dev/null 2>&1 || true
   netbox_up
 }

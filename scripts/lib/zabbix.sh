@@ -26,12 +26,11 @@ zabbix_install() {
 # schema, images and data files of a zabbix-server-pgsql package. Also used by zabbix7.sh.
 zabbix_load_db() {
   local db=$1 sql=$2 t0 f; t0=$(now)
-  db_exists "${db}_pristine" && db_exists "$db" && return 0
+  db_ready "${db}_pristine" && db_ready "$db" && return 0
+  db_drop "$db"; db_drop "${db}_pristine"
   log "zabbix: creating database $db and loading its schema (~20 s)"
   psql_admin <<SQL
 SELECT 'CREATE ROLE zabbix LOGIN PASSWORD ''zabbix''' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname='zabbix') \gexec
-DROP DATABASE IF EXISTS $db WITH (FORCE);
-DROP DATABASE IF EXISTS ${db}_pristine WITH (FORCE);
 CREATE DATABASE $db OWNER zabbix ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0;
 SQL
   for f in schema images data; do  # order matters; double/history_pk_prepare are upgrade-only
@@ -41,6 +40,7 @@ SQL
   # ANALYZE before copying: an un-analysed copy ran host.create at ~0.5/s instead of ~10/s.
   psql_admin -d "$db" -c ANALYZE
   psql_admin -c "CREATE DATABASE ${db}_pristine TEMPLATE $db OWNER zabbix"
+  db_made "$db"; db_made "${db}_pristine"
   log "zabbix: database $db ready in $(elapsed "$t0")s"
 }
 
@@ -48,6 +48,7 @@ SQL
 zabbix_reset_db() {
   log "zabbix: resetting the database $1 from ${1}_pristine"
   psql_admin -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1 TEMPLATE ${1}_pristine OWNER zabbix"
+  db_made "$1"
 }
 
 # zabbix_frontend_conf DB NAME: the frontend's zabbix.conf.php for database DB on the shared PostgreSQL.

@@ -3,6 +3,7 @@ that ends a script without saying where and why (scripts/lib/fail.sh)."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import subprocess
@@ -168,3 +169,42 @@ def test_the_wheel_the_image_installs_carries_the_package_data(tmp_path: Path) -
     wanted = [p.relative_to(ROOT).as_posix() for p in (ROOT / "nbzx").rglob("*") if p.is_file()]
     wanted = [n for n in wanted if "__pycache__" not in n]
     assert [n for n in wanted if n not in names] == []
+
+
+def _psql(*args: str) -> str:
+    cmd = ["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", *args]
+    return subprocess.run(cmd, cwd="/", capture_output=True, text=True, check=True).stdout
+
+
+def _tables(db: str) -> set[str]:
+    return set(_psql("-d", db, "-c", "select tablename from pg_tables where schemaname='public'").split())
+
+
+def test_a_database_left_from_before_a_wipe_is_loaded_again(tmp_path: Path) -> None:
+    """CI's machine came back with PostgreSQL down, so `wipe` could not drop the databases, and the
+    next `up` took the old Zabbix 7.0 one (its changelog sequence behind its rows after a crash
+    recovery) for a fresh one: host.create failed on a duplicate key. A database counts as the
+    stack's only while the state marks it."""
+    sql = tmp_path / "sql"
+    sql.mkdir()
+    for name, text in (("schema", "CREATE TABLE fresh (id int);\n"), ("images", ""), ("data", "")):
+        (sql / f"{name}.sql.gz").write_bytes(gzip.compress(text.encode()))
+    db = f"nbzx_probe_{os.getpid()}"
+    env = {**os.environ, "NBZX_CACHE_HOME": str(tmp_path / "cache"), "NBZX_STATE_HOME": str(tmp_path / "state")}
+    load = f'. scripts/lib/common.sh && . scripts/lib/postgres.sh && . scripts/lib/zabbix.sh && zabbix_load_db {db} "{sql}"'
+    try:
+        # From before a wipe: the database and its pristine copy exist, the (emptied) state knows neither.
+        _psql("-c", f"CREATE DATABASE {db}")
+        _psql("-d", db, "-c", "CREATE TABLE stale (id int)")
+        _psql("-c", f"CREATE DATABASE {db}_pristine TEMPLATE {db}")
+        run = subprocess.run(["bash", "-c", load], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert _tables(db) == {"fresh"} and _tables(f"{db}_pristine") == {"fresh"}, "the old database was reused"
+        # Loaded under this state: a tier's `up` keeps it as it is.
+        _psql("-d", db, "-c", "CREATE TABLE kept (id int)")
+        run = subprocess.run(["bash", "-c", load], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert _tables(db) == {"fresh", "kept"}
+    finally:
+        for name in (db, f"{db}_pristine"):
+            _psql("-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
