@@ -191,7 +191,8 @@ def test_a_database_left_from_before_a_wipe_is_loaded_again(tmp_path: Path) -> N
         (sql / f"{name}.sql.gz").write_bytes(gzip.compress(text.encode()))
     db = f"nbzx_probe_{os.getpid()}"
     env = {**os.environ, "NBZX_CACHE_HOME": str(tmp_path / "cache"), "NBZX_STATE_HOME": str(tmp_path / "state")}
-    load = f'. scripts/lib/common.sh && . scripts/lib/postgres.sh && . scripts/lib/zabbix.sh && zabbix_load_db {db} "{sql}"'
+    libs = ". scripts/lib/common.sh && . scripts/lib/postgres.sh && . scripts/lib/zabbix.sh"
+    load = f'{libs} && zabbix_load_db {db} "{sql}"'
     try:
         # From before a wipe: the database and its pristine copy exist, the (emptied) state knows neither.
         _psql("-c", f"CREATE DATABASE {db}")
