@@ -6,12 +6,14 @@ operator can fix a values file without reading code. Secrets are never read from
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import limits
 import msgspec
 import msgspec.yaml
 from msgspec import Meta, Struct, field
@@ -156,6 +158,39 @@ class KafkaConfig(_Base):
     ssl_keyfile: str | None = None
 
 
+class AccessConfig(_Base):
+    """Who may reach a process over the network (DESIGN §7): source networks, the proxies whose
+    X-Forwarded-For names the source, and a per-source rate limit. Health and metrics stay open."""
+
+    allow_from: list[str] = field(default_factory=list)  # networks ("10.0.0.0/8"); none: any source
+    trusted_proxies: list[str] = field(default_factory=list)  # networks of proxies in front
+    rate_limit: str = ""  # per source, in the `limits` notation ("100/second", "10/minute"); "": none
+
+    def __post_init__(self) -> None:
+        for name in ("allow_from", "trusted_proxies"):
+            for net in getattr(self, name):
+                try:
+                    ipaddress.ip_network(net, strict=False)
+                except ValueError:
+                    raise ValueError(f'{name}: {net!r} is not a network ("10.0.0.0/8", "192.0.2.7")') from None
+        if self.rate_limit:
+            try:
+                limits.parse_many(self.rate_limit)
+            except ValueError:
+                example = '"100/second", "10/minute"'
+                raise ValueError(f"rate_limit: {self.rate_limit!r} is not a rate ({example})") from None
+
+
+class ReceiverAccess(AccessConfig):
+    # NetBox does not retry a refused webhook unless RQ_RETRY_MAX is set: the change-log follower
+    # (or the next reconcile) catches what a limit refuses, so the default only stops a flood.
+    rate_limit: str = "1000/second"
+
+
+class ConsoleAccess(AccessConfig):
+    rate_limit: str = "10/minute"  # sign-in attempts (POST /login) per source, whatever their outcome
+
+
 class ReceiverConfig(_Base):
     host: str = "127.0.0.1"
     port: Port = 8090
@@ -164,6 +199,7 @@ class ReceiverConfig(_Base):
     object_types: list[str] = field(default_factory=lambda: [*HOST_OBJECT_TYPES, *DEPENDENCY_OBJECT_TYPES])
     virtual_chassis_as_one_host: bool = False
     scheduler: bool = False  # run the reconcile schedule inside the receiver (one receiver only)
+    access: ReceiverAccess = field(default_factory=ReceiverAccess)
 
 
 class ConsoleConfig(_Base):
@@ -178,6 +214,7 @@ class ConsoleConfig(_Base):
     history: PositiveInt = 10  # recent syncs kept per host for the host page
     # Where people open Zabbix hosts (links); default: zabbix.url.
     zabbix_frontend_url: str | None = None
+    access: ConsoleAccess = field(default_factory=ConsoleAccess)
 
     def __post_init__(self) -> None:
         parse_duration(self.max_job_age)

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from nbzx.common.config import Config
+from nbzx.common.guard import Guard, Handler
 from nbzx.common.http import add_health_routes
 from nbzx.common.kafka import Producer
 from nbzx.common.logging import get_logger
@@ -60,6 +62,37 @@ async def access(request: web.Request, handler: Callable[[web.Request], Awaitabl
     return await handler(request)
 
 
+# No script runs on a console page and every style is in /static/console.css: anything else is refused.
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def security_headers(https: Callable[[web.Request], bool]) -> Middleware:
+    """Every answer (refusals and redirects too) may not be framed, sniffed or cached; HSTS over HTTPS."""
+
+    def add(request: web.Request, headers: MutableMapping[str, str]) -> None:
+        headers["Content-Security-Policy"] = CSP
+        headers["X-Frame-Options"] = "DENY"
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["Referrer-Policy"] = "same-origin"
+        headers.setdefault("Cache-Control", "no-store")
+        if https(request):
+            headers["Strict-Transport-Security"] = "max-age=31536000"
+
+    @web.middleware
+    async def secure(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            add(request, exc.headers)
+            raise
+        add(request, response.headers)
+        return response
+
+    return secure
+
+
 def _refuse(api: bool, status: int, message: str) -> web.Response:
     if api:
         return json_response(status, {"error": message})
@@ -70,9 +103,11 @@ def make_app(
     cfg: Config, producer: Producer, engine: SyncEngine | None, state: ConsoleState | None = None
 ) -> web.Application:
     """The console application; the state's topic followers and the producer start and stop with it."""
-    app = web.Application(middlewares=[access])
+    # Sign-in attempts are what a rate limit protects here: every other route needs a valid session.
     state = state or ConsoleState(cfg)
     console = Console(cfg, state, Actions(cfg, producer, seen=state.add_job), engine)
+    guard = Guard(cfg.console.access, "console", limited=lambda r: r.method == "POST" and r.path == "/login")
+    app = web.Application(middlewares=[security_headers(console.https), guard.middleware, access])
     app[CONSOLE] = console
 
     async def lifecycle(app: web.Application) -> Any:

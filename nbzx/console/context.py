@@ -11,6 +11,7 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from nbzx.common.config import Config, parse_duration, zabbix_servers
+from nbzx.common.guard import networks, over_https
 from nbzx.console.actions import Actions
 from nbzx.console.auth import Identity, Tokens
 from nbzx.console.state import ConsoleState
@@ -37,6 +38,11 @@ class Console:
         # Each server's frontend, for links to its hosts (the console's own override is the first server's).
         self.zabbix_urls = {name: s.ui_url for name, s in servers.items()} | {next(iter(servers)): self.zabbix_url}
         self.servers = list(servers)
+        self.trusted = networks(cfg.console.access.trusted_proxies)
+
+    def https(self, request: web.Request) -> bool:
+        """The request came over HTTPS (to us, or to a trusted proxy in front): cookies are Secure."""
+        return over_https(request, self.trusted)
 
     def changelog(self) -> dict[str, Any]:
         """The change-log follower as the jobs page and `/api/v1/changelog` show it (DESIGN §13): stale

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from importlib.resources import files
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -92,7 +93,7 @@ async def login(request: web.Request) -> web.Response:
     log.info("console_signed_in", user=ident.user, role=ident.role)
     response = web.HTTPSeeOther(nxt)
     response.set_cookie(
-        COOKIE, cookie, max_age=c.session_ttl_s, httponly=True, samesite="Strict", secure=request.secure, path="/"
+        COOKIE, cookie, max_age=c.session_ttl_s, httponly=True, samesite="Strict", secure=c.https(request), path="/"
     )
     raise response
 
@@ -406,8 +407,16 @@ def now_utc() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
+STYLE = (files("nbzx.console") / "templates" / "console.css").read_bytes()
+
+
+async def style(_request: web.Request) -> web.Response:
+    return web.Response(body=STYLE, content_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
+    r.add_get("/static/console.css", style)
     r.add_get("/login", login_form)
     r.add_post("/login", login)
     r.add_post("/logout", logout)

@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 
 from nbzx.common.config import Config, zabbix_servers
+from nbzx.common.guard import Guard
 from nbzx.common.http import add_health_routes
 from nbzx.common.kafka import Producer, ProduceUnavailable
 from nbzx.common.logging import get_logger
@@ -182,7 +183,8 @@ async def reconcile(request: web.Request) -> web.Response:
 def make_app(cfg: Config, producer: Producer | None = None, job_view: JobView | None = None) -> web.Application:
     """The receiver application; the producer starts and stops with it."""
     # Leave headroom over the limit so an oversized body gets our 413 message, not aiohttp's.
-    app = web.Application(client_max_size=cfg.receiver.max_body_bytes + 1)
+    guard = Guard(cfg.receiver.access, "receiver", limited=lambda _request: True)
+    app = web.Application(client_max_size=cfg.receiver.max_body_bytes + 1, middlewares=[guard.middleware])
     app[CONFIG] = cfg
     app[PRODUCER] = producer or Producer(cfg, client_id=f"{cfg.kafka.client_id}-receiver")
 

@@ -4,6 +4,7 @@ tests/integration/test_console_kafka.py); the state is fed records directly."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -322,3 +323,73 @@ async def test_the_jobs_page_and_api_show_the_change_log_follower_and_when_it_is
     state.apply_cursors([_Rec(old)])
     page = await (await client.get("/jobs")).text()
     assert "Behind" in page and 'class="panel warn"' in page
+
+
+async def _console(aiohttp_client: Any, **access: Any) -> TestClient[Any, Any]:
+    cfg = parse_config(json.dumps({"console": {"access": access}}), ENV)  # JSON is YAML
+    return await aiohttp_client(make_app(cfg, RecordingProducer(), None, ConsoleState(cfg, follow=False)))  # type: ignore[arg-type]
+
+
+async def test_every_answer_carries_the_security_headers_and_pages_need_no_inline_style(console: Any) -> None:
+    client, _, _ = console
+    answers = [
+        await client.get("/login"),
+        await client.get("/hosts", allow_redirects=False),  # a redirect to sign in
+        await client.get("/api/v1/jobs"),  # a 401
+        await client.post("/login", data={"token": "op-tok"}, allow_redirects=False),
+    ]
+    for r in answers:
+        csp = r.headers.get("Content-Security-Policy", "")
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "style-src 'self'" in csp, r
+        assert r.headers["X-Frame-Options"] == "DENY" and r.headers["X-Content-Type-Options"] == "nosniff"
+        assert "Strict-Transport-Security" not in r.headers  # plain HTTP
+    await sign_in(client, "op-tok")
+    for path in ("/jobs", "/hosts", "/dead-letters", "/adoption", "/reconcile", "/login"):
+        r = await client.get(path)
+        page = await r.text()
+        assert r.status == 200 and r.url.path == path, path
+        assert "<style" not in page and "style=" not in page and "<script" not in page, path
+        assert '<link rel="stylesheet" href="/static/console.css">' in page, path
+    css = await client.get("/static/console.css")
+    assert css.status == 200 and css.content_type == "text/css" and ".badge{" in await css.text()
+
+
+async def test_sign_in_attempts_over_the_rate_are_429_even_with_the_right_token(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> None:
+    client = await _console(aiohttp_client, rate_limit="2/minute")
+    for _ in range(2):
+        assert (await client.post("/login", data={"token": "guess"}, allow_redirects=False)).status == 401
+    r = await client.post("/login", data={"token": "op-tok"}, allow_redirects=False)
+    assert r.status == 429 and 1 <= int(r.headers["Retry-After"]) <= 60
+    assert "console.access.rate_limit is 2/minute" in (await r.json())["error"]
+    assert "Content-Security-Policy" in r.headers
+    assert (await client.get("/login")).status == 200  # only attempts count
+
+
+async def test_outside_the_allow_list_the_console_is_403_but_health_is_open(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> None:
+    client = await _console(aiohttp_client, allow_from=["192.0.2.0/24"])
+    assert (await client.get("/login")).status == 403
+    assert (await client.get("/api/v1/jobs", headers={"Authorization": "Bearer op-tok"})).status == 403
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_behind_a_trusted_https_proxy_the_session_cookie_is_secure_and_hsts_is_sent(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> None:
+    client = await _console(aiohttp_client, trusted_proxies=["127.0.0.1"])
+    r = await client.post(
+        "/login", data={"token": "op-tok"}, headers={"X-Forwarded-Proto": "https"}, allow_redirects=False
+    )
+    assert r.status == 303 and "Secure" in r.headers["Set-Cookie"]
+    assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+    plain = await client.post("/login", data={"token": "op-tok"}, allow_redirects=False)
+    assert "Secure" not in plain.headers["Set-Cookie"]
+    # From a peer that is not a trusted proxy the header is only a claim.
+    untrusted = await _console(aiohttp_client)
+    r = await untrusted.post(
+        "/login", data={"token": "op-tok"}, headers={"X-Forwarded-Proto": "https"}, allow_redirects=False
+    )
+    assert "Secure" not in r.headers["Set-Cookie"]

@@ -198,3 +198,56 @@ async def test_jobs_routes(client: Any) -> None:
     assert [j["job_id"] for j in body["jobs"]] == ["a"]
     assert (await (await client.get("/jobs/a", headers=auth)).json())["status"] == "completed"
     assert (await client.get("/jobs/zzz", headers=auth)).status == 404
+
+
+async def _refused(client: Any, reason: str) -> float:
+    text = await (await client.get("/metrics")).text()
+    return metric_value(text, "nbzx_http_refused_total", component="receiver", reason=reason)
+
+
+async def _receiver(aiohttp_client: Any, **access: Any) -> Any:
+    producer = RecordingProducer()
+    cfg = make_config(receiver={"access": access})
+    c = await aiohttp_client(make_app(cfg, producer, StaticJobs(cfg)))  # type: ignore[arg-type]
+    c.producer = producer
+    return c
+
+
+async def test_a_source_outside_the_allow_list_is_403_and_produces_nothing(aiohttp_client: Any) -> None:
+    client = await _receiver(aiohttp_client, allow_from=["10.0.0.0/8"])
+    raw = CAP["raw_body"].encode()
+    before = await _refused(client, "forbidden")
+    resp = await client.post("/webhook", data=raw, headers=_headers(raw))
+    assert resp.status == 403
+    assert (await resp.json())["error"] == "source 127.0.0.1 is not in receiver.access.allow_from"
+    assert client.producer.sent == []
+    assert await _refused(client, "forbidden") == before + 1
+    assert (await client.post("/reconcile", headers={"Authorization": "Bearer x"})).status == 403
+    assert (await client.get("/healthz")).status == 200  # probes and scrapes come from elsewhere
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_source_is_the_one_checked(aiohttp_client: Any) -> None:
+    client = await _receiver(aiohttp_client, allow_from=["203.0.113.0/24"], trusted_proxies=["127.0.0.1"])
+    raw = CAP["raw_body"].encode()
+    ok = await client.post("/webhook", data=raw, headers=_headers(raw, **{"X-Forwarded-For": "203.0.113.9"}))
+    assert ok.status == 202
+    spoof = await client.post(
+        "/webhook", data=raw, headers=_headers(raw, **{"X-Forwarded-For": "203.0.113.9, 198.51.100.1"})
+    )
+    assert spoof.status == 403 and "198.51.100.1" in (await spoof.json())["error"]
+    assert len(client.producer.sent) == 1
+
+
+async def test_over_its_rate_a_source_gets_429_with_retry_after_and_others_do_not(aiohttp_client: Any) -> None:
+    client = await _receiver(aiohttp_client, rate_limit="3/minute", trusted_proxies=["127.0.0.1"])
+    raw = CAP["raw_body"].encode()
+    a, b = {"X-Forwarded-For": "192.0.2.1"}, {"X-Forwarded-For": "192.0.2.2"}
+    statuses = [(await client.post("/webhook", data=raw, headers=_headers(raw, **a))).status for _ in range(3)]
+    assert statuses == [202, 202, 202]
+    over = await client.post("/webhook", data=raw, headers=_headers(raw, **a))
+    assert over.status == 429
+    assert 1 <= int(over.headers["Retry-After"]) <= 60
+    assert "receiver.access.rate_limit is 3/minute" in (await over.json())["error"]
+    assert len(client.producer.sent) == 3  # the refused one was not stored
+    assert await _refused(client, "rate_limited") >= 1
+    assert (await client.post("/webhook", data=raw, headers=_headers(raw, **b))).status == 202
