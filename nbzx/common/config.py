@@ -296,6 +296,33 @@ class IpmiConfig(_Base):
     password_env: str | None = None
 
 
+TLS_MODES = {"unencrypted": 1, "psk": 2, "cert": 4}  # Zabbix's tls_connect values, bits of tls_accept
+TlsMode = Literal["unencrypted", "psk", "cert"]
+_PSK = re.compile(r"[0-9a-fA-F]{32,512}")  # what Zabbix takes as a pre-shared key
+
+
+class TlsConfig(_Base):
+    """Encryption between Zabbix and each host's agent (DESIGN §4): how Zabbix connects, what it
+    accepts, the PSK identity (a placeholder) and key, the certificate's issuer and subject. A config
+    context's `zabbix.tls` overrides any of connect, accept, psk_identity, issuer, subject, and picks
+    a key by its name in `psks`; a key itself only ever comes from the environment."""
+
+    connect: TlsMode = "unencrypted"
+    accept: list[TlsMode] = field(default_factory=lambda: ["unencrypted"])
+    psk_identity: str = ""  # e.g. "nbzx-{site.slug}"
+    psk_env: str | None = None  # the environment variable holding the default key (hex)
+    # Other keys a config context may pick (`zabbix.tls.psk: dc2`), by name -> environment variable.
+    # NetBox data names a key, never a variable: a config context cannot read the service's environment.
+    psks: dict[str, str] = field(default_factory=dict)
+    issuer: str = ""
+    subject: str = ""  # e.g. "CN={name}"
+    keys: dict[str, str] = field(default_factory=dict)  # filled from psk_env / psks, never from the file
+
+    def __post_init__(self) -> None:
+        if not self.accept:
+            raise ValueError("accept: name at least one of unencrypted, psk, cert")
+
+
 class InterfacesConfig(_Base):
     default: Literal["agent", "snmp", "none"] = "agent"
     snmp_when: dict[str, Any] = field(default_factory=dict)
@@ -371,6 +398,7 @@ class HostConfig(_Base):
     templates: list[TemplateRule] = field(default_factory=list)
     use_config_context: bool = True
     interfaces: InterfacesConfig = field(default_factory=InterfacesConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     tags: TagsConfig = field(default_factory=TagsConfig)
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
     macros: dict[str, MacroConfig] = field(default_factory=dict)
@@ -498,7 +526,7 @@ SECRET_ENV = {
 }
 # Keys whose literal value is a secret wherever they appear in the YAML. A Zabbix user macro
 # reference ("{$SNMP_COMMUNITY}") names a secret kept in Zabbix, and is fine.
-_SECRETISH = re.compile(r"(token|password|passphrase|secret|community)$", re.IGNORECASE)
+_SECRETISH = re.compile(r"(token|password|passphrase|secret|community|psk)$", re.IGNORECASE)
 _MACRO_REF = re.compile(r"^\{\$[A-Z0-9_.]+(:.*)?\}$")
 
 
@@ -541,6 +569,16 @@ def _fill_env_secrets(cfg: Config, env: Mapping[str, str]) -> None:
     ipmi = cfg.host.interfaces.ipmi
     if ipmi.password_env:
         ipmi.password = _from_env(env, ipmi.password_env, "host.interfaces.ipmi.password_env")
+    tls = cfg.host.tls
+    named = {"": ("host.tls.psk_env", tls.psk_env)} if tls.psk_env else {}
+    named |= {name: (f"host.tls.psks.{name}", var) for name, var in tls.psks.items()}
+    for name, (where, var) in named.items():
+        if not var:
+            continue
+        key = _from_env(env, var, where)
+        if not _PSK.fullmatch(key):  # the message names the variable, never the value
+            raise ConfigError(f"{where}: {var} is not a PSK (32 to 512 hexadecimal digits)")
+        tls.keys[name] = key
 
 
 def parse_config(text: str | bytes, env: Mapping[str, str] | None = None) -> Config:
@@ -556,6 +594,9 @@ def parse_config(text: str | bytes, env: Mapping[str, str] | None = None) -> Con
     if "secrets" in raw:
         raise ConfigError("secrets: secrets are not read from the config file; set " + ", ".join(SECRET_ENV.values()))
     _refuse_secrets(raw, "")
+    tls = (raw.get("host") or {}).get("tls") if isinstance(raw.get("host"), dict) else None
+    if isinstance(tls, dict) and "keys" in tls:
+        raise ConfigError("host.tls.keys: PSKs are not read from the config file; use psk_env or psks")
     try:
         cfg = msgspec.convert(raw, Config)
     except msgspec.ValidationError as exc:

@@ -8,7 +8,8 @@ from typing import Any, Generic, TypeVar, get_args
 
 import msgspec
 
-from nbzx.core.model import INTERFACE_NAMES, ActualHost, DesiredHost, Plan
+from nbzx.common.config import TLS_MODES
+from nbzx.core.model import INTERFACE_NAMES, TLS_FIELDS, ActualHost, DesiredHost, Plan
 from nbzx.core.redact import MASK, redacted
 from nbzx.jobs.records import ENDED
 from nbzx.jobs.schedule import parse_time
@@ -160,6 +161,8 @@ def _show(field: str, value: Any) -> str:
         return ""
     if field == "status":
         return _STATUS.get(value, str(value))
+    if field in ("tls_connect", "tls_accept"):
+        return ", ".join(name for name, bit in TLS_MODES.items() if int(value) & bit)
     if field == "tags":
         return "\n".join(f"{t}={v}" for t, v in sorted(value))
     if field == "inventory":  # Zabbix returns every inventory field; the empty ones say nothing
@@ -186,6 +189,7 @@ def difference_rows(desired: DesiredHost | None, actual: ActualHost | None, plan
         "description",
         "proxy",
         "proxy_group",
+        *TLS_FIELDS,  # the PSK itself is write-only in Zabbix and never shown: its digest is in macros
     )
     rows = []
     for f in fields:

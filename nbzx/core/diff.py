@@ -16,7 +16,10 @@ from nbzx.core.model import (
     DELETED_TAG,
     IPMI_DEFAULTS,
     IPMI_FIELDS,
+    PSK_MACRO,
     SECRET_HASH_PREFIX,
+    TLS_DEFAULTS,
+    TLS_FIELDS,
     ActualHost,
     ActualInterface,
     ActualMacro,
@@ -82,6 +85,9 @@ def create_changes(d: DesiredHost) -> dict[str, Any]:
     if d.inventory_mode != -1 and d.inventory:
         changes["inventory"] = dict(d.inventory)
     changes.update({f: getattr(d, f) for f in IPMI_FIELDS if getattr(d, f) != IPMI_DEFAULTS[f]})
+    changes.update({f: getattr(d, f) for f in TLS_FIELDS if getattr(d, f) != TLS_DEFAULTS[f]})
+    if d.tls_psk:
+        changes.update(tls_psk_identity=d.tls_psk_identity, tls_psk=d.tls_psk)
     if d.proxy:
         changes["proxy"] = d.proxy
     if d.proxy_group:
@@ -107,9 +113,12 @@ def plan_sync(d: DesiredHost, a: ActualHost | None) -> Plan:
     if a is None:
         return Plan(host_key=d.host_key, action="create", changes=create_changes(d))
     changes: dict[str, Any] = {}
-    for attr in ("host", "name", "status", "description", "proxy", "proxy_group", *IPMI_FIELDS):
+    for attr in ("host", "name", "status", "description", "proxy", "proxy_group", *IPMI_FIELDS, *TLS_FIELDS):
         if getattr(d, attr) != getattr(a, attr):
             changes[attr] = getattr(d, attr)
+    if d.tls_psk and (_psk_differs(d, a) or any(f in changes for f in TLS_FIELDS)):
+        # Zabbix never returns the identity or key: the digest macro tells whether ours are there.
+        changes.update(tls_psk_identity=d.tls_psk_identity, tls_psk=d.tls_psk)
 
     groups_auth = "groups" in d.authoritative
     kept_groups = {g for g in a.groups if not group_is_managed(g, d.managed_group_prefixes, groups_auth)}
@@ -144,6 +153,12 @@ def plan_sync(d: DesiredHost, a: ActualHost | None) -> Plan:
     if not changes:
         return Plan(host_key=d.host_key, action="noop", hostid=a.hostid)
     return Plan(host_key=d.host_key, action="update", hostid=a.hostid, changes=changes)
+
+
+def _psk_differs(d: DesiredHost, a: ActualHost) -> bool:
+    wanted = next((m.value for m in d.macros if m.macro == PSK_MACRO), None)
+    have = next((m.value for m in a.macros if m.macro == PSK_MACRO), None)
+    return wanted != have
 
 
 def _macro_differs(cur: ActualMacro | None, m: Macro) -> bool:

@@ -14,17 +14,20 @@ import msgspec
 from nbzx.common.config import (
     IPMI_AUTHTYPES,
     IPMI_PRIVILEGES,
+    TLS_MODES,
     Config,
     HostConfig,
     InterfacesConfig,
     IpmiConfig,
     SnmpConfig,
+    TlsConfig,
 )
 from nbzx.core.model import (
     AGENT,
     IPMI,
     JMX,
     OWNER_TAG,
+    PSK_MACRO,
     SNMP,
     URL_TAG,
     DesiredHost,
@@ -310,6 +313,7 @@ def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str
         for tag_name, value in ctx_tags.items():
             tags[(str(tag_name), render(str(value), obj))] = None
 
+    tls = _tls(host.tls, zctx, obj)
     macros = [
         # A secret comes from the environment as it is: rendering could change a value with braces in it.
         Macro(
@@ -323,6 +327,9 @@ def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str
     ctx_macros = zctx.get("macros")
     if isinstance(ctx_macros, Mapping):
         macros += [Macro(macro=str(m), value=scalar(v)) for m, v in ctx_macros.items()]
+    if tls.get("tls_psk"):
+        digest = psk_digest(tls["tls_psk_identity"], tls["tls_psk"])
+        macros.append(Macro(macro=PSK_MACRO, value=digest, description="nbzx: tells when the PSK changed"))
 
     inventory_mode = _INVENTORY_MODES[host.inventory.mode]
     inventory = (
@@ -347,12 +354,15 @@ def map_host(obj: Mapping[str, Any], host_key: str, cfg: Config, netbox_url: str
         proxy=proxy,
         proxy_group=proxy_group,
         **_ipmi(host.interfaces.ipmi, zctx, obj),
+        **tls,
         maintenance=mapped == "maintenance" or bool(_names(obj.get("tags")) & set(host.maintenance.tags)),
         managed_tag_names=tag_names | {str(k) for k in (ctx_tags or {})}
         if isinstance(ctx_tags, Mapping)
         else tag_names,
         managed_templates=managed_templates | set(_context_list(zctx, "templates")),
-        managed_macros=managed_macros | ({str(k) for k in ctx_macros} if isinstance(ctx_macros, Mapping) else set()),
+        managed_macros=managed_macros
+        | {PSK_MACRO}
+        | ({str(k) for k in ctx_macros} if isinstance(ctx_macros, Mapping) else set()),
         managed_group_prefixes=tuple(host.managed_group_prefixes),
         authoritative=frozenset(host.authoritative),
     )
@@ -375,6 +385,46 @@ def _ipmi(cfg: IpmiConfig, zctx: Mapping[str, Any], obj: Mapping[str, Any]) -> d
         "ipmi_username": render(str(ctx.get("username", cfg.username)), obj),
         "ipmi_password": cfg.password,
     }
+
+
+def _tls(cfg: TlsConfig, zctx: Mapping[str, Any], obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The host's agent encryption: the config context's `zabbix.tls` over the config. A PSK is
+    picked by name (`psk`, default the one of `psk_env`) among the keys the environment gave."""
+    raw = zctx.get("tls")
+    ctx: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    connect = str(ctx.get("connect", cfg.connect)).lower()
+    accept_raw = ctx.get("accept", cfg.accept)
+    accept = [str(a).lower() for a in (accept_raw if isinstance(accept_raw, list) else [accept_raw])]
+    for mode in (connect, *accept):
+        if mode not in TLS_MODES:
+            raise ValueError(f"zabbix.tls: {mode!r} is not one of {', '.join(TLS_MODES)}")
+    if not accept:
+        raise ValueError("zabbix.tls.accept: name at least one of unencrypted, psk, cert")
+    out: dict[str, Any] = {
+        "tls_connect": TLS_MODES[connect],
+        "tls_accept": sum({TLS_MODES[a] for a in accept}),
+        "tls_issuer": "",
+        "tls_subject": "",
+    }
+    if "cert" in (connect, *accept):
+        out["tls_issuer"] = render(str(ctx.get("issuer", cfg.issuer)), obj)
+        out["tls_subject"] = render(str(ctx.get("subject", cfg.subject)), obj)
+    if "psk" in (connect, *accept):
+        name = str(ctx.get("psk", ""))
+        if name not in cfg.keys:
+            known = ", ".join(sorted(k for k in cfg.keys if k)) or "none"
+            why = f"host.tls.psks has no key named {name!r} (named: {known})" if name else "host.tls.psk_env is not set"
+            raise ValueError(f"zabbix.tls: PSK encryption needs a key, and {why}")
+        identity = render(str(ctx.get("psk_identity", cfg.psk_identity)), obj).strip()
+        if not identity:
+            raise ValueError("zabbix.tls: PSK encryption needs a psk_identity (host.tls.psk_identity)")
+        out["tls_psk_identity"], out["tls_psk"] = identity, cfg.keys[name]
+    return out
+
+
+def psk_digest(identity: str, key: str) -> str:
+    """The value of `PSK_MACRO` for a host with this PSK identity and key."""
+    return f"sha256:{secret_digest(identity + chr(0) + key)}"
 
 
 def _monitored_by(zctx: Mapping[str, Any], host: HostConfig, obj: Mapping[str, Any]) -> tuple[str | None, str | None]:

@@ -20,6 +20,12 @@ IPMI_DEFAULTS: dict[str, int | str] = {
     "ipmi_password": "",
 }
 IPMI_FIELDS = tuple(IPMI_DEFAULTS)
+# Agent encryption, as host.get returns it (1 = unencrypted); the PSK identity and key are write-only.
+TLS_DEFAULTS: dict[str, int | str] = {"tls_connect": 1, "tls_accept": 1, "tls_issuer": "", "tls_subject": ""}
+TLS_FIELDS = tuple(TLS_DEFAULTS)
+TLS_PSK = 2
+# Zabbix never returns a host's PSK: this macro holds the digest of the identity and key we wrote.
+PSK_MACRO = "{$NBZX.TLS.PSK}"
 OWNER_TAG = "netbox:key"
 MAINTENANCE_PREFIX = "nbzx:"  # our maintenance windows are named "nbzx:<host key>"
 URL_TAG = "netbox:url"
@@ -73,6 +79,13 @@ class DesiredHost(Struct, frozen=True, kw_only=True):
     ipmi_privilege: int = 2
     ipmi_username: str = ""
     ipmi_password: str = ""
+    # Agent encryption (bits of tls_accept: 1 unencrypted, 2 PSK, 4 certificate).
+    tls_connect: int = 1
+    tls_accept: int = 1
+    tls_issuer: str = ""
+    tls_subject: str = ""
+    tls_psk_identity: str = ""
+    tls_psk: str = ""  # the key itself, from the environment; never shown (nbzx.core.redact)
     maintenance: bool = False
     # Names of the tags, templates and macros our config can produce on any host: only these are
     # made to match; what people add by hand in Zabbix outside them stays.
@@ -121,6 +134,10 @@ class ActualHost(Struct, frozen=True, kw_only=True):
     ipmi_privilege: int = 2
     ipmi_username: str = ""
     ipmi_password: str = ""
+    tls_connect: int = 1
+    tls_accept: int = 1
+    tls_issuer: str = ""
+    tls_subject: str = ""
 
     @property
     def host_key(self) -> str | None:

@@ -1,4 +1,4 @@
-"""What may be shown of a plan: secret macro values and SNMP secrets masked. Pure.
+"""What may be shown of a plan: secret macro values, SNMP and IPMI secrets and PSKs masked. Pure.
 
 Plans carry the values they write (a secret macro's value, an SNMPv3 passphrase): anything that
 prints or serves a plan (`nbzx sync`, job results) shows it through `redacted`.
@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 MASK = "********"
-_SECRET_DETAILS = frozenset({"authpassphrase", "privpassphrase", "community", "ipmi_password"})
+_SECRET_DETAILS = frozenset({"authpassphrase", "privpassphrase", "community", "ipmi_password", "tls_psk"})
 _MACRO_REF = re.compile(r"^\{\$[A-Z0-9_.]+(:.*)?\}$")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from nbzx.core.model import IPMI_FIELDS, OWNER_TAG, ActualHost, ActualInterface, ActualMacro, Interface
+from nbzx.core.model import IPMI_FIELDS, OWNER_TAG, TLS_FIELDS, ActualHost, ActualInterface, ActualMacro, Interface
 from nbzx.core.zabbix_versions import Capabilities
 
 _SNMP_KEYS = {
@@ -28,7 +28,7 @@ _SNMP_KEYS = {
         "contextname",
     ),
 }
-HOST_OUTPUT = ["hostid", "host", "name", "status", "description", "inventory_mode", *IPMI_FIELDS]
+HOST_OUTPUT = ["hostid", "host", "name", "status", "description", "inventory_mode", *IPMI_FIELDS, *TLS_FIELDS]
 
 
 def host_get_params(
@@ -143,6 +143,10 @@ def normalise_host(
         ipmi_privilege=int(raw.get("ipmi_privilege", 2)),
         ipmi_username=str(raw.get("ipmi_username", "")),
         ipmi_password=str(raw.get("ipmi_password", "")),
+        tls_connect=int(raw.get("tls_connect", 1)),
+        tls_accept=int(raw.get("tls_accept", 1)),
+        tls_issuer=str(raw.get("tls_issuer", "")),
+        tls_subject=str(raw.get("tls_subject", "")),
     )
 
 

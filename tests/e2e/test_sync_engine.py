@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -499,6 +500,52 @@ async def test_ipmi_jmx_and_out_of_band_interfaces_and_ipmi_access_are_written_t
     assert sorted(r["interfaceid"] for r in after) == ids, "the interfaces are updated, not replaced"
     assert {r["ip"] for r in after if r["type"] == "3"} == {lab_ip(92)}
     assert {r["ip"] for r in after if r["type"] != "3"} == {lab_ip(90)}
+
+
+def _stored_psk(server: ZabbixServer, hostid: str) -> tuple[str, str]:
+    """The PSK identity and key Zabbix stored for a host, from its database (its API never returns them)."""
+    query = f"select tls_psk_identity, tls_psk from hosts where hostid = {int(hostid)}"
+    cmd = ["runuser", "-u", "postgres", "--", "psql", "-X", "-tA", "-F", "|", "-d", server.service, "-c", query]
+    out = subprocess.run(cmd, cwd="/", capture_output=True, text=True, check=True).stdout.strip()
+    identity, _, key = out.partition("|")
+    return identity, key
+
+
+async def test_psk_encryption_from_the_environment_then_a_zero_write_noop_and_one_update_on_rotation(
+    env: Env,
+) -> None:
+    """PSK agent encryption, the key from the environment: written to the real Zabbix, which never
+    returns the identity or key, yet a second pass writes nothing; a key rotated in the environment is
+    exactly one write, and Zabbix then holds the new key."""
+    keys = ("0f" * 16, "e1" * 32)
+
+    def use(key: str) -> None:
+        doc = {"host": {"tls": {"connect": "psk", "accept": ["psk"], "psk_identity": "nbzx-{name}", "psk_env": "K"}}}
+        env.cfg.host.tls = parse_config(json.dumps(doc), {"K": key}).host.tls
+
+    use(keys[0])
+    name = f"psk-{uuid.uuid4().hex[:6]}"
+    dev = await asyncio.to_thread(env.device, name, lab_ip(96))
+    key = f"dcim.device:{dev.id}"
+    [res] = await env.sync(key)
+    assert (res.action, res.result) == ("create", "ok"), res
+    [row] = env.zapi.host.get(hostids=[res.hostid], output=["tls_connect", "tls_accept", "tls_psk_identity", "tls_psk"])
+    assert (row["tls_connect"], row["tls_accept"]) == ("2", "2")
+    assert "tls_psk" not in row and "tls_psk_identity" not in row, "write-only in Zabbix: nothing to compare with"
+    assert _stored_psk(env.server, res.hostid) == (f"nbzx-{name}", keys[0])
+
+    writes = env.engine.zabbix.write_calls
+    [again] = await env.sync(key)
+    assert again.action == "noop", again
+    assert env.engine.zabbix.write_calls == writes, "the second pass writes nothing"
+
+    use(keys[1])
+    [rotated] = await env.sync(key)
+    assert (rotated.action, sorted(rotated.changed)) == ("update", ["macros", "tls_psk", "tls_psk_identity"])
+    assert env.engine.zabbix.write_calls == writes + 1, "one write for the rotation"
+    assert _stored_psk(env.server, res.hostid) == (f"nbzx-{name}", keys[1])
+    [settled] = await env.sync(key)
+    assert settled.action == "noop", settled
 
 
 async def test_snmpv3_interface_and_secret_macro_from_the_environment_then_a_zero_write_noop(env: Env) -> None:

@@ -20,7 +20,7 @@ V60 = capabilities("6.0.14")
 
 def zabbix_row(changes: dict[str, Any], hostid: str = "10500") -> dict[str, Any]:
     """What host.get returns after a host.create with these (name-level) changes, as Zabbix 6.0 shapes it:
-    strings everywhere, agent details as [], secret macros without a value."""
+    strings everywhere, agent details as [], secret macros without a value, no PSK."""
     return {
         "hostid": hostid,
         "host": changes["host"],
@@ -56,6 +56,11 @@ def zabbix_row(changes: dict[str, Any], hostid: str = "10500") -> dict[str, Any]
             for n, m in enumerate(changes.get("macros", []))
         ],
         "inventory": dict(changes.get("inventory", {})) if changes.get("inventory_mode", -1) != -1 else [],
+        # Agent encryption as host.get returns it: the PSK identity and key are write-only.
+        "tls_connect": str(changes.get("tls_connect", 1)),
+        "tls_accept": str(changes.get("tls_accept", 1)),
+        "tls_issuer": changes.get("tls_issuer", ""),
+        "tls_subject": changes.get("tls_subject", ""),
     }
 
 
