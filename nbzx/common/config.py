@@ -67,6 +67,7 @@ class WriteBackConfig(_Base):
 class NetBoxConfig(_Base):
     url: str = "http://127.0.0.1:8000"
     verify_tls: bool = True
+    ca_file: str | None = None  # a private CA (PEM file or bundle) to verify NetBox's certificate with
     timeout_s: PositiveFloat = 15.0
     threads: PositiveInt = 4  # pynetbox is blocking: a bounded pool of threads runs it
     write_back: WriteBackConfig = field(default_factory=WriteBackConfig)
@@ -82,6 +83,7 @@ class ZabbixServerConfig(_Base):
     concurrency: PositiveInt = 8
     timeout_s: PositiveFloat = 30.0
     verify_tls: bool = True
+    ca_file: str | None = None  # a private CA (PEM file or bundle) to verify this server's certificate with
     frontend_url: str = ""  # where people open Zabbix, for links (default: url)
     token_env: str = ""
     user_env: str = ""

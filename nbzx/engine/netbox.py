@@ -18,6 +18,7 @@ from prometheus_client import Counter
 from nbzx.common.config import Config, ScopeRule
 from nbzx.common.logging import get_logger
 from nbzx.common.retry import retry
+from nbzx.common.tls import verify_session, warn_unverified
 from nbzx.core.fields import context_needs, read_fields
 from nbzx.core.model import OUT_OF_SCOPE, Found
 from nbzx.core.routing import Geography, Place
@@ -69,10 +70,9 @@ class NetBox:
     def __init__(self, cfg: Config) -> None:
         self._cfg = cfg
         self.api = pynetbox.api(cfg.netbox.url, token=cfg.secrets.netbox_token or None)
-        self.api.http_session.verify = cfg.netbox.verify_tls
-        adapter = requests.adapters.HTTPAdapter(pool_connections=cfg.netbox.threads, pool_maxsize=cfg.netbox.threads)
-        self.api.http_session.mount("http://", adapter)
-        self.api.http_session.mount("https://", adapter)
+        pool = {"pool_connections": cfg.netbox.threads, "pool_maxsize": cfg.netbox.threads}
+        verify_session(self.api.http_session, cfg.netbox.ca_file, cfg.netbox.verify_tls, "netbox", **pool)
+        warn_unverified(log, "netbox", cfg.netbox.url, cfg.netbox.verify_tls)
         self._pool = ThreadPoolExecutor(cfg.netbox.threads, thread_name_prefix="netbox")
         self._headers = {"Accept": "application/json"}
         if token := cfg.secrets.netbox_token:
@@ -104,6 +104,13 @@ class NetBox:
             status = getattr(exc.req, "status_code", 0)
             raise NetBoxError(
                 f"NetBox answered {status}: {exc.error}", transient=status >= 500 or status == 429, status=status
+            ) from exc
+        except requests.exceptions.SSLError as exc:
+            # Transient like any unreachable NetBox (events wait, nothing is lost), but said plainly.
+            ca = self._cfg.netbox.ca_file
+            trust = f"netbox.ca_file ({ca})" if ca else "the system's CAs (set netbox.ca_file for a private CA)"
+            raise NetBoxError(
+                f"the certificate of NetBox at {self.base_url} is not signed by {trust}: {exc}", transient=True
             ) from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise NetBoxError(f"NetBox unreachable at {self.base_url}: {exc!r}", transient=True) from exc

@@ -18,6 +18,7 @@ from zabbix_utils.exceptions import APIRequestError, ProcessingError
 from nbzx.common.config import Config, auth_of, zabbix_servers
 from nbzx.common.logging import get_logger
 from nbzx.common.retry import retry
+from nbzx.common.tls import aiohttp_ssl, warn_unverified
 from nbzx.core.model import MAINTENANCE_PREFIX, OWNER_TAG, ActualHost, Plan, Window
 from nbzx.core.zabbix_payloads import host_get_params, normalise_host, write_params
 from nbzx.core.zabbix_versions import Capabilities, UnsupportedZabbix, capabilities, row
@@ -128,7 +129,10 @@ class Zabbix:
         Any Zabbix from 6.0 on is accepted (our table decides, not the library's own version gate); an
         older one is a permanent `ZabbixError` naming its version.
         """
-        connector = aiohttp.TCPConnector(limit=self.settings.concurrency * 2, ssl=self.settings.verify_tls)
+        where = f"zabbix.servers.{self.server}" if self._cfg.zabbix.servers else "zabbix"
+        ssl = aiohttp_ssl(self.settings.ca_file, self.settings.verify_tls, where)
+        warn_unverified(self.log, where, self.url, self.settings.verify_tls)
+        connector = aiohttp.TCPConnector(limit=self.settings.concurrency * 2, ssl=ssl)
         self._session = aiohttp.ClientSession(connector=connector)
         try:
             # The constructor asks apiinfo.version with a blocking request: keep it off the loop.
@@ -150,6 +154,12 @@ class Zabbix:
             raise ZabbixError(f"Zabbix at {self.url}: {exc}", transient=False) from exc
         except (ProcessingError, APIRequestError, aiohttp.ClientError, OSError) as exc:
             await self.close()
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or isinstance(exc, aiohttp.ClientConnectorCertificateError):
+                # A certificate our CA did not sign will not start being trusted by waiting.
+                trust = f"{where}.ca_file ({self.settings.ca_file})" if self.settings.ca_file else "the system's CAs"
+                raise ZabbixError(
+                    f"the certificate of Zabbix at {self.url} is not signed by {trust}: {exc}", transient=False
+                ) from exc
             raise ZabbixError(f"cannot log in to Zabbix at {self.url}: {exc}", transient=True) from exc
         if self.caps.newer_than_known:
             self.log.warning(

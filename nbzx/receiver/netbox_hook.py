@@ -7,6 +7,7 @@ from typing import Any
 import pynetbox
 
 from nbzx.common.config import Config
+from nbzx.common.tls import verify_session
 
 EVENT_TYPES = ["object_created", "object_updated", "object_deleted"]
 
@@ -14,7 +15,7 @@ EVENT_TYPES = ["object_created", "object_updated", "object_deleted"]
 def register_webhook(cfg: Config, url: str, name: str = "netbox-zabbix-stream") -> dict[str, Any]:
     """Point NetBox at `url` (idempotent: an existing webhook/rule of that name is updated)."""
     nb = pynetbox.api(cfg.netbox.url, token=cfg.secrets.netbox_token)
-    nb.http_session.verify = cfg.netbox.verify_tls
+    verify_session(nb.http_session, cfg.netbox.ca_file, cfg.netbox.verify_tls, "netbox")
     hook_fields = {
         "name": name,
         "payload_url": url,

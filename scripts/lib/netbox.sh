@@ -75,6 +75,9 @@ CENSUS_REPORTING_ENABLED = False
 ISOLATED_DEPLOYMENT = True
 # Webhooks on their own queue, so they are not stuck behind the per-change search-cache jobs.
 QUEUE_MAPPINGS = {'webhook': 'high'}
+# Behind the stack's HTTPS front (scripts/lib/tls.sh), which says so: links in answers read https.
+# NetBox listens on loopback only, so only that front can send the header.
+SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https')
 # Failed deliveries (receiver down, 503) are retried; the default of 0 loses them.
 RQ_RETRY_MAX = 5
 RQ_RETRY_INTERVAL = [2, 5, 10, 30, 60]
