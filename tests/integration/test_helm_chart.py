@@ -238,3 +238,25 @@ def test_several_servers_get_their_own_budget_and_credentials_from_their_own_sec
         "zabbix.servers.new: tokenSecret.name (or userSecret.name and passwordSecret.name) is required"
         in missing.stderr
     )
+
+
+@pytest.mark.parametrize("source", ["secretName", "configMapName"])
+def test_a_private_ca_is_mounted_and_becomes_every_endpoints_ca_file(helm: str, source: str) -> None:
+    out = render(
+        helm, SERVERS, sets=(f"privateCA.{source}=corp-ca", "config.zabbix.servers.new.ca_file=/etc/other.pem")
+    )
+    assert out.returncode == 0, out.stderr
+    manifests = docs(out.stdout)
+    cm = next(m for m in manifests if m["kind"] == "ConfigMap" and m["metadata"]["name"] == "nbzx-netbox-zabbix-stream")
+    cfg = parse_config(
+        cm["data"]["config.yaml"], {"ZABBIX_OLD_TOKEN": "t", "ZABBIX_NEW_USER": "u", "ZABBIX_NEW_PASSWORD": "p"}
+    )
+    assert cfg.netbox.ca_file == cfg.zabbix.servers["old"].ca_file == "/etc/nbzx/ca/ca.crt"
+    assert cfg.zabbix.servers["new"].ca_file == "/etc/other.pem", "a server's own CA file is kept"
+    for d in (m for m in manifests if m["kind"] == "Deployment"):
+        spec = d["spec"]["template"]["spec"]
+        [volume] = [v for v in spec["volumes"] if v["name"] == "private-ca"]
+        ref = volume.get("secret", {}).get("secretName") or volume.get("configMap", {}).get("name")
+        assert ref == "corp-ca"
+        [c] = spec["containers"]
+        assert {"name": "private-ca", "mountPath": "/etc/nbzx/ca", "readOnly": True} in c["volumeMounts"]

@@ -70,6 +70,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- $_ := set $cfg.zabbix "servers" $servers -}}
 {{- end -}}
+{{- if or .Values.privateCA.secretName .Values.privateCA.configMapName -}}
+{{- $ca := dict "ca_file" (printf "/etc/nbzx/ca/%s" .Values.privateCA.key) -}}
+{{- $_ := set $cfg "netbox" (merge (default (dict) $cfg.netbox) $ca) -}}
+{{- $_ := set $cfg "zabbix" (merge $cfg.zabbix $ca) -}}
+{{- range $name, $s := (default (dict) $cfg.zabbix.servers) -}}
+{{- $_ := set $cfg.zabbix.servers $name (merge $s $ca) -}}
+{{- end -}}
+{{- end -}}
 {{- $_ := set $cfg "receiver" (merge (dict "host" "0.0.0.0" "port" 8090) (default (dict) $cfg.receiver)) -}}
 {{- $_ := set $cfg "consumer" (merge (dict "http_host" "0.0.0.0" "http_port" 8091) (default (dict) $cfg.consumer)) -}}
 {{- $_ := set $cfg "console" (merge (dict "host" "0.0.0.0" "port" 8092) (default (dict) $cfg.console)) -}}
@@ -160,6 +168,17 @@ app.kubernetes.io/component: {{ .component }}
   secret:
     secretName: {{ .root.Values.kafka.tls.secretName }}
 {{- end }}
+{{- with .root.Values.privateCA }}
+{{- if .secretName }}
+- name: private-ca
+  secret:
+    secretName: {{ .secretName }}
+{{- else if .configMapName }}
+- name: private-ca
+  configMap:
+    name: {{ .configMapName }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "nbzx.volumeMounts" -}}
@@ -171,6 +190,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.kafka.tls.secretName }}
 - name: kafka-tls
   mountPath: /etc/nbzx/kafka-tls
+  readOnly: true
+{{- end }}
+{{- if or .Values.privateCA.secretName .Values.privateCA.configMapName }}
+- name: private-ca
+  mountPath: /etc/nbzx/ca
   readOnly: true
 {{- end }}
 {{- end -}}
