@@ -1,4 +1,5 @@
-"""Exit 0 when a Kafka broker answers a Metadata request and lists at least one broker.
+"""Exit 0 when a Kafka broker answers a Metadata request and lists at least one broker (or at
+least N with `--brokers N`).
 
 Stdlib only, so the stack can check Kafka before any project virtualenv exists.
 """
@@ -32,10 +33,11 @@ def _read(s: socket.socket, n: int) -> bytes:
 
 if __name__ == "__main__":
     host, _, port = sys.argv[1].rpartition(":")
+    want = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[2] == "--brokers" else 1
     try:
         n = metadata_brokers(host, int(port))
     except (OSError, struct.error) as exc:
         print(f"kafka not ready: {exc}")
         sys.exit(1)
     print(f"kafka ready: {n} broker(s)")
-    sys.exit(0 if n > 0 else 1)
+    sys.exit(0 if n >= want else 1)

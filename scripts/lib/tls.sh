@@ -15,28 +15,41 @@ tls_install() {
   apt_install haproxy openssl
 }
 
-# tls_ca: the CA and the server certificate, once per state.
+# tls_ca: the stack's CA, once per state.
 tls_ca() {
-  [ -f "$TLS_STATE/server.pem" ] && return 0
-  log "tls: making the stack's CA and a certificate for 127.0.0.1 (openssl)"
+  [ -f "$TLS_CA" ] && return 0
+  command -v openssl >/dev/null || apt_install openssl
+  log "tls: making the stack's CA (openssl)"
   mkdir -p "$TLS_STATE"
   (
     cd "$TLS_STATE"
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=nbzx local stack CA" \
       -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
       -keyout ca.key -out ca.crt
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr
-    printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
-      "extendedKeyUsage=serverAuth" "subjectAltName=DNS:localhost,IP:127.0.0.1" > server.ext
-    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 825 \
-      -extfile server.ext -out server.crt
-    cat server.crt server.key > server.pem
-    chmod 600 ca.key server.key server.pem
+    chmod 600 ca.key
   ) >"$LOG_DIR/tls-openssl.log" 2>&1 || { tail -n 20 "$LOG_DIR/tls-openssl.log" >&2; die "openssl could not make the stack's CA"; }
 }
 
-tls_configure() {
+# tls_cert NAME CN: NAME.crt, NAME.key and NAME.pem (both) signed by the stack's CA, for 127.0.0.1,
+# localhost and the pods' gateway, usable by servers and as a client certificate. Once per state.
+tls_cert() {
+  local name=$1 cn=$2
+  [ -f "$TLS_STATE/$name.pem" ] && return 0
   tls_ca
+  (
+    cd "$TLS_STATE"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$cn" -keyout "$name.key" -out "$name.csr"
+    printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+      "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:$POD_GATEWAY" > "$name.ext"
+    openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 825 \
+      -extfile "$name.ext" -out "$name.crt"
+    cat "$name.crt" "$name.key" > "$name.pem"
+    chmod 600 "$name.key" "$name.pem"
+  ) >>"$LOG_DIR/tls-openssl.log" 2>&1 || { tail -n 20 "$LOG_DIR/tls-openssl.log" >&2; die "openssl could not sign $name"; }
+}
+
+tls_configure() {
+  tls_cert server localhost
   cat > "$TLS_STATE/haproxy.cfg" <<CFG
 global
   log stdout format raw local0 notice
