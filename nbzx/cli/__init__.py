@@ -11,7 +11,8 @@ import argparse
 import sys
 
 from nbzx.cli import adopt, dlq, jobs, kafka, netbox, processes, routes, sync, webhook
-from nbzx.common.config import ConfigError
+from nbzx.common.config import ConfigError, load_config
+from nbzx.common.logging import get_logger
 
 GROUPS = (processes, webhook, kafka, sync, routes, jobs, dlq, netbox, adopt)
 
@@ -35,9 +36,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nbzx: configuration error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        from nbzx.common.kafka import refusal
         from nbzx.engine.netbox import NetBoxError
         from nbzx.engine.zabbix import ZabbixError
 
+        refused = refusal(load_config(args.config), exc)
+        if refused is not None:
+            # One line saying who was refused what, instead of a client retrying in silence.
+            get_logger(component="kafka").error("kafka_refused", error=str(refused))
+            return 3
         if not isinstance(exc, NetBoxError | ZabbixError):
             raise
         # NetBox or Zabbix refused or unreachable: the reason, not a traceback.

@@ -9,7 +9,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 
 from nbzx.common.config import MAX_BODY_BYTES, Config
 from nbzx.common.logging import get_logger
@@ -60,6 +69,68 @@ class ProduceUnavailable(Exception):
     """Kafka did not acknowledge the write in time: nothing may be acknowledged upstream."""
 
 
+# What a cluster that enforces ACLs answers a client it does not let in (DESIGN §3).
+AUTHORIZATION_ERRORS: tuple[type[Exception], ...] = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    ClusterAuthorizationFailedError,
+)
+
+
+class KafkaRefused(Exception):
+    """The cluster refused this process's credentials, or their rights: waiting will not help."""
+
+
+def refusal(cfg: Config, exc: BaseException) -> KafkaRefused | None:
+    """A `KafkaRefused` naming the user and what it lacks when `exc` (or its cause) is an
+    authentication or authorization refusal, else None."""
+    while exc is not None and not isinstance(exc, (*AUTHORIZATION_ERRORS, SaslAuthenticationFailed, KafkaRefused)):
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    if exc is None:
+        return None
+    if isinstance(exc, KafkaRefused):
+        return exc
+    user = cfg.secrets.kafka_sasl_username or "(no SASL user)"
+    if isinstance(exc, SaslAuthenticationFailed):
+        return KafkaRefused(
+            f"Kafka at {cfg.kafka.bootstrap} refused the credentials of {user} ({cfg.kafka.sasl_mechanism}): "
+            "check NBZX_KAFKA_SASL_USERNAME and NBZX_KAFKA_SASL_PASSWORD"
+        )
+    return KafkaRefused(
+        f"Kafka at {cfg.kafka.bootstrap} does not let {user} do this: {exc}; "
+        "`nbzx kafka acls` prints the ACLs each component needs"
+    )
+
+
+async def check_credentials(cfg: Config) -> None:
+    """Raise `KafkaRefused` when a SASL cluster refuses our credentials (said once, at start, instead of
+    a client retrying in silence); a broker that cannot be reached is not a refusal."""
+    if not cfg.kafka.security_protocol.startswith("SASL"):
+        return
+    kw = client_kwargs(cfg)
+    for server in cfg.kafka.bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            conn = await create_conn(
+                host,
+                int(port),
+                client_id=f"{cfg.kafka.client_id}-check",
+                request_timeout_ms=10_000,
+                ssl_context=kw.get("ssl_context"),
+                security_protocol=kw["security_protocol"],
+                sasl_mechanism=kw["sasl_mechanism"],
+                sasl_plain_username=kw["sasl_plain_username"],
+                sasl_plain_password=kw["sasl_plain_password"],
+            )
+        except SaslAuthenticationFailed as exc:
+            raise refusal(cfg, exc) or KafkaRefused(str(exc)) from exc
+        except (KafkaError, OSError, TimeoutError):
+            continue  # this broker is away: try the next one, or let the clients retry
+        conn.close()
+        return
+
+
 class Producer:
     """An idempotent, acks=all producer that survives a broker that is down at start or later.
 
@@ -74,6 +145,7 @@ class Producer:
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._timeout = cfg.kafka.produce_timeout_s
+        self._refused_topics: set[str] = set()
 
     async def start(self) -> None:
         """Connect now if the cluster answers; otherwise the first `send` connects."""
@@ -102,11 +174,20 @@ class Producer:
                     await asyncio.wait_for(p.start(), self._timeout)
                 except (KafkaError, OSError, TimeoutError) as exc:
                     await _quietly_stop(p)
+                    # An idempotent producer needs WRITE on a topic before it may start at all.
+                    self._note_refusal(exc, "(any: the idempotent producer)")
                     raise ProduceUnavailable(
                         f"cannot connect to Kafka at {self._cfg.kafka.bootstrap}: {exc!r}"
                     ) from exc
                 self._producer = p
         return self._producer
+
+    def _note_refusal(self, exc: BaseException, topic: str) -> None:
+        """One error line per topic when the cluster refused us (a 503 follows every time)."""
+        refused = refusal(self._cfg, exc)
+        if refused is not None and topic not in self._refused_topics:
+            self._refused_topics.add(topic)
+            log.error("kafka_not_authorized", topic=topic, error=str(refused))
 
     async def send(self, topic: str, key: str, value: bytes) -> tuple[int, int]:
         """Produce one record and wait for the broker's ack; returns (partition, offset)."""
@@ -114,6 +195,7 @@ class Producer:
         try:
             md = await asyncio.wait_for(producer.send_and_wait(topic, value=value, key=key.encode()), self._timeout)
         except (KafkaError, OSError, TimeoutError) as exc:
+            self._note_refusal(exc, topic)
             raise ProduceUnavailable(f"Kafka did not acknowledge within {self._timeout}s: {exc!r}") from exc
         return md.partition, md.offset
 

@@ -12,7 +12,7 @@ from aiohttp.typedefs import Middleware
 from nbzx.common.config import Config
 from nbzx.common.guard import Guard, Handler
 from nbzx.common.http import add_health_routes
-from nbzx.common.kafka import Producer
+from nbzx.common.kafka import Producer, check_credentials
 from nbzx.common.logging import get_logger
 from nbzx.console import api, pages
 from nbzx.console.actions import Actions
@@ -111,6 +111,7 @@ def make_app(
     app[CONSOLE] = console
 
     async def lifecycle(app: web.Application) -> Any:
+        await check_credentials(cfg)
         await producer.start()
         console.state.start()
         yield

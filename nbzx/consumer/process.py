@@ -10,7 +10,7 @@ from aiohttp import web
 
 from nbzx.common.config import Config
 from nbzx.common.http import add_health_routes, serve
-from nbzx.common.kafka import Producer
+from nbzx.common.kafka import Producer, check_credentials
 from nbzx.common.logging import get_logger
 from nbzx.delivery.consumer import EventConsumer
 from nbzx.engine.netbox import NetBox, NetBoxError
@@ -61,6 +61,7 @@ async def run_consumer(cfg: Config, *, http: bool = True) -> None:
         add_health_routes(app, ready, "not consuming")
         runner = await serve(app, cfg.consumer.http_host, cfg.consumer.http_port)
     try:
+        await check_credentials(cfg)
         await producer.start()
         if cfg.netbox.write_back.custom_fields:
             await check_write_back_fields(engine.netbox, cfg)

@@ -18,7 +18,7 @@ from aiohttp import web
 from nbzx.common.config import Config, zabbix_servers
 from nbzx.common.guard import Guard
 from nbzx.common.http import add_health_routes
-from nbzx.common.kafka import Producer, ProduceUnavailable
+from nbzx.common.kafka import Producer, ProduceUnavailable, check_credentials
 from nbzx.common.logging import get_logger
 from nbzx.core.webhook import OWN_WRITE, Delivery, inspect_delivery
 from nbzx.jobs.records import JobView, newest_first, reconcile_request
@@ -191,6 +191,7 @@ def make_app(cfg: Config, producer: Producer | None = None, job_view: JobView | 
     app[JOBS] = job_view or JobView(cfg)
 
     async def lifecycle(app: web.Application) -> Any:
+        await check_credentials(cfg)
         await app[PRODUCER].start()
         app[JOBS].start()
         stopping = asyncio.Event()

@@ -34,7 +34,9 @@ def free_port() -> int:
 class ConsumerProcess:
     """One `nbzx consumer` process with its own config file and metrics port."""
 
-    def __init__(self, config_path: Path, log_path: Path, netbox_token: str = NETBOX_TOKEN) -> None:
+    def __init__(
+        self, config_path: Path, log_path: Path, netbox_token: str = NETBOX_TOKEN, env: dict[str, str] | None = None
+    ) -> None:
         self.port = json.loads(config_path.read_text())["consumer"]["http_port"]
         env = {
             **os.environ,
@@ -43,6 +45,7 @@ class ConsumerProcess:
             "ZABBIX_USER": "Admin",
             "ZABBIX_PASSWORD": "zabbix",
             "NBZX_API_TOKEN": "test-api-token",
+            **(env or {}),
         }
         self.log_path = log_path
         self.proc = subprocess.Popen(
@@ -159,6 +162,8 @@ class Pipeline:
         self.zabbix_service = zabbix_service  # scripts/stack's name for the Zabbix the consumers write to
         self.consumers: list[ConsumerProcess] = []
         self.host_overrides: dict[str, Any] = {}
+        self.kafka_overrides: dict[str, Any] = {}  # e.g. the secure cluster's settings (tests/kafka3.py)
+        self.consumer_env: dict[str, str] = {}  # e.g. its SASL credentials
         self.made: list[Any] = []
 
     def consumer(self, **zabbix: Any) -> ConsumerProcess:
@@ -166,8 +171,9 @@ class Pipeline:
         n = len(self.consumers)
         doc = pipeline_config_doc(self.cfg, **self.host_overrides)
         doc["zabbix"].update(zabbix)
+        doc["kafka"].update(self.kafka_overrides)
         path = write_config(doc, self.tmp / f"consumer{n}.yaml")
-        c = ConsumerProcess(path, self.tmp / f"consumer{n}.log")
+        c = ConsumerProcess(path, self.tmp / f"consumer{n}.log", env=self.consumer_env)
         self.consumers.append(c)
         return c
 

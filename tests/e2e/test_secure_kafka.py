@@ -1,0 +1,125 @@
+"""The pipeline on the stack's secure Kafka cluster (three KRaft brokers, SASL_SSL SCRAM-SHA-512 with
+a private CA, ACLs enforced): each component with its own user and only the ACLs `nbzx kafka acls`
+gives it; a partition leader killed mid-stream loses nothing; credentials or rights that are wrong
+are said in one clear line, not retried in silence."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from structlog.testing import capture_logs
+
+from nbzx.common.config import Config
+from nbzx.common.kafka import client_kwargs, create_topics
+from nbzx.core.webhook import sign
+from nbzx.receiver.app import make_app
+from tests import kafka3
+from tests.conftest import HOOK_SECRET, ZabbixServer, captures, ensure_stack, make_config, zabbix_server_for
+from tests.e2e.pipeline import Pipeline, wait_until
+
+pytestmark = pytest.mark.e2e
+TYPES = ["dcim.device", "dcim.interface", "ipam.ipaddress"]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> None:
+    ensure_stack("kafka3", "zabbix7", "netbox")
+
+
+async def _secured(cfg: Config) -> Config:
+    """ACLs granted for this config's topics; the topics made by the hook's user (replication 3)."""
+    assert kafka3.grant(cfg) > 0
+    made = await create_topics(kafka3.on_cluster(cfg, "nbzx-hook"))
+    assert set(made.values()) == {"created"}, made
+    return cfg
+
+
+async def _leader_of(cfg: Config, topic: str, partition: int) -> int:
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka3.on_cluster(cfg, "admin")))
+    await admin.start()
+    try:
+        [desc] = await admin.describe_topics([topic])
+        [p] = [p for p in desc["partitions"] if p["partition"] == partition]
+        assert len(p["isr"]) == 3, p
+        return int(p["leader"])
+    finally:
+        await admin.close()
+
+
+async def test_the_pipeline_with_each_components_own_rights_survives_a_killed_partition_leader(
+    cluster: None, netbox_api: Any, netbox_objects: Any, netbox_webhook: Any, aiohttp_listener: Any, tmp_path: Path
+) -> None:
+    server: ZabbixServer = zabbix_server_for("7.0")
+    cfg = await _secured(make_config(zabbix={"url": server.url}))
+    url = await aiohttp_listener(make_app(kafka3.on_cluster(cfg, "nbzx-receiver")))
+    netbox_webhook(f"{url}/webhook", object_types=TYPES)
+    p = Pipeline(
+        kafka3.on_cluster(cfg, "nbzx-receiver"), netbox_api, server.api, netbox_objects("sec"), tmp_path, "zabbix7"
+    )
+    p.kafka_overrides, p.consumer_env = kafka3.kafka_doc(), kafka3.credentials("nbzx-consumer")
+    consumer = p.consumer()
+    try:
+        first = p.devices([f"sec-a-{uuid.uuid4().hex[:5]}-{i}" for i in range(6)])
+        keys = [f"dcim.device:{d.id}" for d in first]
+        await p.converged(keys, timeout_s=90)
+
+        # Kill -9 the leader of the partition the next device's events go to, mid-stream.
+        victim = await _leader_of(cfg, cfg.kafka.topics.events, 0)
+        await asyncio.to_thread(kafka3.broker, "kill", victim)
+        try:
+            second = p.devices([f"sec-b-{uuid.uuid4().hex[:5]}-{i}" for i in range(6)])
+            keys += [f"dcim.device:{d.id}" for d in second]
+            await p.converged(keys, timeout_s=120)
+        finally:
+            await asyncio.to_thread(kafka3.broker, "start", victim)
+        assert consumer.proc.poll() is None, "the consumer rode out the leader change"
+        log = consumer.log_path.read_text()
+        assert "kafka_refused" not in log and "kafka_not_authorized" not in log
+    finally:
+        for c in p.consumers:
+            c.stop()
+        netbox_api.dcim.devices.delete([d.id for d in p.made]) if p.made else None
+
+
+async def _consumer_exit(p: Pipeline, env: dict[str, str]) -> tuple[int, list[dict[str, Any]]]:
+    p.consumer_env = env
+    c = p.consumer()
+    rc = await wait_until(lambda: c.proc.poll() is not None and c.proc.returncode, 60, "the consumer to exit")
+    lines = [json.loads(ln) for ln in c.log_path.read_text().splitlines() if ln.startswith("{")]
+    return int(rc), lines
+
+
+async def test_wrong_credentials_or_another_components_rights_are_one_clear_line(
+    cluster: None, netbox_api: Any, netbox_objects: Any, tmp_path: Path, aiohttp_client: Any
+) -> None:
+    server = zabbix_server_for("7.0")
+    cfg = await _secured(make_config(zabbix={"url": server.url}))
+    p = Pipeline(cfg, netbox_api, server.api, netbox_objects("sec"), tmp_path, "zabbix7")
+    p.kafka_overrides = kafka3.kafka_doc()
+
+    rc, lines = await _consumer_exit(p, kafka3.credentials("nbzx-consumer", "not-the-password"))
+    refused = [ln for ln in lines if ln.get("event") == "kafka_refused"]
+    assert rc == 3 and len(refused) == 1, lines[-5:]
+    assert "refused the credentials of nbzx-consumer (SCRAM-SHA-512)" in refused[0]["error"]
+    assert "not-the-password" not in json.dumps(lines)
+
+    rc, lines = await _consumer_exit(p, kafka3.credentials("nbzx-receiver"))  # the receiver's rights
+    refused = [ln for ln in lines if ln.get("event") == "kafka_refused"]
+    assert rc == 3 and len(refused) == 1, lines[-5:]
+    assert "does not let nbzx-receiver do this" in refused[0]["error"] and "nbzx kafka acls" in refused[0]["error"]
+
+    # A receiver with the hook's rights (create topics, nothing else): 503s, and one line for them.
+    raw = captures()[4]["raw_body"].encode()
+    headers = {"Content-Type": "application/json", "X-Hook-Signature": sign(HOOK_SECRET, raw)}
+    with capture_logs() as logs:
+        client = await aiohttp_client(make_app(kafka3.on_cluster(cfg, "nbzx-hook")))
+        statuses = [(await client.post("/webhook", data=raw, headers=headers)).status for _ in range(2)]
+    assert statuses == [503, 503]
+    [line] = [e for e in logs if e["event"] == "kafka_not_authorized"]
+    assert "does not let nbzx-hook do this" in line["error"], line
