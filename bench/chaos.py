@@ -15,7 +15,12 @@ and, without a reconcile, it checks:
 It prints the changes made, the faults by kind, the time to converge after the last fault, the letters
 and every violated invariant with its key.
 
-    .venv/bin/python bench/chaos.py [--minutes 20] [--seed N] [--consumers 2] [--servers 1|2]
+    .venv/bin/python bench/chaos.py [--minutes 20] [--seed N] [--consumers 2] [--servers 1|2] [--secure]
+
+With `--secure` the soak runs on the stack's secure cluster (scripts/stack up kafka3: three brokers,
+SASL_SSL, ACLs): the receiver and the consumers each with their own user and only the ACLs of
+`nbzx kafka acls`, topics made by the hook's user with replication 3, and the broker faults become:
+kill -9 of a partition's leader, a broker stopped for a while, and a rolling restart of all three.
 
 Not injected: a slow (rather than absent) Zabbix. Broker outages are kept under NetBox's webhook retry
 budget (RQ_RETRY_INTERVAL 2+5+10+30+60 s on the local stack): a webhook NetBox gives up on is a change
@@ -53,6 +58,7 @@ from nbzx.engine.sync import SyncEngine
 from nbzx.engine.zabbix import Zabbix
 from nbzx.receiver.app import make_app
 from nbzx.schemas import DeadLetter, decode
+from tests import kafka3
 from tests.conftest import (
     NETBOX_TOKEN,
     NETBOX_URL,
@@ -80,6 +86,7 @@ class Report(msgspec.Struct, kw_only=True):
     seed: int
     minutes: float
     servers: int = 1
+    secure: bool = False
     changes: dict[str, int]
     faults: dict[str, int]
     converge_s: float | None
@@ -111,9 +118,10 @@ def say(msg: str) -> None:
 
 
 class Chaos:
-    def __init__(self, seed: int, consumers: int, workdir: Path, servers: int = 1) -> None:
+    def __init__(self, seed: int, consumers: int, workdir: Path, servers: int = 1, secure: bool = False) -> None:
         self.rng = random.Random(seed)
         self.seed, self.min_consumers, self.workdir, self.servers = seed, consumers, workdir, servers
+        self.secure = secure
         self.nb = pynetbox.api(NETBOX_URL, token=NETBOX_TOKEN)
         self.tag = f"chaos-{uuid.uuid4().hex[:6]}"
         several: dict[str, Any] = {}
@@ -135,6 +143,8 @@ class Chaos:
             },
             delete={"mode": "hard"},
         )
+        if secure:  # the soak's own reads (dead letters) as admin; each process gets its own user
+            self.cfg = kafka3.on_cluster(self.cfg, "admin")
         self.consumers: list[ConsumerProcess] = []
         self.changes: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
@@ -150,7 +160,11 @@ class Chaos:
     # ---- set-up ----
 
     async def setup(self) -> None:
-        await create_topics(self.cfg)
+        if self.secure:
+            kafka3.grant(self.cfg)
+            await create_topics(kafka3.on_cluster(self.cfg, "nbzx-hook"))
+        else:
+            await create_topics(self.cfg)
         t = self.tag
         nb = self.nb
         self.manu = nb.dcim.manufacturers.create(name=t, slug=t)
@@ -164,7 +178,9 @@ class Chaos:
         self.context = nb.extras.config_contexts.create(
             name=t, weight=1000, sites=[self.sites[1].id], data={"zabbix": {"tags": {"chaos": "v0"}}}
         )
-        self.runner = web.AppRunner(make_app(self.cfg))
+        app = make_app(kafka3.on_cluster(self.cfg, "nbzx-receiver") if self.secure else self.cfg)
+        # NetBox's webhook worker leaves connections open: do not wait aiohttp's 60 s for them at the end.
+        self.runner = web.AppRunner(app, shutdown_timeout=2.0)
         await self.runner.setup()
         port = free_port()
         await web.TCPSite(self.runner, "127.0.0.1", port).start()
@@ -178,6 +194,8 @@ class Chaos:
                 "servers": {n: {"url": u, "rate_per_s": 200, **CREDENTIALS} for n, (u, _) in SERVERS.items()}
             }
             self.doc["routes"] = msgspec.to_builtins(self.cfg.routes)
+        if self.secure:
+            self.doc["kafka"].update(kafka3.kafka_doc())
         for _ in range(self.min_consumers):
             self.add_consumer()
 
@@ -185,7 +203,8 @@ class Chaos:
         doc = {**self.doc, "consumer": {**self.doc["consumer"], "http_port": free_port()}}
         n = len(self.consumers)
         path = write_config(doc, self.workdir / f"consumer{n}-{uuid.uuid4().hex[:4]}.yaml")
-        self.consumers.append(ConsumerProcess(path, self.workdir / f"consumer{n}.log"))
+        env = kafka3.credentials("nbzx-consumer") if self.secure else None
+        self.consumers.append(ConsumerProcess(path, self.workdir / f"consumer{n}.log", env=env))
 
     # ---- NetBox changes ----
 
@@ -294,6 +313,8 @@ class Chaos:
 
     async def fault(self) -> None:
         kind = self.rng.choice(["kill9", "add", "remove", "broker", "zabbix", "netbox"])
+        if self.secure and not self.faults.get("leader_kill9"):
+            kind = "broker"  # every soak on the cluster kills a partition leader first
         alive = [c for c in self.consumers if c.proc.poll() is None]
         if kind == "kill9" and alive:
             victim = self.rng.choice(alive)
@@ -306,6 +327,8 @@ class Chaos:
             victim = self.rng.choice(alive)
             await asyncio.to_thread(victim.stop)
             self.consumers.remove(victim)
+        elif kind == "broker" and self.secure:
+            kind = await self.broker_fault()
         elif kind in ("broker", "zabbix", "netbox"):
             zabbix = self.rng.choice([s for _, s in SERVERS.values()]) if self.servers == 2 else "zabbix"
             service = {"broker": "kafka", "zabbix": zabbix, "netbox": "netbox"}[kind]
@@ -323,6 +346,46 @@ class Chaos:
             return
         self.faults[kind] += 1
         say(f"fault: {kind} ({len([c for c in self.consumers if c.proc.poll() is None])} consumers)")
+
+    async def broker_fault(self) -> str:
+        """One fault of the secure cluster; returns its kind. Two brokers stay up (min.insync.replicas 2)
+        except in the rolling restart, which takes them down one at a time."""
+        kind = self.rng.choice(["leader_kill9", "broker_stop", "rolling_restart"])
+        if not self.faults.get("leader_kill9"):
+            kind = "leader_kill9"
+        down_s = self.rng.uniform(3, 10)
+        if kind == "leader_kill9":
+            node = await self.leader(self.rng.randrange(self.cfg.kafka.partitions))
+            say(f"fault: kill -9 of node {node}, a partition leader of the events topic, for {down_s:.0f}s")
+            await asyncio.to_thread(kafka3.broker, "kill", node)
+            await asyncio.sleep(down_s)
+            await asyncio.to_thread(kafka3.broker, "start", node)
+        elif kind == "broker_stop":
+            node = self.rng.randint(1, 3)
+            say(f"fault: node {node} stopped for {down_s:.0f}s")
+            await asyncio.to_thread(kafka3.broker, "stop", node)
+            await asyncio.sleep(down_s)
+            await asyncio.to_thread(kafka3.broker, "start", node)
+        else:
+            say("fault: rolling restart of the three brokers")
+            for node in (1, 2, 3):
+                await asyncio.to_thread(kafka3.broker, "stop", node)
+                await asyncio.to_thread(kafka3.broker, "start", node)
+        return kind
+
+    async def leader(self, partition: int) -> int:
+        """The node leading `partition` of the events topic now."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        from nbzx.common.kafka import client_kwargs
+
+        admin = AIOKafkaAdminClient(**client_kwargs(self.cfg))
+        await admin.start()
+        try:
+            [desc] = await admin.describe_topics([self.cfg.kafka.topics.events])
+            return int(next(p["leader"] for p in desc["partitions"] if p["partition"] == partition))
+        finally:
+            await admin.close()
 
     # ---- the run ----
 
@@ -358,6 +421,7 @@ class Chaos:
             seed=self.seed,
             minutes=minutes,
             servers=self.servers,
+            secure=self.secure,
             changes=dict(self.changes),
             faults=dict(self.faults),
             converge_s=converge_s,
@@ -472,7 +536,8 @@ class Chaos:
 
 
 def print_report(r: Report) -> None:
-    print(f"chaos: seed {r.seed}, {r.minutes} min, {r.servers} Zabbix server(s)")
+    where = "the secure three-broker cluster (SASL_SSL, ACLs)" if r.secure else "one broker"
+    print(f"chaos: seed {r.seed}, {r.minutes} min, {r.servers} Zabbix server(s), {where}")
     print(f"  changes made: {sum(r.changes.values())}  " + ", ".join(f"{k} {v}" for k, v in sorted(r.changes.items())))
     print(f"  faults injected: {sum(r.faults.values())}  " + ", ".join(f"{k} {v}" for k, v in sorted(r.faults.items())))
     conv = f"{r.converge_s:.1f} s" if r.converge_s is not None else "did not converge"
@@ -483,10 +548,10 @@ def print_report(r: Report) -> None:
         print(f"    {v}")
 
 
-async def soak(minutes: float, seed: int, consumers: int = 2, servers: int = 1) -> Report:
-    """One soak; the stack must be up (scripts/stack up)."""
+async def soak(minutes: float, seed: int, consumers: int = 2, servers: int = 1, secure: bool = False) -> Report:
+    """One soak; the stack must be up (scripts/stack up, and kafka3 for `secure`)."""
     with tempfile.TemporaryDirectory(prefix="nbzx-chaos-") as tmp:
-        chaos = Chaos(seed, consumers, Path(tmp), servers)
+        chaos = Chaos(seed, consumers, Path(tmp), servers, secure)
         try:
             return await chaos.run(minutes)
         finally:
@@ -499,9 +564,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--consumers", type=int, default=2)
     ap.add_argument("--servers", type=int, choices=[1, 2], default=1, help="2: Zabbix 6.0 and 7.0, routed by site")
+    ap.add_argument("--secure", action="store_true", help="on the secure three-broker cluster (stack up kafka3)")
     args = ap.parse_args()
     setup_logging("warning")  # the in-process receiver's line per webhook would bury the soak's own lines
-    report = asyncio.run(soak(args.minutes, args.seed, args.consumers, args.servers))
+    report = asyncio.run(soak(args.minutes, args.seed, args.consumers, args.servers, args.secure))
     print_report(report)
     return 0 if not report.violations else 1
 

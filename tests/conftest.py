@@ -324,9 +324,11 @@ async def consume_all(cfg: Config, topic: str, min_count: int, timeout_s: float 
 
     from aiokafka import AIOKafkaConsumer
 
+    from nbzx.common.kafka import client_kwargs
+
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=cfg.kafka.bootstrap,
+        **client_kwargs(cfg),  # the secure cluster's TLS and SASL too
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
@@ -369,7 +371,9 @@ async def aiohttp_listener() -> AsyncIterator[Callable[..., Any]]:
     runners: list[web.AppRunner] = []
 
     async def start(app: web.Application) -> str:
-        runner = web.AppRunner(app)
+        # NetBox's webhook worker leaves its connections open: without a short shutdown timeout the
+        # cleanup waited aiohttp's default 60 s for them to close.
+        runner = web.AppRunner(app, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
