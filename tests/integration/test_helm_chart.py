@@ -260,3 +260,31 @@ def test_a_private_ca_is_mounted_and_becomes_every_endpoints_ca_file(helm: str, 
         assert ref == "corp-ca"
         [c] = spec["containers"]
         assert {"name": "private-ca", "mountPath": "/etc/nbzx/ca", "readOnly": True} in c["volumeMounts"]
+
+
+def test_each_component_can_be_its_own_kafka_user_from_its_own_secret(helm: str) -> None:
+    sets = ["kafka.securityProtocol=SASL_SSL", "kafka.saslMechanism=SCRAM-SHA-512", "console.enabled=true"]
+    sets += ["secrets.consoleViewerTokens.name=nbzx-console"]
+    for c in ("receiver", "consumer", "console", "hook"):
+        sets.append(f"secrets.kafkaUsers.{c}.name=kafka-{c}")
+    out = render(helm, sets=tuple(sets))
+    assert out.returncode == 0, out.stderr
+    users = {}
+    for m in docs(out.stdout):
+        spec = m.get("spec", {})
+        pod = spec.get("jobTemplate", {}).get("spec", spec).get("template", {}).get("spec")
+        if not pod:
+            continue
+        for c in pod["containers"]:
+            refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c.get("env", []) if "valueFrom" in e}
+            users[m["metadata"]["name"] + "/" + c["name"]] = (
+                refs["NBZX_KAFKA_SASL_USERNAME"]["name"],
+                refs["NBZX_KAFKA_SASL_PASSWORD"]["name"],
+            )
+    by_workload = {k.split("/")[0].removeprefix("nbzx-netbox-zabbix-stream-"): v[0] for k, v in users.items()}
+    assert by_workload["receiver"] == "kafka-receiver" and by_workload["consumer"] == "kafka-consumer"
+    assert by_workload["console"] == "kafka-console" and by_workload["reconcile"] == "kafka-receiver"
+    assert by_workload["topics"] == "kafka-hook"
+    assert all(u == p for u, p in users.values())
+    missing = render(helm, sets=("kafka.securityProtocol=SASL_SSL", "secrets.kafkaUsers.receiver.name=kafka-receiver"))
+    assert "(or secrets.kafkaUsers.consumer for the consumer)" in missing.stderr

@@ -84,11 +84,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- toYaml $cfg -}}
 {{- end -}}
 
-{{/* Environment variables from existing Secrets; only the ones whose Secret name is set. */}}
+{{/* Environment variables from existing Secrets; only the ones whose Secret name is set. Call with
+(dict "root" $ "component" "receiver|consumer|console|hook"): a component's own Kafka user
+(secrets.kafkaUsers.<component>, with its own ACLs) replaces the shared kafkaSaslUsername/Password. */}}
 {{- define "nbzx.secretEnv" -}}
+{{- $ := .root -}}
 {{- $vars := dict "netboxToken" "NETBOX_TOKEN" "zabbixToken" "ZABBIX_TOKEN" "zabbixUser" "ZABBIX_USER" "zabbixPassword" "ZABBIX_PASSWORD" "webhookSecret" "NBZX_WEBHOOK_SECRET" "apiToken" "NBZX_API_TOKEN" "kafkaSaslUsername" "NBZX_KAFKA_SASL_USERNAME" "kafkaSaslPassword" "NBZX_KAFKA_SASL_PASSWORD" -}}
+{{- $own := index (default (dict) $.Values.secrets.kafkaUsers) .component | default (dict) -}}
 {{- range $key := keys $vars | sortAlpha }}
 {{- $ref := index $.Values.secrets $key }}
+{{- if and $own.name (eq $key "kafkaSaslUsername") }}{{- $ref = dict "name" $own.name "key" (default "username" $own.usernameKey) }}{{- end }}
+{{- if and $own.name (eq $key "kafkaSaslPassword") }}{{- $ref = dict "name" $own.name "key" (default "password" $own.passwordKey) }}{{- end }}
 {{- if $ref.name }}
 - name: {{ index $vars $key }}
   valueFrom:
@@ -97,7 +103,7 @@ app.kubernetes.io/component: {{ .component }}
       key: {{ $ref.key }}
 {{- end }}
 {{- end }}
-{{- range $name, $v := .Values.zabbix.servers }}
+{{- range $name, $v := $.Values.zabbix.servers }}
 {{- $stem := printf "ZABBIX_%s" (upper (regexReplaceAll "[^a-zA-Z0-9]" $name "_")) }}
 {{- range $part := list "token" "user" "password" }}
 {{- $ref := index $v (printf "%sSecret" $part) }}
@@ -110,7 +116,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 {{- end }}
-{{- range .Values.secrets.extra }}
+{{- range $.Values.secrets.extra }}
 - name: {{ .env }}
   valueFrom:
     secretKeyRef:
@@ -151,8 +157,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- else if not (or .Values.secrets.zabbixToken.name (and .Values.secrets.zabbixUser.name .Values.secrets.zabbixPassword.name)) -}}
 {{- fail "secrets.zabbixToken.name (or secrets.zabbixUser.name and secrets.zabbixPassword.name) is required" -}}
 {{- end -}}
-{{- if and (hasPrefix "SASL" .Values.kafka.securityProtocol) (not .Values.secrets.kafkaSaslPassword.name) -}}
-{{- fail "kafka.securityProtocol is SASL_*: secrets.kafkaSaslUsername.name and secrets.kafkaSaslPassword.name are required" -}}
+{{- if hasPrefix "SASL" .Values.kafka.securityProtocol -}}
+{{- range $c := list "receiver" "consumer" "console" "hook" -}}
+{{- $own := index (default (dict) $.Values.secrets.kafkaUsers) $c | default (dict) -}}
+{{- if not (or $own.name $.Values.secrets.kafkaSaslPassword.name) -}}
+{{- fail (printf "kafka.securityProtocol is SASL_*: secrets.kafkaSaslUsername.name and secrets.kafkaSaslPassword.name are required (or secrets.kafkaUsers.%s for the %s)" $c $c) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
