@@ -20,6 +20,21 @@ kafka_install() {
   rm -rf "$KAFKA_LIBS"; mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
 }
 
+# kafka_log4j FILE: warnings only, plus the line saying the server started (also used by kafka3.sh).
+kafka_log4j() {
+  cat > "$1" <<'PROPS'
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = info
+PROPS
+}
+
 kafka_configure() {
   mkdir -p "$KAFKA_STATE"
   cat > "$KAFKA_STATE/server.properties.new" <<PROPS
@@ -60,17 +75,7 @@ PROPS
   KAFKA_CONFIG_CHANGED=0
   cmp -s "$KAFKA_STATE/server.properties.new" "$KAFKA_STATE/server.properties" || KAFKA_CONFIG_CHANGED=1
   mv "$KAFKA_STATE/server.properties.new" "$KAFKA_STATE/server.properties"
-  cat > "$KAFKA_STATE/log4j2.properties" <<'PROPS'
-status = warn
-appender.console.type = Console
-appender.console.name = STDOUT
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = warn
-rootLogger.appenderRef.stdout.ref = STDOUT
-logger.server.name = kafka.server.KafkaRaftServer
-logger.server.level = info
-PROPS
+  kafka_log4j "$KAFKA_STATE/log4j2.properties"
   if [ ! -f "$KAFKA_STATE/data/meta.properties" ]; then
     log "kafka: formatting KRaft storage"
     local cid

@@ -17,6 +17,12 @@ kafka3_port() { echo $((KAFKA3_BASE_PORT + $1 - 1 + ${2:-0})); }
 kafka3_password() { echo "$1-local-secret"; }
 kafka3_bootstrap() { echo "127.0.0.1:$(kafka3_port 1),127.0.0.1:$(kafka3_port 2),127.0.0.1:$(kafka3_port 3)"; }
 
+# The plain broker's jars and Java, and openssl for the certificates.
+kafka3_install() {
+  kafka_install
+  command -v openssl >/dev/null || apt_install openssl
+}
+
 kafka3_configure() {
   local i dir voters
   tls_cert kafka3 nbzx-broker
@@ -69,7 +75,7 @@ num.recovery.threads.per.data.dir=1
 log.cleaner.threads=1
 log.segment.bytes=16777216
 PROPS
-    cp "$KAFKA_STATE/log4j2.properties" "$dir/log4j2.properties"
+    kafka_log4j "$dir/log4j2.properties"
   done
   if [ ! -f "$KAFKA3_STATE/node1/data/meta.properties" ]; then
     log "kafka3: formatting three KRaft nodes with the SCRAM users ${KAFKA3_USERS[*]}"
@@ -102,8 +108,7 @@ kafka3_up() {
     && kafka3_ready >/dev/null 2>&1; then
     log "kafka3: already running ($(kafka3_bootstrap))"; return 0
   fi
-  kafka_install
-  kafka_configure  # the plain broker's files: log4j settings shared
+  kafka3_install
   kafka3_configure
   for i in 1 2 3; do
     if ! pid_alive "$(state_pid "kafka3-$i")"; then

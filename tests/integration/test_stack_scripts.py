@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 from tests.e2e.pipeline import free_port
 
 SCRIPTS = ROOT / "scripts"
-SERVICES = ("postgres", "kafka", "zabbix", "zabbix7", "redis", "netbox", "tls", "k8s")
+SERVICES = ("postgres", "kafka", "zabbix", "zabbix7", "redis", "netbox", "tls", "kafka3", "k8s")
 
 
 def _kafka_env(tmp_path: Path) -> dict[str, str]:
