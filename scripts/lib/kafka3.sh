@@ -9,6 +9,7 @@
 
 KAFKA3_STATE="$STATE_DIR/kafka3"
 KAFKA3_BASE_PORT=${NBZX_KAFKA3_BASE_PORT:-9291}  # node i: clients base+i-1, controller +100, health +200
+KAFKA3_PODS_BASE_PORT=${NBZX_KAFKA3_PODS_BASE_PORT:-19291}  # node i's SASL_SSL listener for the local Kubernetes' pods
 KAFKA3_USERS=(admin nbzx-receiver nbzx-consumer nbzx-console nbzx-hook)
 KAFKA3_STOREPASS=nbzx-local  # the local stack's keystore password (loopback only)
 
@@ -16,6 +17,10 @@ kafka3_port() { echo $((KAFKA3_BASE_PORT + $1 - 1 + ${2:-0})); }
 # The local stack's SCRAM passwords: "<user>-local-secret" (loopback only, like NetBox's token).
 kafka3_password() { echo "$1-local-secret"; }
 kafka3_bootstrap() { echo "127.0.0.1:$(kafka3_port 1),127.0.0.1:$(kafka3_port 2),127.0.0.1:$(kafka3_port 3)"; }
+kafka3_pods_port() { echo $((KAFKA3_PODS_BASE_PORT + $1 - 1)); }
+kafka3_pods_bootstrap() {
+  echo "$POD_GATEWAY:$(kafka3_pods_port 1),$POD_GATEWAY:$(kafka3_pods_port 2),$POD_GATEWAY:$(kafka3_pods_port 3)"
+}
 
 # The plain broker's jars and Java, and openssl for the certificates.
 kafka3_install() {
@@ -25,6 +30,7 @@ kafka3_install() {
 
 kafka3_configure() {
   local i dir voters
+  KAFKA3_CONFIG_CHANGED=0
   tls_cert kafka3 nbzx-broker
   if [ ! -f "$TLS_STATE/kafka3.p12" ]; then
     openssl pkcs12 -export -in "$TLS_STATE/kafka3.crt" -inkey "$TLS_STATE/kafka3.key" -name broker \
@@ -34,15 +40,17 @@ kafka3_configure() {
   voters="1@127.0.0.1:$(kafka3_port 1 100),2@127.0.0.1:$(kafka3_port 2 100),3@127.0.0.1:$(kafka3_port 3 100)"
   for i in 1 2 3; do
     dir="$KAFKA3_STATE/node$i"; mkdir -p "$dir"
-    cat > "$dir/server.properties" <<PROPS
+    cat > "$dir/server.properties.new" <<PROPS
 process.roles=broker,controller
 node.id=$i
 controller.quorum.voters=$voters
-listeners=CLIENT://127.0.0.1:$(kafka3_port "$i"),CONTROLLER://127.0.0.1:$(kafka3_port "$i" 100),HEALTH://127.0.0.1:$(kafka3_port "$i" 200)
-advertised.listeners=CLIENT://127.0.0.1:$(kafka3_port "$i"),HEALTH://127.0.0.1:$(kafka3_port "$i" 200)
+# PODS: for the local Kubernetes' pods, on every address (the pod bridge may not exist yet), advertised
+# on the bridge's host address like the plain broker's.
+listeners=CLIENT://127.0.0.1:$(kafka3_port "$i"),CONTROLLER://127.0.0.1:$(kafka3_port "$i" 100),HEALTH://127.0.0.1:$(kafka3_port "$i" 200),PODS://0.0.0.0:$(kafka3_pods_port "$i")
+advertised.listeners=CLIENT://127.0.0.1:$(kafka3_port "$i"),HEALTH://127.0.0.1:$(kafka3_port "$i" 200),PODS://$POD_GATEWAY:$(kafka3_pods_port "$i")
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=CLIENT
-listener.security.protocol.map=CLIENT:SASL_SSL,CONTROLLER:SSL,HEALTH:PLAINTEXT
+listener.security.protocol.map=CLIENT:SASL_SSL,CONTROLLER:SSL,HEALTH:PLAINTEXT,PODS:SASL_SSL
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(kafka3_password admin)";
@@ -75,6 +83,8 @@ num.recovery.threads.per.data.dir=1
 log.cleaner.threads=1
 log.segment.bytes=16777216
 PROPS
+    cmp -s "$dir/server.properties.new" "$dir/server.properties" || KAFKA3_CONFIG_CHANGED=1
+    mv "$dir/server.properties.new" "$dir/server.properties"
     kafka_log4j "$dir/log4j2.properties"
   done
   if [ ! -f "$KAFKA3_STATE/node1/data/meta.properties" ]; then
@@ -104,12 +114,14 @@ kafka3_start_node() {
 
 kafka3_up() {
   local t0 i; t0=$(now)
-  if pid_alive "$(state_pid kafka3-1)" && pid_alive "$(state_pid kafka3-2)" && pid_alive "$(state_pid kafka3-3)" \
-    && kafka3_ready >/dev/null 2>&1; then
-    log "kafka3: already running ($(kafka3_bootstrap))"; return 0
-  fi
   kafka3_install
   kafka3_configure
+  if pid_alive "$(state_pid kafka3-1)" && pid_alive "$(state_pid kafka3-2)" && pid_alive "$(state_pid kafka3-3)" \
+    && kafka3_ready >/dev/null 2>&1; then
+    if [ "$KAFKA3_CONFIG_CHANGED" = 0 ]; then log "kafka3: already running ($(kafka3_bootstrap))"; return 0; fi
+    log "kafka3: its settings changed; restarting it"
+    kafka3_down
+  fi
   for i in 1 2 3; do
     if ! pid_alive "$(state_pid "kafka3-$i")"; then
       port_open "$(kafka3_port "$i")" && die "port $(kafka3_port "$i") is taken by a process the stack did not start"

@@ -65,9 +65,11 @@ class Release:
             "jobs": f"test.jobs.{suffix}",
             "dlq": f"test.dlq.{suffix}",
             "host_status": f"test.host-status.{suffix}",
+            "changelog": f"test.changelog.{suffix}",
         }
         self.sets = [f"config.kafka.topics.{k}={v}" for k, v in self.topics.items()]
-        self.sets.append(f"config.kafka.group=nbzx-k8s-{suffix}")
+        self.group = f"nbzx-k8s-{suffix}"
+        self.sets.append(f"config.kafka.group={self.group}")
         cluster.kubectl(
             "-n", self.ns, "create", "secret", "generic", "nbzx",
             f"--from-literal=netbox-token={NETBOX_TOKEN}",
@@ -79,6 +81,30 @@ class Release:
             f"--from-literal=console-operator-tokens=alice:{OPERATOR_TOKEN}",
         )  # fmt: skip
         self.fullname = f"{name}-netbox-zabbix-stream"
+
+    def secure(self) -> None:
+        """Run this release on the stack's secure Kafka cluster (scripts/lib/kafka3.sh): SASL_SSL, the CA
+        from a Secret, each component its own user from its own Secret, with the ACLs `nbzx kafka acls`
+        gives it for this release's topics and group (granted here, as an operator would)."""
+        from tests import kafka3
+        from tests.conftest import make_config
+
+        self.k.kubectl("-n", self.ns, "create", "secret", "generic", "kafka-ca", f"--from-file=ca.crt={kafka3.CA}")
+        for component, user in kafka3.USERS.items():
+            self.k.kubectl(
+                "-n", self.ns, "create", "secret", "generic", f"kafka-{component}",
+                f"--from-literal=username={user}", f"--from-literal=password={kafka3.password(user)}",
+            )  # fmt: skip
+            self.sets.append(f"secrets.kafkaUsers.{component}.name=kafka-{component}")
+        bootstrap = os.environ.get("NBZX_KAFKA3_PODS_BOOTSTRAP", "10.244.0.1:19291,10.244.0.1:19292,10.244.0.1:19293")
+        self.sets += [
+            f"kafka.bootstrap={bootstrap.replace(',', chr(92) + ',')}",  # --set splits on unescaped commas
+            "kafka.securityProtocol=SASL_SSL",
+            "kafka.saslMechanism=SCRAM-SHA-512",
+            "kafka.replication=3",
+            "kafka.tls.secretName=kafka-ca",
+        ]
+        kafka3.grant(make_config(kafka={"topics": self.topics, "group": self.group}))
 
     def _helm(self, verb: str, *extra: str) -> str:
         args = [verb, self.name, str(CHART), "-n", self.ns, "-f", str(self.values), "-f", str(LOCAL_VALUES)]
@@ -119,7 +145,7 @@ class Release:
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
     """The local Kubernetes, started (and built, the first time) by scripts/cluster."""
-    ensure_stack("kafka", "zabbix", "netbox")
+    ensure_stack("kafka", "kafka3", "zabbix", "netbox")
     up = subprocess.run([str(ROOT / "scripts" / "cluster"), "up"], capture_output=True, text=True, check=False)
     if up.returncode != 0:
         raise RuntimeError(f"scripts/cluster up failed:\n{up.stderr[-4000:]}")

@@ -1,6 +1,7 @@
 """The chart installed for real on the local Kubernetes (scripts/cluster), with the image built here
 (scripts/image), in namespaces that enforce the restricted Pod Security level: hooks, Ready pods, and
-the whole pipeline through the cluster (NetBox -> receiver Service -> Kafka -> consumer pods -> Zabbix)."""
+the whole pipeline through the cluster (NetBox -> receiver Service -> Kafka -> consumer pods -> Zabbix),
+on the stack's secure Kafka cluster: SASL_SSL, its CA and each component's own user from Secrets."""
 
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ def test_minimal_values_run_the_pipeline_in_pods(
 ) -> None:
     nb, zapi = netbox_api, zabbix_api
     rel = release(MINIMAL)
+    rel.secure()  # SASL_SSL with the CA and each component's credentials from Secrets, ACLs enforced
     rel.sets += ["config.netbox.write_back.journal=true", "config.netbox.write_back.custom_fields=true"]
     rel.install()  # --wait: the hook Job (topics, write-back's custom fields) succeeded, every Deployment Ready
     for component in ("receiver", "consumer"):
