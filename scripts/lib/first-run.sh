@@ -16,6 +16,8 @@ first_run_banner() {
     || parts+=("Zabbix 7.0 in a Debian trixie chroot (debootstrap + apt)           ~2-3 min")
   compgen -G "$cache/netbox/netbox-*-base.dump" >/dev/null \
     || parts+=("NetBox 4.7.3 (pip, builds psycopg) and its database migrations     ~10 min")
+  command -v haproxy >/dev/null \
+    || parts+=("HAProxy, the HTTPS front to NetBox and Zabbix (Debian package)     ~10 s")
   if [ "$1" = all ]; then
     compgen -G "$cache/k8s/*/bin/kubelet" >/dev/null \
       || parts+=("Kubernetes built from the Go module proxy, the image's base (podman) ~15 min")
