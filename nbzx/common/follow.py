@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nbzx.common.config import Config
-from nbzx.common.kafka import new_consumer
+from nbzx.common.kafka import new_consumer, refusal
 from nbzx.common.logging import get_logger
 
 log = get_logger(component="follow")
@@ -17,7 +17,8 @@ log = get_logger(component="follow")
 
 class Follower:
     """Feeds every record of `topic` (from the beginning, then live) to `apply`; `caught_up` is set
-    once the records that existed at start have been applied. Survives Kafka going away."""
+    once the records that existed at start have been applied. Survives Kafka going away; a topic it
+    may not read is one `kafka_not_authorized` line, then quiet retries."""
 
     def __init__(self, cfg: Config, topic: str, apply: Callable[[list[Any]], None]) -> None:
         self.cfg, self.topic, self.apply = cfg, topic, apply
@@ -34,6 +35,7 @@ class Follower:
                 await self._task
 
     async def _run(self) -> None:
+        refused_before = False
         while True:
             # read_committed: the changelog cursor of a leader killed mid-transaction never shows.
             consumer = new_consumer(self.cfg, self.topic, fetch_max_wait_ms=200, isolation_level="read_committed")
@@ -51,8 +53,13 @@ class Follower:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Kafka down: keep what we have, try again
-                log.warning("follow_reconnect", topic=self.topic, error=repr(exc))
-                await asyncio.sleep(2)  # cancelled (not stopped by an event) like every follower task
+                refused = refusal(self.cfg, exc)
+                if refused is None:
+                    log.warning("follow_reconnect", topic=self.topic, error=repr(exc))
+                elif not refused_before:  # said once; the rights may be granted while we wait
+                    log.error("kafka_not_authorized", topic=self.topic, error=str(refused))
+                refused_before = refused is not None
+                await asyncio.sleep(10 if refused_before else 2)  # cancelled like every follower task
             finally:
                 with contextlib.suppress(Exception):
                     await consumer.stop()

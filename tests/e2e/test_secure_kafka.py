@@ -4,6 +4,7 @@ gives it; credentials or rights that are wrong are said in one clear line, not r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -15,6 +16,7 @@ from structlog.testing import capture_logs
 
 from nbzx.common.config import Config
 from nbzx.common.kafka import client_kwargs, create_topics
+from nbzx.console.state import ConsoleState
 from nbzx.core.webhook import sign
 from nbzx.receiver.app import make_app
 from tests import kafka3
@@ -111,3 +113,20 @@ async def test_wrong_credentials_or_another_components_rights_are_one_clear_line
     assert statuses == [503, 503]
     [line] = [e for e in logs if e["event"] == "kafka_not_authorized"]
     assert "does not let nbzx-hook do this" in line["error"], line
+
+
+async def test_a_console_without_the_rights_to_read_says_so_once_per_topic_and_is_not_ready(cluster: None) -> None:
+    cfg = await _secured(make_config())
+    state = ConsoleState(kafka3.on_cluster(cfg, "nbzx-receiver"))  # the receiver may read jobs only
+    t = cfg.kafka.topics
+    with capture_logs() as logs:
+        state.start()
+        try:
+            await wait_until(lambda: state.followers[0].caught_up.is_set(), 30, "the jobs topic read")
+            await asyncio.sleep(12)  # past a retry of the refused followers
+            ready = state.caught_up
+        finally:
+            await state.stop()
+    refused = sorted(e["topic"] for e in logs if e["event"] == "kafka_not_authorized")
+    assert refused == sorted([t.host_status, t.dlq, t.changelog]), refused  # once each, not per retry
+    assert not ready, "a console that cannot read the statuses is not ready"
