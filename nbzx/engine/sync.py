@@ -25,7 +25,9 @@ from nbzx.core.planner import SyncResult, one_proxy, plan_host, today_utc
 from nbzx.core.routing import Route, route, uses_geography
 from nbzx.engine.netbox import NetBox, NetBoxError
 from nbzx.engine.zabbix import Zabbix, ZabbixError
+from nbzx.schemas.objects import HOST_TYPES, split_key
 
+NOT_A_HOST = "not a host: only a device or a virtual machine has one"
 log = get_logger(component="sync")
 
 SYNCS = Counter("nbzx_sync_total", "Host syncs by server, action and result", ["server", "action", "result"])
@@ -221,6 +223,12 @@ class SyncEngine:
         it is routed to."""
         t0 = time.perf_counter()
         keys = sorted(set(host_keys))
+        # A key that names no device or VM (an IP whose interface is gone, from the change log) has no host.
+        others = [k for k in keys if split_key(k)[0] not in HOST_TYPES]
+        if others:
+            skipped = [SyncResult(host_key=k, action="noop", result="skipped", reason=NOT_A_HOST) for k in others]
+            hosts = [k for k in keys if k not in others]
+            return skipped + (await self.sync(hosts, dry_run) if hosts else [])
         try:
             batch = await self._read(keys)
             permanent = next((e for e in batch.unread.values() if not e.transient), None)

@@ -54,6 +54,8 @@ listener.security.protocol.map=CLIENT:SASL_SSL,CONTROLLER:SSL,HEALTH:PLAINTEXT,P
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(kafka3_password admin)";
+# Every SASL listener needs a login entry; only the inter-broker one (CLIENT) logs in as someone.
+listener.name.pods.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 ssl.keystore.type=PKCS12
 ssl.keystore.location=$TLS_STATE/kafka3.p12
 ssl.keystore.password=$KAFKA3_STOREPASS

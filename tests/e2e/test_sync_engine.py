@@ -502,6 +502,17 @@ async def test_ipmi_jmx_and_out_of_band_interfaces_and_ipmi_access_are_written_t
     assert {r["ip"] for r in after if r["type"] != "3"} == {lab_ip(90)}
 
 
+async def test_a_key_that_is_not_a_hosts_is_skipped_and_holds_back_no_other_key(env: Env) -> None:
+    """The change-log follower keys a deleted IP to itself once its interface is gone (CI: the engine
+    crashed on such a key with a KeyError, and the round stood still as if Zabbix were down)."""
+    dev = await asyncio.to_thread(env.device, f"notahost-{uuid.uuid4().hex[:6]}", lab_ip(98))
+    key = f"dcim.device:{dev.id}"
+    results = {r.host_key: r for r in await env.sync("ipam.ipaddress:999999", key)}
+    ip = results["ipam.ipaddress:999999"]
+    assert (ip.action, ip.result) == ("noop", "skipped") and "not a host" in ip.reason, ip
+    assert (results[key].action, results[key].result) == ("create", "ok"), results[key]
+
+
 def _stored_psk(server: ZabbixServer, hostid: str) -> tuple[str, str]:
     """The PSK identity and key Zabbix stored for a host, from its database (its API never returns them)."""
     query = f"select tls_psk_identity, tls_psk from hosts where hostid = {int(hostid)}"
