@@ -111,8 +111,13 @@ async def test_wrong_credentials_or_another_components_rights_are_one_clear_line
         client = await aiohttp_client(make_app(kafka3.on_cluster(cfg, "nbzx-hook")))
         statuses = [(await client.post("/webhook", data=raw, headers=headers)).status for _ in range(2)]
     assert statuses == [503, 503]
-    [line] = [e for e in logs if e["event"] == "kafka_not_authorized"]
-    assert "does not let nbzx-hook do this" in line["error"], line
+    lines = [e for e in logs if e["event"] == "kafka_not_authorized"]
+    # Once each, however many requests: its producer (no WRITE anywhere), and its jobs view (no READ)
+    # when its follower has tried by then.
+    topics = [e["topic"] for e in lines]
+    assert topics.count("(any: the idempotent producer)") == 1, topics
+    assert set(topics) <= {"(any: the idempotent producer)", cfg.kafka.topics.jobs} and len(set(topics)) == len(topics)
+    assert all("does not let nbzx-hook do this" in e["error"] for e in lines), lines
 
 
 async def test_a_console_without_the_rights_to_read_says_so_once_per_topic_and_is_not_ready(cluster: None) -> None:
