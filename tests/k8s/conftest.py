@@ -81,6 +81,7 @@ class Release:
             f"--from-literal=console-operator-tokens=alice:{OPERATOR_TOKEN}",
         )  # fmt: skip
         self.fullname = f"{name}-netbox-zabbix-stream"
+        self.own_secrets: list[str] = []  # made by the test, like secret/nbzx: not the chart's to remove
 
     def secure(self) -> None:
         """Run this release on the stack's secure Kafka cluster (scripts/lib/kafka3.sh): SASL_SSL, the CA
@@ -90,6 +91,7 @@ class Release:
         from tests.conftest import make_config
 
         self.k.kubectl("-n", self.ns, "create", "secret", "generic", "kafka-ca", f"--from-file=ca.crt={kafka3.CA}")
+        self.own_secrets += ["secret/kafka-ca", *(f"secret/kafka-{c}" for c in kafka3.USERS)]
         for component, user in kafka3.USERS.items():
             self.k.kubectl(
                 "-n", self.ns, "create", "secret", "generic", f"kafka-{component}",
@@ -125,7 +127,7 @@ class Release:
         """Everything left in the namespace, besides what Kubernetes itself puts in every namespace."""
         kinds = "all,configmaps,secrets,jobs,cronjobs,pdb,ingresses,serviceaccounts,hpa,roles,rolebindings"
         names = self.k.kubectl("-n", self.ns, "get", kinds, "-o", "name").split()
-        ignore = {"configmap/kube-root-ca.crt", "serviceaccount/default", "secret/nbzx"}
+        ignore = {"configmap/kube-root-ca.crt", "serviceaccount/default", "secret/nbzx", *self.own_secrets}
         return [n for n in names if n not in ignore]
 
     def pods(self, component: str) -> list[dict[str, Any]]:
