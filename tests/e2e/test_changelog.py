@@ -200,7 +200,7 @@ async def test_with_webhooks_working_the_follower_does_not_send_their_changes_ag
     await p.converged(keys, timeout_s=30)
     for d in devs:
         await asyncio.to_thread(d.update, {"description": "updated"})
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.5)  # NetBox delivers a webhook in milliseconds, under load in over a second
     ours = {d.id for d in devs}
     changes = [
         int(r.id)
@@ -214,7 +214,8 @@ async def test_with_webhooks_working_the_follower_does_not_send_their_changes_ag
         return _metric(c, "nbzx_changelog_changes_total", outcome=outcome)
 
     # Every change the follower read is accounted for once; those NetBox delivered are not sent again
-    # (one whose webhook is still on its way when the follower reads it is, harmlessly: a no-op sync).
-    assert count("delivered") >= 3
+    # (one whose webhook is still on its way when the follower reads it is, harmlessly: a no-op sync;
+    # which ones that is depends on NetBox's queue, so only "some, not none" is certain: CI saw 2 of 6).
+    assert count("delivered") >= 1
     assert count("delivered") + count("caught_up") >= len(changes)
     assert _metric(c, "nbzx_change_events_total", source="webhook") >= len(changes)
