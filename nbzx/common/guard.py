@@ -93,13 +93,15 @@ class Guard:
         self.rates = limits.parse_many(access.rate_limit) if access.rate_limit else []
         self._rate_text = access.rate_limit
         self._limited = limited
-        self._storage: MemoryStorage | None = None  # made in the running loop, on first use
+        # Made in the running loop, on first use; then the same two limiters for every request.
+        self._made: tuple[MovingWindowRateLimiter, FixedWindowRateLimiter] | None = None
         self._log = get_logger(component=component)
 
     def _limiters(self) -> tuple[MovingWindowRateLimiter, FixedWindowRateLimiter]:
-        if self._storage is None:
-            self._storage = MemoryStorage()
-        return MovingWindowRateLimiter(self._storage), FixedWindowRateLimiter(self._storage)
+        if self._made is None:
+            storage = MemoryStorage()
+            self._made = MovingWindowRateLimiter(storage), FixedWindowRateLimiter(storage)
+        return self._made
 
     async def _refused(self, reason: str, src: str | None, **fields: Any) -> None:
         REFUSED.labels(self.component, reason).inc()
