@@ -38,12 +38,14 @@ die() { log "ERROR: $*"; exit 1; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.1f", a - b }'; }
 
-# state_set NAME PID PORT: one line per service we started; `down` stops exactly these PIDs.
+# state_set NAME PID PORT: one line per service we started; `down` stops exactly these PIDs. The
+# process's start time goes with its PID: after a machine restart the kernel hands the same numbers
+# to other processes, and those are not ours to stop.
 state_set() {
   local name=$1 pid=$2 port=$3
   touch "$STATE_FILE"
   grep -v "^$name " "$STATE_FILE" > "$STATE_FILE.tmp" || true
-  printf '%s %s %s\n' "$name" "$pid" "$port" >> "$STATE_FILE.tmp"
+  printf '%s %s %s %s\n' "$name" "$pid" "$port" "$(proc_start "$pid")" >> "$STATE_FILE.tmp"
   mv "$STATE_FILE.tmp" "$STATE_FILE"
 }
 state_del() {
@@ -51,7 +53,25 @@ state_del() {
   grep -v "^$1 " "$STATE_FILE" > "$STATE_FILE.tmp" || true
   mv "$STATE_FILE.tmp" "$STATE_FILE"
 }
-state_pid() { if [ -f "$STATE_FILE" ]; then awk -v n="$1" '$1==n {print $2}' "$STATE_FILE"; fi; }
+# state_pid NAME: the PID recorded for NAME while it is still the process recorded (same start
+# time); nothing otherwise. A line without a start time (written by an older script) is trusted.
+state_pid() {
+  [ -f "$STATE_FILE" ] || return 0
+  local pid started
+  read -r pid started < <(awk -v n="$1" '$1==n {print $2, $4}' "$STATE_FILE") || true
+  [ -n "$pid" ] || return 0
+  if [ -z "$started" ] || [ "$started" = "$(proc_start "$pid")" ]; then echo "$pid"; fi
+}
+# proc_start PID: when the process started, in clock ticks since boot (field 22 of /proc/PID/stat;
+# the fields are counted after the command name, which may hold spaces).
+proc_start() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  # shellcheck disable=SC2086 # split into fields on purpose
+  set -- $stat
+  echo "${20}"
+}
 
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
@@ -63,20 +83,30 @@ start_bg() {
   state_set "$name" "$!" "$port"
 }
 
-# stop_service NAME: TERM the process group we started, then KILL what is left after 20 s.
+# stop_service NAME...: TERM the process groups we started, all at once (a broker waits for its
+# quorum if its peers are already gone; everything else simply stops sooner), then KILL what is
+# left after 20 s.
 stop_service() {
-  local name=$1 pid
-  pid=$(state_pid "$name")
-  if pid_alive "$pid"; then
-    log "stopping $name (pid $pid)"
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 200); do pid_alive "$pid" || break; sleep 0.1; done
+  local name pid pids=() left
+  for name in "$@"; do
+    pid=$(state_pid "$name")
     if pid_alive "$pid"; then
-      log "$name did not stop in 20 s; killing it"
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+      log "stopping $name (pid $pid)"
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$name:$pid")
     fi
-  fi
-  state_del "$name"
+  done
+  for _ in $(seq 1 200); do
+    left=()
+    for name in "${pids[@]}"; do pid_alive "${name#*:}" && left+=("$name"); done
+    [ "${#left[@]}" -eq 0 ] && break
+    sleep 0.1
+  done
+  for name in "${left[@]}"; do
+    log "${name%%:*} did not stop in 20 s; killing it"
+    kill -KILL -- "-${name#*:}" 2>/dev/null || kill -KILL "${name#*:}" 2>/dev/null || true
+  done
+  for name in "$@"; do state_del "$name"; done
 }
 
 # wait_for DESC TIMEOUT_S LOGFILE CMD...: poll CMD until it succeeds; progress every 10 s; on

@@ -206,10 +206,7 @@ k8s_up() {
 }
 
 k8s_down() {
-  local s
-  for s in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd relay-netbox relay-zabbix relay-zabbix7; do
-    stop_service "$s"
-  done
+  stop_service kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd relay-netbox relay-zabbix relay-zabbix7
   # The kubelet leaves its pods' containers to containerd: stop them before containerd itself.
   if pid_alive "$(state_pid containerd)"; then
     local t

@@ -135,7 +135,7 @@ kafka3_up() {
   log "kafka3: up in $(elapsed "$t0")s"
 }
 
-kafka3_down() { local i; for i in 3 2 1; do stop_service "kafka3-$i"; done; }
+kafka3_down() { stop_service kafka3-1 kafka3-2 kafka3-3; }
 
 kafka3_reset() { kafka3_down; rm -rf "$KAFKA3_STATE"; kafka3_up; }
 

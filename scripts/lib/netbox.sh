@@ -166,7 +166,7 @@ netbox_up() {
   log "netbox: up in $(elapsed "$t0")s ($NETBOX_URL, admin/AdminPass12345, token $NETBOX_TOKEN)"
 }
 
-netbox_down() { stop_service netbox-rq; stop_service netbox-web; stop_service redis; }
+netbox_down() { stop_service netbox-rq netbox-web redis; }
 
 # Back to the freshly migrated database: gunicorn holds connections, so stop it first.
 netbox_reset() {

@@ -136,7 +136,7 @@ zabbix_up() {
   log "zabbix: up in $(elapsed "$t0")s (API $ZABBIX_URL, Admin/zabbix)"
 }
 
-zabbix_down() { stop_service zabbix-server; stop_service zabbix-php; }
+zabbix_down() { stop_service zabbix-server zabbix-php; }
 
 # Back to the pristine database in about a second. zabbix_server exits when its DB is dropped.
 zabbix_reset() {

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -209,3 +210,36 @@ def test_a_database_left_from_before_a_wipe_is_loaded_again(tmp_path: Path) -> N
     finally:
         for name in (db, f"{db}_pristine"):
             _psql("-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_a_pid_left_in_the_state_from_before_a_restart_is_not_stopped(tmp_path: Path) -> None:
+    """After a machine restart the state still names the PIDs the stack had; the kernel hands those
+    numbers to other processes. `down` and `wipe` must end only what the stack started: a recorded
+    PID counts as ours only while its process is the one that was recorded."""
+    env = {**os.environ, "NBZX_CACHE_HOME": str(tmp_path / "cache"), "NBZX_STATE_HOME": str(tmp_path / "state")}
+    (tmp_path / "state").mkdir()
+    stranger = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    ours = subprocess.run(
+        ["bash", "-c", ". scripts/lib/common.sh && start_bg kafka 0 /dev/null sleep 300 && state_pid kafka"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert ours.returncode == 0, ours.stderr
+    our_pid = int(ours.stdout.strip())
+    try:
+        state = tmp_path / "state" / "stack.state"
+        # redis's line, written before the restart (its process started at tick 1 of that boot): the
+        # number now belongs to another process.
+        state.write_text(state.read_text() + f"redis {stranger.pid} 6379 1\n")
+        run = _stack(env, "down", "kafka", "netbox")
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert stranger.poll() is None, "a process the stack did not start was stopped"
+        assert "redis" not in state.read_text(), "the stale line stays in the state"
+        for _ in range(50):
+            if not Path(f"/proc/{our_pid}").exists():
+                break
+            time.sleep(0.1)
+        assert not Path(f"/proc/{our_pid}").exists(), "the stack's own process was not stopped"
+    finally:
+        stranger.kill()
+        stranger.wait()
+        subprocess.run(["kill", "-KILL", str(our_pid)], capture_output=True)
