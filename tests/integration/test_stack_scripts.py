@@ -221,7 +221,11 @@ def test_a_pid_left_in_the_state_from_before_a_restart_is_not_stopped(tmp_path: 
     stranger = subprocess.Popen(["sleep", "300"], start_new_session=True)
     ours = subprocess.run(
         ["bash", "-c", ". scripts/lib/common.sh && start_bg kafka 0 /dev/null sleep 300 && state_pid kafka"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert ours.returncode == 0, ours.stderr
     our_pid = int(ours.stdout.strip())
