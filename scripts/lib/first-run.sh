@@ -31,7 +31,7 @@ first_run_banner() {
   {
     printf '[%s] first run on this machine: installing what is missing (2 cores, times measured here):\n' "${0##*/}"
     printf '        - %s\n' "${parts[@]}"
-    printf '      Downloads and builds are cached in %s (about 7 GB when complete, the Go build cache included),\n' "$cache"
+    printf '      Downloads and builds are cached in %s (about 9 GB when complete, the Go build cache included),\n' "$cache"
     printf '      so later runs take minutes. Progress lines follow; a failure names its step, command and log.\n'
   } >&2
 }
