@@ -87,24 +87,24 @@ start_bg() {
 # quorum if its peers are already gone; everything else simply stops sooner), then KILL what is
 # left after 20 s.
 stop_service() {
-  local name pid pids=() left
+  local name pid entry stopping=() left
   for name in "$@"; do
     pid=$(state_pid "$name")
     if pid_alive "$pid"; then
       log "stopping $name (pid $pid)"
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      pids+=("$name:$pid")
+      stopping+=("$name:$pid")
     fi
   done
   for _ in $(seq 1 200); do
     left=()
-    for name in "${pids[@]}"; do pid_alive "${name#*:}" && left+=("$name"); done
+    for entry in "${stopping[@]}"; do pid_alive "${entry#*:}" && left+=("$entry"); done
     [ "${#left[@]}" -eq 0 ] && break
     sleep 0.1
   done
-  for name in "${left[@]}"; do
-    log "${name%%:*} did not stop in 20 s; killing it"
-    kill -KILL -- "-${name#*:}" 2>/dev/null || kill -KILL "${name#*:}" 2>/dev/null || true
+  for entry in "${left[@]}"; do
+    log "${entry%%:*} did not stop in 20 s; killing it"
+    kill -KILL -- "-${entry#*:}" 2>/dev/null || kill -KILL "${entry#*:}" 2>/dev/null || true
   done
   for name in "$@"; do state_del "$name"; done
 }
